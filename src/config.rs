@@ -1,0 +1,590 @@
+//! Experiment files: the YAML schema a user writes, the checks run before any training, and the
+//! expansion of a grid into fully resolved runs.
+//!
+//! Every mistake in a file is reported with the file name, the place (line/column from the YAML
+//! parser, or the key path for value checks) and what to write instead.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::method::{Method, MethodEntry};
+
+/// An experiment file as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Folder name under `results/` and `reports/`.
+    pub name: String,
+    #[serde(default)]
+    pub dataset: DatasetName,
+    /// Seed of the data subsets (long-tailed, per-class); separate from the training seeds.
+    #[serde(default)]
+    pub data_seed: u64,
+    pub splits: Vec<Split>,
+    pub model: ModelSpec,
+    pub train: TrainSpec,
+    pub methods: Vec<MethodEntry>,
+    pub seeds: Vec<u64>,
+}
+
+/// Which dataset the runs train on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetName {
+    /// UCI optical digits (1,797 8×8 images), embedded in the binary.
+    #[default]
+    Digits,
+}
+
+/// How the training set is subsampled (DESIGN §3). In YAML: `balanced`, `{long_tailed: {ratio: 10}}`,
+/// `{per_class: 20}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Split {
+    Balanced,
+    LongTailed { ratio: f64, profile: Profile },
+    PerClass { k: usize },
+}
+
+/// Shape of a long-tailed class profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// n_i = floor(n_max · ρ^(−i/(C−1))) (LDAM-DRW).
+    #[default]
+    Exp,
+    /// First half of the classes keep n_max, the rest get n_max/ρ.
+    Step,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct LongTailedFields {
+    ratio: f64,
+    #[serde(default)]
+    profile: Profile,
+}
+
+impl Split {
+    /// Short name used in file names and as the stable key of a table column.
+    pub fn slug(&self) -> String {
+        match self {
+            Split::Balanced => "balanced".into(),
+            Split::LongTailed { ratio, profile } => match profile {
+                Profile::Exp => format!("long_tailed-{}", fmt_num(*ratio)),
+                Profile::Step => format!("long_tailed-step-{}", fmt_num(*ratio)),
+            },
+            Split::PerClass { k } => format!("per_class-{k}"),
+        }
+    }
+
+    /// Human-readable column title.
+    pub fn title(&self) -> String {
+        match self {
+            Split::Balanced => "balanced".into(),
+            Split::LongTailed { ratio, profile } => match profile {
+                Profile::Exp => format!("long-tailed ρ={}", fmt_num(*ratio)),
+                Profile::Step => format!("long-tailed step ρ={}", fmt_num(*ratio)),
+            },
+            Split::PerClass { k } => format!("{k} per class"),
+        }
+    }
+}
+
+/// Formats a number without a trailing `.0` (10 → "10", 0.5 → "0.5").
+pub fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+impl Serialize for Split {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Split::Balanced => s.serialize_str("balanced"),
+            Split::LongTailed { ratio, profile } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(
+                    "long_tailed",
+                    &LongTailedFields {
+                        ratio: *ratio,
+                        profile: *profile,
+                    },
+                )?;
+                m.end()
+            }
+            Split::PerClass { k } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("per_class", k)?;
+                m.end()
+            }
+        }
+    }
+}
+
+const SPLIT_KINDS: &[&str] = &["balanced", "long_tailed", "per_class"];
+
+impl<'de> Deserialize<'de> for Split {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct SplitVisitor;
+        impl<'de> Visitor<'de> for SplitVisitor {
+            type Value = Split;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`balanced`, `long_tailed: {ratio: R}` or `per_class: K`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Split, E> {
+                match v {
+                    "balanced" => Ok(Split::Balanced),
+                    "long_tailed" | "per_class" => Err(E::custom(format!(
+                        "split `{v}` needs a parameter: write `{v}: {}`",
+                        if v == "per_class" {
+                            "20"
+                        } else {
+                            "{ratio: 10}"
+                        }
+                    ))),
+                    other => Err(E::unknown_variant(other, SPLIT_KINDS)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Split, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty split entry"))?;
+                let split = match key.as_str() {
+                    "balanced" => {
+                        map.next_value::<de::IgnoredAny>()?;
+                        Split::Balanced
+                    }
+                    "long_tailed" => {
+                        let f: LongTailedFields = map.next_value()?;
+                        Split::LongTailed {
+                            ratio: f.ratio,
+                            profile: f.profile,
+                        }
+                    }
+                    "per_class" => Split::PerClass {
+                        k: map.next_value()?,
+                    },
+                    other => return Err(de::Error::unknown_variant(other, SPLIT_KINDS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "one split per list entry: `{extra}` must be its own `- {extra}: ...` item"
+                    )));
+                }
+                Ok(split)
+            }
+        }
+        d.deserialize_any(SplitVisitor)
+    }
+}
+
+/// The network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    /// Hidden layer widths of the MLP.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![128]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// Fully connected ReLU network on the flattened image.
+    Mlp,
+}
+
+/// Optimiser and schedule. SGD with momentum and weight decay, PyTorch conventions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs at which a `multistep` schedule multiplies the rate by `lr_decay`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_decay: Option<f64>,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_weight_decay() -> f64 {
+    5e-4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Per-epoch cosine from `lr` to 0.
+    #[default]
+    Cosine,
+    /// `lr · lr_decay^(milestones passed)`.
+    Multistep,
+}
+
+impl TrainSpec {
+    /// Learning rate used throughout epoch `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let t = epoch as f64 / self.epochs as f64;
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Multistep => {
+                let passed = self.milestones.iter().filter(|&&m| epoch >= m).count();
+                self.lr * self.lr_decay.unwrap_or(0.2).powi(passed as i32)
+            }
+        }
+    }
+}
+
+/// One point of the grid: everything that determines a run's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub dataset: DatasetName,
+    pub data_seed: u64,
+    pub split: Split,
+    pub model: ModelSpec,
+    pub train: TrainSpec,
+    pub method: Method,
+    pub seed: u64,
+}
+
+impl RunConfig {
+    /// Stable identifier: the first 16 hex digits of SHA-256 over the canonical JSON of the
+    /// resolved config. Same on every machine (field order is fixed, floats print shortest
+    /// round-trip form).
+    pub fn run_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_string(self).expect("run config serialises");
+        let digest = Sha256::digest(json.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// An experiment file after parsing and checking, with the place it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedExperiment {
+    pub path: PathBuf,
+    pub name: String,
+    pub dataset: DatasetName,
+    pub data_seed: u64,
+    pub splits: Vec<Split>,
+    pub model: ModelSpec,
+    pub train: TrainSpec,
+    pub methods: Vec<Method>,
+    pub seeds: Vec<u64>,
+}
+
+impl LoadedExperiment {
+    /// The grid: splits × methods × seeds, in that nesting order.
+    pub fn runs(&self) -> Vec<RunConfig> {
+        let mut out = Vec::new();
+        for split in &self.splits {
+            for method in &self.methods {
+                for &seed in &self.seeds {
+                    out.push(RunConfig {
+                        dataset: self.dataset,
+                        data_seed: self.data_seed,
+                        split: split.clone(),
+                        model: self.model.clone(),
+                        train: self.train.clone(),
+                        method: method.clone(),
+                        seed,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Reads, parses and checks an experiment file.
+pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read experiment file {}: check the path (experiment files live under experiments/)",
+            path.display()
+        )
+    })?;
+    parse_experiment(&text, path)
+}
+
+/// Parses and checks experiment YAML; `path` is only used in messages.
+pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
+    let exp: Experiment =
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!(yaml_error(path, &e)))?;
+    check_experiment(exp, path)
+}
+
+/// Formats a serde_yaml error as `file:line:column: message`, with a "did you mean" hint when an
+/// unknown key or name is close to a valid one.
+pub fn yaml_error(path: &Path, err: &serde_yaml::Error) -> String {
+    let raw = err.to_string();
+    // serde_yaml appends " at line L column C"; we move the place to the front.
+    let message = match raw.rfind(" at line ") {
+        Some(i) => raw[..i].to_string(),
+        None => raw.clone(),
+    };
+    let place = match err.location() {
+        Some(loc) => format!("{}:{}:{}", path.display(), loc.line(), loc.column()),
+        None => path.display().to_string(),
+    };
+    let mut out = format!("{place}: {message}");
+    if let Some(hint) = did_you_mean(&message) {
+        out.push_str(&format!("\n  hint: did you mean `{hint}`?"));
+    }
+    out
+}
+
+/// From serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), returns the
+/// valid name closest to `x` when it is plausibly a typo.
+fn did_you_mean(message: &str) -> Option<String> {
+    let is_unknown = message.contains("unknown field") || message.contains("unknown variant");
+    if !is_unknown {
+        return None;
+    }
+    let mut names = message.split('`').skip(1).step_by(2);
+    let wrong = names.next()?;
+    names
+        .map(|cand| (strsim::damerau_levenshtein(wrong, cand), cand))
+        .filter(|(dist, cand)| *dist <= 2.max(cand.len() / 3))
+        .min_by_key(|(dist, _)| *dist)
+        .map(|(_, cand)| cand.to_string())
+}
+
+fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
+    let file = path.display();
+    let fail =
+        |place: &str, msg: String| -> anyhow::Error { anyhow::anyhow!("{file}: `{place}`: {msg}") };
+    if exp.name.trim().is_empty()
+        || exp
+            .name
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+    {
+        return Err(fail(
+            "name",
+            format!(
+                "`{}` is not a usable folder name; use letters, digits, `-`, `_` or `.`",
+                exp.name
+            ),
+        ));
+    }
+    if exp.splits.is_empty() {
+        return Err(fail(
+            "splits",
+            "list at least one split, e.g. `- balanced`".into(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, split) in exp.splits.iter().enumerate() {
+        let place = format!("splits[{i}]");
+        match split {
+            Split::Balanced => {}
+            Split::LongTailed { ratio, .. } => {
+                if !(ratio.is_finite() && *ratio >= 1.0) {
+                    return Err(fail(
+                        &format!("{place}.long_tailed.ratio"),
+                        format!("imbalance ratio must be ≥ 1 (1 = balanced), got {ratio}"),
+                    ));
+                }
+            }
+            Split::PerClass { k } => {
+                if *k < 1 {
+                    return Err(fail(
+                        &format!("{place}.per_class"),
+                        "images per class must be ≥ 1, got 0".into(),
+                    ));
+                }
+            }
+        }
+        if !seen.insert(split.slug()) {
+            return Err(fail(
+                &place,
+                format!("split `{}` is listed twice", split.slug()),
+            ));
+        }
+    }
+    check_model(&exp.model).map_err(|m| fail("model", m))?;
+    check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
+    if exp.methods.is_empty() {
+        return Err(fail(
+            "methods",
+            "list at least one method, e.g. `- erm`".into(),
+        ));
+    }
+    let mut methods = Vec::new();
+    let mut labels = BTreeSet::new();
+    for (i, entry) in exp.methods.iter().enumerate() {
+        let method = entry
+            .resolve()
+            .map_err(|m| fail(&format!("methods[{i}] ({})", entry.preset_name()), m))?;
+        if method.uses_icm() && exp.train.batch_size < 2 {
+            return Err(fail(
+                "train.batch_size",
+                format!(
+                    "{} uses the ICM loss, which contrasts each pair with the other pairs of its batch: \
+                     batch_size must be ≥ 2, got {}",
+                    method.label(),
+                    exp.train.batch_size
+                ),
+            ));
+        }
+        if !labels.insert(method.label()) {
+            return Err(fail(
+                &format!("methods[{i}]"),
+                format!(
+                    "method `{}` is listed twice; give one of them a different `name:`",
+                    method.label()
+                ),
+            ));
+        }
+        methods.push(method);
+    }
+    if exp.seeds.is_empty() {
+        return Err(fail(
+            "seeds",
+            "list at least one training seed, e.g. `[0, 1, 2]`".into(),
+        ));
+    }
+    let unique: BTreeSet<_> = exp.seeds.iter().collect();
+    if unique.len() != exp.seeds.len() {
+        return Err(fail("seeds", "a seed is listed twice".into()));
+    }
+    Ok(LoadedExperiment {
+        path: path.to_path_buf(),
+        name: exp.name,
+        dataset: exp.dataset,
+        data_seed: exp.data_seed,
+        splits: exp.splits,
+        model: exp.model,
+        train: exp.train,
+        methods,
+        seeds: exp.seeds,
+    })
+}
+
+fn check_model(model: &ModelSpec) -> std::result::Result<(), String> {
+    if model.hidden.contains(&0) {
+        return Err(format!(
+            "hidden layer widths must be ≥ 1, got {:?}",
+            model.hidden
+        ));
+    }
+    Ok(())
+}
+
+fn check_train(t: &TrainSpec) -> std::result::Result<(), (&'static str, String)> {
+    if t.epochs == 0 {
+        return Err(("epochs", "must be ≥ 1".into()));
+    }
+    if t.batch_size == 0 {
+        return Err(("batch_size", "must be ≥ 1".into()));
+    }
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return Err(("lr", format!("learning rate must be > 0, got {}", t.lr)));
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        return Err(("momentum", format!("must be in [0, 1), got {}", t.momentum)));
+    }
+    if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        return Err((
+            "weight_decay",
+            format!("must be ≥ 0, got {}", t.weight_decay),
+        ));
+    }
+    match t.schedule {
+        Schedule::Multistep => {
+            if t.milestones.is_empty() {
+                return Err((
+                    "milestones",
+                    "a multistep schedule needs `milestones: [e1, e2, ...]` (epochs)".into(),
+                ));
+            }
+            if t.milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return Err((
+                    "milestones",
+                    format!("must be strictly increasing, got {:?}", t.milestones),
+                ));
+            }
+            if let Some(d) = t.lr_decay {
+                if !(d > 0.0 && d <= 1.0) {
+                    return Err(("lr_decay", format!("must be in (0, 1], got {d}")));
+                }
+            }
+        }
+        _ => {
+            if !t.milestones.is_empty() || t.lr_decay.is_some() {
+                return Err((
+                    "schedule",
+                    "`milestones`/`lr_decay` only apply to `schedule: multistep`".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_close_key() {
+        let msg = "train: unknown field `epocs`, expected one of `epochs`, `batch_size`, `lr`";
+        assert_eq!(did_you_mean(msg).as_deref(), Some("epochs"));
+        let msg = "unknown field `zzzzzz`, expected one of `epochs`, `lr`";
+        assert_eq!(did_you_mean(msg), None);
+    }
+
+    #[test]
+    fn cosine_and_multistep_rates() {
+        let mut t = TrainSpec {
+            epochs: 4,
+            batch_size: 8,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            schedule: Schedule::Cosine,
+            milestones: vec![],
+            lr_decay: None,
+        };
+        assert!((t.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((t.lr_at(2) - 0.05).abs() < 1e-12);
+        t.schedule = Schedule::Multistep;
+        t.milestones = vec![1, 3];
+        t.lr_decay = Some(0.2);
+        assert!((t.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((t.lr_at(1) - 0.02).abs() < 1e-12);
+        assert!((t.lr_at(3) - 0.004).abs() < 1e-12);
+    }
+}

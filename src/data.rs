@@ -1,0 +1,165 @@
+//! Datasets as flat `f32` images plus labels. The default is the real UCI optical digits set
+//! (1,797 8×8 grey images, 10 classes) embedded in the `smartcore` crate: no download, no setup.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::DatasetName;
+use crate::mixing::ImageShape;
+
+/// Images (one per row, channel-major) with their labels.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub shape: ImageShape,
+    pub classes: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        let d = self.shape.numel();
+        &self.images[i * d..(i + 1) * d]
+    }
+
+    /// Number of images of each class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        for &y in &self.labels {
+            counts[y] += 1;
+        }
+        counts
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.shape.numel());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+}
+
+/// The training pool (before any split subsampling) and the fixed test set.
+#[derive(Debug, Clone)]
+pub struct TrainTest {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+/// Seed of the fixed digits train/test split. Changing it changes every published number.
+pub const DIGITS_SPLIT_SEED: u64 = 20230517;
+/// Test images per digits class (the other 138–147 per class are the training pool).
+pub const DIGITS_TEST_PER_CLASS: usize = 36;
+
+/// Loads a dataset's training pool and test set, normalised.
+pub fn load(name: DatasetName) -> TrainTest {
+    match name {
+        DatasetName::Digits => load_digits(),
+    }
+}
+
+/// UCI digits: a stratified split with exactly 36 test images per class (360 test, 1,437 train),
+/// drawn once with [`DIGITS_SPLIT_SEED`]; pixels scaled from 0..16 to 0..1, then standardised per
+/// pixel with the training pool's mean and standard deviation.
+pub fn load_digits() -> TrainTest {
+    let raw = smartcore::dataset::digits::load_dataset();
+    let shape = ImageShape {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    assert_eq!(raw.num_features, shape.numel(), "embedded digits are 8×8");
+    let labels: Vec<usize> = raw.target.iter().map(|&y| y as usize).collect();
+    let classes = 10;
+    let mut rng = ChaCha8Rng::seed_from_u64(DIGITS_SPLIT_SEED);
+    let (mut train_idx, mut test_idx) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        idx.shuffle(&mut rng);
+        test_idx.extend_from_slice(&idx[..DIGITS_TEST_PER_CLASS]);
+        train_idx.extend_from_slice(&idx[DIGITS_TEST_PER_CLASS..]);
+    }
+    train_idx.sort_unstable();
+    test_idx.sort_unstable();
+    let all = Dataset {
+        images: raw.data.iter().map(|&p| p / 16.0).collect(),
+        labels,
+        shape,
+        classes,
+    };
+    let mut train = all.subset(&train_idx);
+    let mut test = all.subset(&test_idx);
+    standardise(&mut train, &mut test);
+    TrainTest { train, test }
+}
+
+/// Per-pixel standardisation with the training pool's statistics (constant pixels keep std 1).
+fn standardise(train: &mut Dataset, test: &mut Dataset) {
+    let d = train.shape.numel();
+    let n = train.len() as f64;
+    let mut mean = vec![0.0f64; d];
+    let mut var = vec![0.0f64; d];
+    for row in train.images.chunks(d) {
+        for (m, &x) in mean.iter_mut().zip(row) {
+            *m += x as f64 / n;
+        }
+    }
+    for row in train.images.chunks(d) {
+        for ((v, &m), &x) in var.iter_mut().zip(&mean).zip(row) {
+            *v += (x as f64 - m).powi(2) / n;
+        }
+    }
+    let std: Vec<f64> = var
+        .iter()
+        .map(|&v| if v > 1e-12 { v.sqrt() } else { 1.0 })
+        .collect();
+    for set in [train, test] {
+        for row in set.images.chunks_mut(d) {
+            for ((x, &m), &s) in row.iter_mut().zip(&mean).zip(&std) {
+                *x = ((*x as f64 - m) / s) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_split_sizes_are_fixed_and_stratified() {
+        let data = load_digits();
+        assert_eq!(data.train.len(), 1437);
+        assert_eq!(data.test.len(), 360);
+        assert_eq!(data.test.class_counts(), vec![36; 10]);
+        assert_eq!(
+            data.train.class_counts(),
+            vec![142, 146, 141, 147, 145, 146, 145, 143, 138, 144]
+        );
+        // Standardised: the training pool has mean ≈ 0 in every pixel.
+        let d = 64;
+        for p in 0..d {
+            let m: f64 = (0..data.train.len())
+                .map(|i| data.train.images[i * d + p] as f64)
+                .sum::<f64>()
+                / data.train.len() as f64;
+            assert!(m.abs() < 1e-4, "pixel {p} mean {m}");
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Training methods as a composition of three independent choices (DESIGN §2):
+//! input **mixer** × **label rule** × **target** loss, plus the RegMixup **regulariser**.
+//! Named presets (`mixup`, `icm-mixup`, ...) are only default settings of these choices.
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How inputs are mixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mixer {
+    /// No mixing: λ = 1.
+    None,
+    /// x̃ = λ·x + (1−λ)·x_π.
+    Mixup,
+    /// Paste a box of area ratio 1−λ from x_π; λ corrected to the pasted area.
+    Cutmix,
+}
+
+/// Weight λ_y given to a sample's own label in its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelRule {
+    /// λ_y = λ.
+    Standard,
+    /// Remix (Chou et al. 2020): favours the minority class of a pair (κ, τ).
+    Remix,
+}
+
+/// Loss applied to the mixed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Soft-target cross-entropy over the C classes.
+    Label,
+    /// Infinite Class Mixup: dual contrastive loss over the batch's mixed classifiers.
+    Icm,
+}
+
+/// Which softmax axes of the ICM score matrix S = Z·Tᵀ are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcmAxes {
+    /// Rows and columns (official `icmixup-f`).
+    #[default]
+    Dual,
+    /// Rows only: each mixed sample picks its own mixed classifier (`icmixup-s`).
+    Pair,
+    /// Columns only: each mixed classifier picks its own mixed sample (`icmixup-c`).
+    Class,
+}
+
+/// λ ~ Beta(α, α) drawn once per batch (official code) or once per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LambdaSampling {
+    #[default]
+    PerBatch,
+    PerSample,
+}
+
+/// A fully resolved method, as stored in each run's `config.yaml`. Parameters that do not apply
+/// to the chosen composition are absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Method {
+    /// The preset it started from, or the user's `name:`.
+    pub name: String,
+    pub mixer: Mixer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaSampling>,
+    pub label: LabelRule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kappa: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    pub target: Target,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<IcmAxes>,
+    pub regularised: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// Text shown in reports; the name plus every parameter that differs from the preset.
+    pub label_text: String,
+}
+
+impl Method {
+    pub fn uses_icm(&self) -> bool {
+        self.target == Target::Icm
+    }
+
+    /// The label shown in tables, legends and file names.
+    pub fn label(&self) -> String {
+        self.label_text.clone()
+    }
+
+    /// File-name-safe version of the label.
+    pub fn slug(&self) -> String {
+        self.label_text
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+            .trim_matches('_')
+            .to_string()
+    }
+}
+
+/// The presets users write by name.
+pub const PRESETS: &[&str] = &[
+    "erm",
+    "mixup",
+    "cutmix",
+    "remix",
+    "regmixup",
+    "icm-mixup",
+    "icm-cutmix",
+    "icm-remix",
+    "icm-regmixup",
+    "custom",
+];
+
+/// Optional settings a user may give a preset; each overrides the preset's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodParams {
+    pub name: Option<String>,
+    pub mixer: Option<Mixer>,
+    pub alpha: Option<f64>,
+    pub lambda: Option<LambdaSampling>,
+    pub label: Option<LabelRule>,
+    pub kappa: Option<f64>,
+    pub tau: Option<f64>,
+    pub target: Option<Target>,
+    pub axes: Option<IcmAxes>,
+    pub regularised: Option<bool>,
+    pub gamma: Option<f64>,
+}
+
+/// One entry of the `methods:` list: `- mixup` or `- mixup: {alpha: 0.4}`.
+#[derive(Debug, Clone)]
+pub struct MethodEntry {
+    pub preset: String,
+    pub params: MethodParams,
+}
+
+impl<'de> Deserialize<'de> for MethodEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = MethodEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a method preset name (e.g. `icm-mixup`) or `preset: {alpha: ...}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MethodEntry, E> {
+                if !PRESETS.contains(&v) {
+                    return Err(E::unknown_variant(v, PRESETS));
+                }
+                Ok(MethodEntry {
+                    preset: v.to_string(),
+                    params: MethodParams::default(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MethodEntry, A::Error> {
+                let preset: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty method entry"))?;
+                if !PRESETS.contains(&preset.as_str()) {
+                    return Err(de::Error::unknown_variant(&preset, PRESETS));
+                }
+                let params: Option<MethodParams> = map.next_value()?;
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "one method per list entry: put `{extra}` in its own `- {extra}` item, \
+                         or its settings inside `{preset}: {{...}}`"
+                    )));
+                }
+                Ok(MethodEntry {
+                    preset,
+                    params: params.unwrap_or_default(),
+                })
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+/// The composition behind a preset name, with that preset's default parameters.
+fn preset_defaults(preset: &str) -> Method {
+    let icm = preset.starts_with("icm-");
+    let base = preset.trim_start_matches("icm-");
+    let (mixer, alpha, label, regularised) = match base {
+        "erm" | "custom" => (Mixer::None, None, LabelRule::Standard, false),
+        "mixup" => (Mixer::Mixup, Some(0.2), LabelRule::Standard, false),
+        "cutmix" => (Mixer::Cutmix, Some(1.0), LabelRule::Standard, false),
+        "remix" => (Mixer::Mixup, Some(1.0), LabelRule::Remix, false),
+        "regmixup" => (Mixer::Mixup, Some(20.0), LabelRule::Standard, true),
+        other => unreachable!("preset `{other}` is checked at parse time"),
+    };
+    let mut m = Method {
+        name: preset.to_string(),
+        mixer,
+        alpha,
+        lambda: None,
+        label,
+        kappa: None,
+        tau: None,
+        target: if icm { Target::Icm } else { Target::Label },
+        axes: None,
+        regularised,
+        gamma: None,
+        label_text: String::new(),
+    };
+    fill_dependent_defaults(&mut m);
+    m
+}
+
+/// Gives every parameter that applies to the composition its default, and removes the rest.
+fn fill_dependent_defaults(m: &mut Method) {
+    if m.mixer == Mixer::None {
+        m.alpha = None;
+        m.lambda = None;
+    } else {
+        m.alpha.get_or_insert(match m.mixer {
+            Mixer::Cutmix => 1.0,
+            _ => 0.2,
+        });
+        m.lambda.get_or_insert(LambdaSampling::PerBatch);
+    }
+    if m.label == LabelRule::Remix {
+        m.kappa.get_or_insert(3.0);
+        m.tau.get_or_insert(0.5);
+    } else {
+        m.kappa = None;
+        m.tau = None;
+    }
+    if m.target == Target::Icm {
+        m.axes.get_or_insert(IcmAxes::Dual);
+    } else {
+        m.axes = None;
+    }
+    if m.regularised {
+        m.gamma.get_or_insert(1.0);
+    } else {
+        m.gamma = None;
+    }
+}
+
+impl MethodEntry {
+    pub fn preset_name(&self) -> &str {
+        &self.preset
+    }
+
+    /// Applies the user's settings to the preset, checks them, and builds the report label.
+    pub fn resolve(&self) -> Result<Method, String> {
+        let preset = preset_defaults(&self.preset);
+        let p = &self.params;
+        let mut m = preset.clone();
+        if let Some(v) = p.mixer {
+            m.mixer = v;
+        }
+        if let Some(v) = p.label {
+            m.label = v;
+        }
+        if let Some(v) = p.target {
+            m.target = v;
+        }
+        if let Some(v) = p.regularised {
+            m.regularised = v;
+        }
+        if self.preset == "custom" && p.mixer.is_none() && p.target.is_none() {
+            return Err("`custom` needs at least `mixer:` and `target:` \
+                 (e.g. `custom: {mixer: cutmix, label: remix, target: icm}`)"
+                .into());
+        }
+        // Settings that only make sense for some compositions.
+        let needs = |given: bool, applies: bool, key: &str, why: &str| -> Result<(), String> {
+            if given && !applies {
+                Err(format!("`{key}` has no effect here: {why}"))
+            } else {
+                Ok(())
+            }
+        };
+        needs(
+            p.alpha.is_some() || p.lambda.is_some(),
+            m.mixer != Mixer::None,
+            "alpha/lambda",
+            "this method does not mix inputs (mixer: none)",
+        )?;
+        needs(
+            p.kappa.is_some() || p.tau.is_some(),
+            m.label == LabelRule::Remix,
+            "kappa/tau",
+            "they are Remix parameters (set `label: remix`)",
+        )?;
+        needs(
+            p.axes.is_some(),
+            m.target == Target::Icm,
+            "axes",
+            "it selects the ICM loss axes (set `target: icm` or use an icm-* preset)",
+        )?;
+        needs(
+            p.gamma.is_some(),
+            m.regularised,
+            "gamma",
+            "it weights the RegMixup term (set `regularised: true`)",
+        )?;
+        if m.mixer != preset.mixer && m.mixer != Mixer::None && p.alpha.is_none() {
+            // Switching mixer: use the new mixer's default α, not the old one's.
+            m.alpha = None;
+        }
+        m.alpha = p.alpha.or(m.alpha);
+        m.lambda = p.lambda.or(m.lambda);
+        m.kappa = p.kappa.or(m.kappa);
+        m.tau = p.tau.or(m.tau);
+        m.axes = p.axes.or(m.axes);
+        m.gamma = p.gamma.or(m.gamma);
+        fill_dependent_defaults(&mut m);
+
+        if let Some(a) = m.alpha {
+            if !(a.is_finite() && a > 0.0) {
+                return Err(format!(
+                    "alpha must be > 0 (λ ~ Beta(α, α)), got {a}; use `erm` for no mixing"
+                ));
+            }
+        }
+        if let Some(k) = m.kappa {
+            if !(k.is_finite() && k >= 1.0) {
+                return Err(format!("kappa must be ≥ 1, got {k}"));
+            }
+        }
+        if let Some(t) = m.tau {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("tau must be in [0, 1], got {t}"));
+            }
+        }
+        if let Some(g) = m.gamma {
+            if !(g.is_finite() && g >= 0.0) {
+                return Err(format!("gamma must be ≥ 0, got {g}"));
+            }
+        }
+        m.label_text = match &p.name {
+            Some(n) if n.trim().is_empty() => return Err("`name` must not be empty".into()),
+            Some(n) => n.clone(),
+            None => label_with_overrides(&self.preset, &preset, &m),
+        };
+        if let Some(n) = &p.name {
+            m.name = n.clone();
+        }
+        Ok(m)
+    }
+}
+
+/// `preset` plus `(key=value, ...)` for every resolved setting that differs from the preset.
+fn label_with_overrides(preset_name: &str, preset: &Method, m: &Method) -> String {
+    let mut diffs = Vec::new();
+    let ser = |x: &Method| serde_json::to_value(x).expect("method serialises");
+    let (a, b) = (ser(preset), ser(m));
+    for key in [
+        "mixer",
+        "alpha",
+        "lambda",
+        "label",
+        "kappa",
+        "tau",
+        "target",
+        "axes",
+        "regularised",
+        "gamma",
+    ] {
+        let (va, vb) = (a.get(key), b.get(key));
+        if va != vb {
+            if let Some(v) = vb {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                diffs.push(format!("{key}={text}"));
+            }
+        }
+    }
+    if diffs.is_empty() {
+        preset_name.to_string()
+    } else {
+        format!("{preset_name}({})", diffs.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(yaml: &str) -> MethodEntry {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn presets_resolve_to_their_composition() {
+        let m = entry("icm-regmixup").resolve().unwrap();
+        assert_eq!(m.mixer, Mixer::Mixup);
+        assert_eq!(m.alpha, Some(20.0));
+        assert_eq!(m.target, Target::Icm);
+        assert_eq!(m.axes, Some(IcmAxes::Dual));
+        assert!(m.regularised);
+        assert_eq!(m.gamma, Some(1.0));
+        assert_eq!(m.label(), "icm-regmixup");
+        let e = entry("erm").resolve().unwrap();
+        assert_eq!((e.mixer, e.alpha, e.axes), (Mixer::None, None, None));
+    }
+
+    #[test]
+    fn overrides_show_in_label() {
+        let m = entry("icm-mixup: {alpha: 0.4, axes: pair}")
+            .resolve()
+            .unwrap();
+        assert_eq!(m.alpha, Some(0.4));
+        assert_eq!(m.axes, Some(IcmAxes::Pair));
+        assert_eq!(m.label(), "icm-mixup(alpha=0.4,axes=pair)");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let err = entry("mixup: {alpha: 0}").resolve().unwrap_err();
+        assert!(err.contains("alpha must be > 0"), "{err}");
+        let err = entry("erm: {alpha: 1.0}").resolve().unwrap_err();
+        assert!(err.contains("no effect"), "{err}");
+        let err = entry("mixup: {axes: dual}").resolve().unwrap_err();
+        assert!(err.contains("axes"), "{err}");
+        let err = serde_yaml::from_str::<MethodEntry>("icm-mixpu").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `icm-mixpu`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The files of one run under `results/<experiment>/<run-id>/`. A run is written into a
+//! temporary sibling folder and renamed into place at the end, so a run folder is either
+//! complete (it has `metrics.json`) or absent.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::metrics::{Bin, TestMetrics};
+use crate::train::RunOutcome;
+
+/// Contents of `metrics.json`: identification of the run plus its test metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub run_id: String,
+    pub experiment: String,
+    /// Method label as shown in reports.
+    pub method: String,
+    /// Split slug (file names) and title (tables).
+    pub split: String,
+    pub split_title: String,
+    pub seed: u64,
+    #[serde(flatten)]
+    pub test: TestMetrics,
+    pub train_class_counts: Vec<usize>,
+    pub train_size: usize,
+    pub test_size: usize,
+    pub epochs: usize,
+    pub train_seconds: f64,
+}
+
+/// Contents of `reliability.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reliability {
+    pub ece: f64,
+    pub bins: Vec<Bin>,
+}
+
+pub const CONFIG_FILE: &str = "config.yaml";
+pub const METRICS_FILE: &str = "metrics.json";
+pub const HISTORY_FILE: &str = "history.csv";
+pub const RELIABILITY_FILE: &str = "reliability.json";
+pub const PREDICTIONS_FILE: &str = "predictions.csv";
+pub const FAILURE_FILE: &str = "failure.txt";
+
+/// Folder of a run.
+pub fn run_dir(results: &Path, experiment: &str, run_id: &str) -> PathBuf {
+    results.join(experiment).join(run_id)
+}
+
+/// A run is done when its `metrics.json` exists.
+pub fn is_done(dir: &Path) -> bool {
+    dir.join(METRICS_FILE).is_file()
+}
+
+/// Writes a file through a temporary name, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes every file of a finished run and moves the folder into place.
+pub fn write_run(
+    dir: &Path,
+    experiment: &str,
+    config: &RunConfig,
+    outcome: &RunOutcome,
+    test_size: usize,
+) -> Result<()> {
+    let parent = dir.parent().context("run folder has a parent")?;
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = dir
+        .file_name()
+        .context("run folder has a name")?
+        .to_string_lossy();
+    let staging = parent.join(format!(".{name}.partial"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
+    }
+    fs::create_dir_all(&staging)?;
+
+    write_atomic(
+        &staging.join(CONFIG_FILE),
+        serde_yaml::to_string(config)?.as_bytes(),
+    )?;
+
+    let mut history = String::from("epoch,lr,train_loss,test_accuracy\n");
+    for h in &outcome.history {
+        history.push_str(&format!(
+            "{},{},{},{}\n",
+            h.epoch, h.lr, h.train_loss, h.test_accuracy
+        ));
+    }
+    write_atomic(&staging.join(HISTORY_FILE), history.as_bytes())?;
+
+    let reliability = Reliability {
+        ece: outcome.metrics.ece,
+        bins: outcome.bins.clone(),
+    };
+    write_atomic(
+        &staging.join(RELIABILITY_FILE),
+        serde_json::to_string_pretty(&reliability)?.as_bytes(),
+    )?;
+
+    let mut preds = String::from("label,predicted,confidence\n");
+    for p in &outcome.predictions {
+        preds.push_str(&format!("{},{},{}\n", p.label, p.predicted, p.confidence));
+    }
+    write_atomic(&staging.join(PREDICTIONS_FILE), preds.as_bytes())?;
+
+    let metrics = RunMetrics {
+        run_id: config.run_id(),
+        experiment: experiment.to_string(),
+        method: config.method.label(),
+        split: config.split.slug(),
+        split_title: config.split.title(),
+        seed: config.seed,
+        test: outcome.metrics.clone(),
+        train_class_counts: outcome.train_class_counts.clone(),
+        train_size: outcome.train_class_counts.iter().sum(),
+        test_size,
+        epochs: config.train.epochs,
+        train_seconds: outcome.train_seconds,
+    };
+    write_atomic(
+        &staging.join(METRICS_FILE),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
+
+    if dir.exists() {
+        // An earlier failed attempt left its failure note; the finished run replaces it.
+        fs::remove_dir_all(dir)?;
+    }
+    fs::rename(&staging, dir)
+        .with_context(|| format!("cannot move {} to {}", staging.display(), dir.display()))?;
+    Ok(())
+}
+
+/// Records why a run failed (the run stays pending and is retried by the next `icm run`).
+pub fn write_failure(dir: &Path, config: &RunConfig, reason: &str) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    write_atomic(
+        &dir.join(CONFIG_FILE),
+        serde_yaml::to_string(config)?.as_bytes(),
+    )?;
+    write_atomic(&dir.join(FAILURE_FILE), reason.as_bytes())
+}
+
+/// Reads a run's `metrics.json`.
+pub fn read_metrics(path: &Path) -> Result<RunMetrics> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid run record", path.display()))
+}
+
+/// Reads a run's `reliability.json`.
+pub fn read_reliability(path: &Path) -> Result<Reliability> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid reliability file", path.display()))
+}

@@ -1,0 +1,148 @@
+//! Training-set subsampling (DESIGN §3): balanced, long-tailed, per-class. Drawn with the
+//! experiment's data seed, independent of the training seed; the test set is never touched.
+
+use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Profile, Split};
+
+/// Per-class image counts of a long-tailed profile with `n_max` images in class 0.
+/// Exponential: n_i = ⌊n_max · ρ^(−i/(C−1))⌋ (LDAM-DRW); step: the first ⌊C/2⌋ classes keep
+/// n_max, the rest get ⌊n_max/ρ⌋.
+pub fn long_tailed_counts(
+    n_max: usize,
+    classes: usize,
+    ratio: f64,
+    profile: Profile,
+) -> Vec<usize> {
+    (0..classes)
+        .map(|i| match profile {
+            Profile::Exp => {
+                if classes == 1 {
+                    n_max
+                } else {
+                    let exponent = i as f64 / (classes - 1) as f64;
+                    (n_max as f64 * (1.0 / ratio).powf(exponent)).floor() as usize
+                }
+            }
+            Profile::Step => {
+                if i < classes / 2 {
+                    n_max
+                } else {
+                    (n_max as f64 / ratio).floor() as usize
+                }
+            }
+        })
+        .collect()
+}
+
+/// How many training images of each class a split keeps, given the pool's class counts.
+/// Long-tailed profiles start from the smallest pool class so every class can supply its share.
+pub fn split_counts(split: &Split, pool_counts: &[usize]) -> Result<Vec<usize>> {
+    let smallest = *pool_counts.iter().min().unwrap_or(&0);
+    let counts = match split {
+        Split::Balanced => pool_counts.to_vec(),
+        Split::LongTailed { ratio, profile } => {
+            long_tailed_counts(smallest, pool_counts.len(), *ratio, *profile)
+        }
+        Split::PerClass { k } => {
+            if *k > smallest {
+                let c = pool_counts.iter().position(|&n| n == smallest).unwrap_or(0);
+                bail!(
+                    "split `{}` asks for {k} images per class, but class {c} has only {smallest} \
+                     training images; use per_class ≤ {smallest}",
+                    split.slug()
+                );
+            }
+            vec![*k; pool_counts.len()]
+        }
+    };
+    if let Some(c) = counts.iter().position(|&n| n == 0) {
+        bail!(
+            "split `{}` leaves class {c} with 0 training images (counts {:?}); lower the ratio",
+            split.slug(),
+            counts
+        );
+    }
+    Ok(counts)
+}
+
+/// Indices (into the training pool) of the images a split keeps: for each class, the first n_c
+/// of that class's images shuffled with a generator seeded by (data seed, class).
+pub fn select(
+    split: &Split,
+    labels: &[usize],
+    classes: usize,
+    data_seed: u64,
+) -> Result<Vec<usize>> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in labels.iter().enumerate() {
+        by_class[y].push(i);
+    }
+    let pool_counts: Vec<usize> = by_class.iter().map(Vec::len).collect();
+    let counts = split_counts(split, &pool_counts)?;
+    if matches!(split, Split::Balanced) {
+        return Ok((0..labels.len()).collect());
+    }
+    let mut keep = Vec::new();
+    for (c, idx) in by_class.iter_mut().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(data_seed);
+        rng.set_stream(c as u64 + 1);
+        idx.shuffle(&mut rng);
+        keep.extend_from_slice(&idx[..counts[c]]);
+    }
+    keep.sort_unstable();
+    Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldam_counts() {
+        assert_eq!(
+            long_tailed_counts(5000, 10, 100.0, Profile::Exp),
+            vec![5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+        );
+        assert_eq!(
+            long_tailed_counts(5000, 10, 10.0, Profile::Step),
+            vec![5000, 5000, 5000, 5000, 5000, 500, 500, 500, 500, 500]
+        );
+        // The digits quickstart's ρ = 10 split (smallest pool class: 138 images), as documented.
+        assert_eq!(
+            long_tailed_counts(138, 10, 10.0, Profile::Exp),
+            vec![138, 106, 82, 64, 49, 38, 29, 23, 17, 13]
+        );
+    }
+
+    #[test]
+    fn per_class_and_seeds() {
+        let labels: Vec<usize> = (0..100).map(|i| i % 4).collect();
+        let s = Split::PerClass { k: 5 };
+        let a = select(&s, &labels, 4, 1).unwrap();
+        let b = select(&s, &labels, 4, 1).unwrap();
+        let c = select(&s, &labels, 4, 2).unwrap();
+        assert_eq!(a.len(), 20);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        for class in 0..4 {
+            assert_eq!(a.iter().filter(|&&i| labels[i] == class).count(), 5);
+        }
+        let err = select(&Split::PerClass { k: 26 }, &labels, 4, 0).unwrap_err();
+        assert!(err.to_string().contains("only 25"), "{err}");
+    }
+
+    #[test]
+    fn too_steep_ratio_names_the_empty_class() {
+        let labels: Vec<usize> = (0..40).map(|i| i % 4).collect();
+        let s = Split::LongTailed {
+            ratio: 100.0,
+            profile: Profile::Exp,
+        };
+        let err = select(&s, &labels, 4, 0).unwrap_err().to_string();
+        assert!(err.contains("class 2 with 0"), "{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Trains and evaluates one run on the CPU device: seeded mini-batches, the method's mixing and
+//! loss, SGD with the configured schedule, and per-epoch test accuracy.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Arch, RunConfig};
+use crate::data::Dataset;
+use crate::losses::{icm_loss, soft_target_cross_entropy, Matrix};
+use crate::method::{Method, Target};
+use crate::metrics::{self, Bin, Prediction, TestMetrics};
+use crate::mixing::{mix_batch, soft_targets};
+use crate::model::Mlp;
+use crate::optim::Sgd;
+
+/// One line of `history.csv`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub test_accuracy: f64,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub history: Vec<EpochRecord>,
+    pub metrics: TestMetrics,
+    pub predictions: Vec<Prediction>,
+    pub bins: Vec<Bin>,
+    pub train_class_counts: Vec<usize>,
+    pub train_seconds: f64,
+}
+
+/// Independent random streams of a run, all derived from its seed.
+fn stream(seed: u64, id: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(id);
+    rng
+}
+
+/// Batches of a shuffled order; a trailing batch of one sample joins the previous batch (the ICM
+/// loss needs at least two samples, and no sample is dropped).
+pub fn batches(order: &[usize], batch_size: usize) -> Vec<&[usize]> {
+    let mut out: Vec<&[usize]> = order.chunks(batch_size).collect();
+    if out.len() >= 2 && out.last().map(|b| b.len()) == Some(1) {
+        let n = order.len();
+        out.pop();
+        let last = out.pop().expect("two batches");
+        out.push(&order[n - last.len() - 1..]);
+    }
+    out
+}
+
+/// Loss of the method on one (already mixed) batch, plus RegMixup's clean term when set.
+fn batch_loss<T: Tape<f32, Cpu>>(
+    method: &Method,
+    logits: Matrix<Cpu, T>,
+    targets: Matrix<Cpu>,
+) -> Result<Tensor<Rank0, f32, Cpu, T>> {
+    match method.target {
+        Target::Label => soft_target_cross_entropy(logits, targets),
+        Target::Icm => icm_loss(logits, targets, method.axes.unwrap_or_default()),
+    }
+}
+
+/// Logits of a whole dataset, computed in batches without a tape.
+pub fn predict_logits(dev: &Cpu, model: &Mlp<Cpu>, data: &Dataset) -> Vec<f32> {
+    let d = data.shape.numel();
+    let mut out = Vec::with_capacity(data.len() * data.classes);
+    for rows in data.images.chunks(512 * d) {
+        let x: Matrix<Cpu> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
+        out.extend(model.forward(x).as_vec());
+    }
+    out
+}
+
+fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f64 {
+    let probs = metrics::softmax_rows(logits, classes);
+    let preds = metrics::predictions(&probs, labels, classes);
+    preds.iter().filter(|p| p.label == p.predicted).count() as f64 / labels.len().max(1) as f64
+}
+
+/// Trains `config` on `train` (already the split's subset) and evaluates on `test`.
+pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<RunOutcome> {
+    let start = Instant::now();
+    let dev = Cpu::seed_from_u64(config.seed);
+    let method = &config.method;
+    let spec = &config.train;
+    let (d, classes) = (train.shape.numel(), train.classes);
+    let counts = train.class_counts();
+    let mut init_rng = stream(config.seed, 0);
+    let mut order_rng = stream(config.seed, 1);
+    let mut mix_rng = stream(config.seed, 2);
+
+    let mut model = match config.model.arch {
+        Arch::Mlp => Mlp::new(&dev, d, &config.model.hidden, classes, &mut init_rng),
+    };
+    let mut sgd = Sgd::new(&model.params, spec.momentum, spec.weight_decay);
+    let mut history = Vec::with_capacity(spec.epochs);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+
+    for epoch in 0..spec.epochs {
+        let lr = spec.lr_at(epoch);
+        order.shuffle(&mut order_rng);
+        let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+        for (step, idx) in batches(&order, spec.batch_size).into_iter().enumerate() {
+            let b = idx.len();
+            let mut x = Vec::with_capacity(b * d);
+            for &i in idx {
+                x.extend_from_slice(train.image(i));
+            }
+            let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
+            let mixed = mix_batch(
+                method,
+                &x,
+                &labels,
+                train.shape,
+                classes,
+                &counts,
+                &mut mix_rng,
+            );
+
+            let grads = model.params.alloc_grads();
+            let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
+            let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
+            let logits = model.forward(inputs.traced(grads));
+            let mut loss = batch_loss(method, logits, targets)?;
+            if method.regularised {
+                // RegMixup: CE on the clean batch + γ · (loss on the mixed batch).
+                let clean: Matrix<Cpu> = dev.tensor_from_vec(x, (b, d));
+                let hard: Matrix<Cpu> = dev.tensor_from_vec(
+                    soft_targets(&labels, &(0..b).collect::<Vec<_>>(), &vec![1.0; b], classes),
+                    (b, classes),
+                );
+                let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>());
+                let clean_loss = soft_target_cross_entropy(clean_logits, hard)?;
+                loss = clean_loss + loss * method.gamma.unwrap_or(1.0) as f32;
+            }
+            let value = loss.array();
+            if !value.is_finite() {
+                bail!(
+                    "loss became {value} at epoch {} batch {step} (lr {lr}); lower `train.lr` or \
+                     check the method's parameters",
+                    epoch + 1
+                );
+            }
+            let grads = loss.backward();
+            sgd.step(&mut model.params, &grads, lr);
+            loss_sum += value as f64 * b as f64;
+            seen += b;
+        }
+        let test_logits = predict_logits(&dev, &model, test);
+        history.push(EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            test_accuracy: accuracy(&test_logits, &test.labels, classes),
+        });
+    }
+
+    let logits = predict_logits(&dev, &model, test);
+    let probs = metrics::softmax_rows(&logits, classes);
+    let (metrics, predictions, bins) = metrics::evaluate(&probs, &test.labels, classes);
+    Ok(RunOutcome {
+        history,
+        metrics,
+        predictions,
+        bins,
+        train_class_counts: counts,
+        train_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_single_sample_joins_previous_batch() {
+        let order: Vec<usize> = (0..9).collect();
+        let b = batches(&order, 4);
+        assert_eq!(b, vec![&order[0..4], &order[4..9]]);
+        let b = batches(&order, 3);
+        assert_eq!(b.len(), 3);
+        assert_eq!(batches(&order[..1], 4), vec![&order[0..1]]);
+    }
+}

@@ -1,0 +1,111 @@
+//! Experiment files: grid expansion, run ids, and clear errors for bad input.
+
+use std::path::Path;
+
+use icm::config::{parse_experiment, LoadedExperiment};
+
+const GOOD: &str = "\
+name: t
+splits:
+  - balanced
+  - long_tailed: {ratio: 10}
+  - per_class: 20
+model:
+  arch: mlp
+  hidden: [16]
+train:
+  epochs: 2
+  batch_size: 8
+  lr: 0.1
+methods:
+  - erm
+  - mixup
+  - icm-mixup: {alpha: 0.4}
+  - icm-mixup: {axes: pair}
+seeds: [0, 1, 2]
+";
+
+fn parse(text: &str) -> anyhow::Result<LoadedExperiment> {
+    parse_experiment(text, Path::new("experiments/t.yaml"))
+}
+
+fn error(text: &str) -> String {
+    format!("{:#}", parse(text).unwrap_err())
+}
+
+#[test]
+fn grid_is_splits_times_methods_times_seeds() {
+    let exp = parse(GOOD).unwrap();
+    let runs = exp.runs();
+    assert_eq!(runs.len(), 3 * 4 * 3);
+    let ids: std::collections::BTreeSet<String> = runs.iter().map(|r| r.run_id()).collect();
+    assert_eq!(ids.len(), 36, "every run has its own id");
+    let labels: Vec<String> = exp.methods.iter().map(|m| m.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "erm",
+            "mixup",
+            "icm-mixup(alpha=0.4)",
+            "icm-mixup(axes=pair)"
+        ]
+    );
+}
+
+#[test]
+fn run_id_is_stable() {
+    let a = parse(GOOD).unwrap().runs();
+    let b = parse(&GOOD.replace("hidden: [16]", "hidden: [16]   # same"))
+        .unwrap()
+        .runs();
+    assert_eq!(a[0].run_id(), b[0].run_id());
+    // Pinned: the id is a hash of the resolved config and must not drift between versions or
+    // machines (changing it would orphan every stored result).
+    assert_eq!(a[0].run_id(), RUN0_ID);
+    let c = parse(&GOOD.replace("lr: 0.1", "lr: 0.2")).unwrap().runs();
+    assert_ne!(a[0].run_id(), c[0].run_id());
+}
+
+const RUN0_ID: &str = "da0e203ac53651e7";
+
+#[test]
+fn misspelled_key_names_key_line_and_suggestion() {
+    let err = error(&GOOD.replace("  epochs: 2", "  epocs: 2"));
+    assert!(err.contains("experiments/t.yaml:10:"), "{err}");
+    assert!(err.contains("unknown field `epocs`"), "{err}");
+    assert!(err.contains("did you mean `epochs`"), "{err}");
+}
+
+#[test]
+fn unknown_method_suggests_preset() {
+    let err = error(&GOOD.replace("  - mixup\n", "  - mixpu\n"));
+    assert!(err.contains("unknown variant `mixpu`"), "{err}");
+    assert!(err.contains("did you mean `mixup`"), "{err}");
+    assert!(err.contains(":15:"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let err = error(&GOOD.replace("batch_size: 8", "batch_size: eight"));
+    assert!(err.contains("experiments/t.yaml:11:"), "{err}");
+    assert!(err.contains("batch_size"), "{err}");
+}
+
+#[test]
+fn values_are_checked_before_training() {
+    let err = error(&GOOD.replace("batch_size: 8", "batch_size: 1"));
+    assert!(err.contains("batch_size must be ≥ 2"), "{err}");
+    let err = error(&GOOD.replace("{alpha: 0.4}", "{alpha: -1}"));
+    assert!(
+        err.contains("methods[2]") && err.contains("alpha must be > 0"),
+        "{err}"
+    );
+    let err = error(&GOOD.replace("ratio: 10", "ratio: 0.5"));
+    assert!(err.contains("splits[1].long_tailed.ratio"), "{err}");
+    let err = error(&GOOD.replace("per_class: 20", "per_class: 0"));
+    assert!(err.contains("≥ 1"), "{err}");
+    let err = error(&GOOD.replace("seeds: [0, 1, 2]", "seeds: []"));
+    assert!(err.contains("`seeds`"), "{err}");
+    let err = error(&GOOD.replace("  - erm\n", "  - mixup\n"));
+    assert!(err.contains("listed twice"), "{err}");
+}
