@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::method::{Method, MethodEntry};
+use crate::method::{LabelRule, Method, MethodEntry};
 
 /// An experiment file as written by the user.
 #[derive(Debug, Clone, Deserialize)]
@@ -458,6 +458,23 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
                     exp.train.batch_size
                 ),
             ));
+        }
+        if method.label == LabelRule::Remix {
+            if let Some(split) = exp
+                .splits
+                .iter()
+                .find(|s| !matches!(s, Split::LongTailed { .. }))
+            {
+                return Err(fail(
+                    &format!("methods[{i}] ({})", entry.preset_name()),
+                    format!(
+                        "Remix re-weights labels by the long-tailed class counts, but split `{}` \
+                         has equal counts (Remix would silently equal Mixup); put Remix methods in \
+                         an experiment whose splits are all `long_tailed`",
+                        split.slug()
+                    ),
+                ));
+            }
         }
         if !labels.insert(method.label()) {
             return Err(fail(

@@ -19,7 +19,7 @@
 use anyhow::{ensure, Result};
 use dfdx::prelude::*;
 
-use crate::method::IcmAxes;
+use crate::method::{IcmAxes, Method, Target};
 
 /// A runtime-shaped matrix (rows × columns).
 pub type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
@@ -93,4 +93,26 @@ pub fn icm_loss<D: Device<f32>, T: Tape<f32, D>>(
             rows + col_loss(scores)
         }
     })
+}
+
+/// The loss a method puts on its mixed batch: soft-target CE or ICM with the method's axes.
+pub fn target_loss<D: Device<f32>, T: Tape<f32, D>>(
+    method: &Method,
+    logits: Matrix<D, T>,
+    targets: Matrix<D>,
+) -> Result<Tensor<Rank0, f32, D, T>> {
+    match method.target {
+        Target::Label => soft_target_cross_entropy(logits, targets),
+        Target::Icm => icm_loss(logits, targets, method.axes.unwrap_or_default()),
+    }
+}
+
+/// RegMixup's total: CE(clean logits, one-hot labels) + γ · (loss on the mixed batch).
+pub fn regmixup_total<D: Device<f32>, T: Tape<f32, D>>(
+    clean_logits: Matrix<D, T>,
+    one_hot: Matrix<D>,
+    mixed_loss: Tensor<Rank0, f32, D, T>,
+    gamma: f64,
+) -> Result<Tensor<Rank0, f32, D, T>> {
+    Ok(soft_target_cross_entropy(clean_logits, one_hot)? + mixed_loss * gamma as f32)
 }

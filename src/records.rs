@@ -171,3 +171,10 @@ pub fn read_reliability(path: &Path) -> Result<Reliability> {
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid reliability file", path.display()))
 }
+
+/// Reads a run's `config.yaml`.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!(crate::config::yaml_error(path, &e)))
+}

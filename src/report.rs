@@ -292,6 +292,7 @@ pub fn write_report(source: &ReportSource, results: &Path, reports: &Path) -> Re
         };
         md.push_str(&format!("## {title}\n\n{}\n", table.to_markdown()));
     }
+    md.push_str(&methods_legend(&methods, &found)?);
     md.push_str("## Reliability diagrams\n\n");
     for m in &methods {
         for (slug, title) in &splits {
@@ -391,4 +392,49 @@ pub fn pool_bins(runs: &[Vec<Bin>]) -> Vec<Bin> {
         }
     }
     pooled
+}
+
+/// A table of every method's full resolved settings, read from a run's `config.yaml`.
+fn methods_legend(methods: &[String], found: &[FoundRun]) -> Result<String> {
+    let mut s = String::from(
+        "## Methods\n\n| method | mixer | α | λ drawn | label rule (κ, τ) | target (axes) | RegMixup γ |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for label in methods {
+        let Some(run) = found.iter().find(|r| &r.metrics.method == label) else {
+            continue;
+        };
+        let m = records::read_config(&run.dir.join(records::CONFIG_FILE))?.method;
+        let opt = |v: Option<f64>| v.map_or("–".to_string(), crate::config::fmt_num);
+        let label_rule = match (m.kappa, m.tau) {
+            (Some(k), Some(t)) => format!("{} ({}, {})", name(&m.label), k, t),
+            _ => name(&m.label),
+        };
+        let target = match m.axes {
+            Some(a) => format!("{} ({})", name(&m.target), name(&a)),
+            None => name(&m.target),
+        };
+        s.push_str(&format!(
+            "| {label} | {} | {} | {} | {label_rule} | {target} | {} |\n",
+            name(&m.mixer),
+            opt(m.alpha),
+            m.lambda.map_or("–".to_string(), |l| name(&l)),
+            if m.regularised {
+                opt(m.gamma)
+            } else {
+                "–".into()
+            },
+        ));
+    }
+    s.push('\n');
+    Ok(s)
+}
+
+/// The YAML spelling of a method setting (`cutmix`, `per_batch`, ...), for the legend.
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
 }

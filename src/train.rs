@@ -11,8 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Arch, RunConfig};
 use crate::data::Dataset;
-use crate::losses::{icm_loss, soft_target_cross_entropy, Matrix};
-use crate::method::{Method, Target};
+use crate::losses::{regmixup_total, target_loss, Matrix};
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
 use crate::mixing::{mix_batch, soft_targets};
 use crate::model::Mlp;
@@ -56,18 +55,6 @@ pub fn batches(order: &[usize], batch_size: usize) -> Vec<&[usize]> {
         out.push(&order[n - last.len() - 1..]);
     }
     out
-}
-
-/// Loss of the method on one (already mixed) batch, plus RegMixup's clean term when set.
-fn batch_loss<T: Tape<f32, Cpu>>(
-    method: &Method,
-    logits: Matrix<Cpu, T>,
-    targets: Matrix<Cpu>,
-) -> Result<Tensor<Rank0, f32, Cpu, T>> {
-    match method.target {
-        Target::Label => soft_target_cross_entropy(logits, targets),
-        Target::Icm => icm_loss(logits, targets, method.axes.unwrap_or_default()),
-    }
 }
 
 /// Logits of a whole dataset, computed in batches without a tape.
@@ -131,17 +118,15 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
             let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
             let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
             let logits = model.forward(inputs.traced(grads));
-            let mut loss = batch_loss(method, logits, targets)?;
+            let mut loss = target_loss(method, logits, targets)?;
             if method.regularised {
-                // RegMixup: CE on the clean batch + γ · (loss on the mixed batch).
+                // RegMixup: a second forward pass on the clean batch with hard labels.
                 let clean: Matrix<Cpu> = dev.tensor_from_vec(x, (b, d));
-                let hard: Matrix<Cpu> = dev.tensor_from_vec(
-                    soft_targets(&labels, &(0..b).collect::<Vec<_>>(), &vec![1.0; b], classes),
-                    (b, classes),
-                );
+                let identity: Vec<usize> = (0..b).collect();
+                let one_hot = soft_targets(&labels, &identity, &vec![1.0; b], classes);
+                let one_hot: Matrix<Cpu> = dev.tensor_from_vec(one_hot, (b, classes));
                 let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>());
-                let clean_loss = soft_target_cross_entropy(clean_logits, hard)?;
-                loss = clean_loss + loss * method.gamma.unwrap_or(1.0) as f32;
+                loss = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
             }
             let value = loss.array();
             if !value.is_finite() {

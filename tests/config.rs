@@ -109,3 +109,26 @@ fn values_are_checked_before_training() {
     let err = error(&GOOD.replace("  - erm\n", "  - mixup\n"));
     assert!(err.contains("listed twice"), "{err}");
 }
+
+#[test]
+fn remix_needs_long_tailed_splits() {
+    let err = error(&GOOD.replace("  - erm\n", "  - remix\n"));
+    assert!(err.contains("methods[0] (remix)"), "{err}");
+    assert!(err.contains("split `balanced` has equal counts"), "{err}");
+    let only_lt = GOOD
+        .replace("  - balanced\n", "")
+        .replace("  - per_class: 20\n", "")
+        .replace("  - erm\n", "  - icm-remix\n");
+    let exp = parse(&only_lt).unwrap();
+    assert_eq!(exp.runs().len(), 4 * 3);
+}
+
+#[test]
+fn icm_batch_of_one_and_unknown_preset_fail_before_training() {
+    let err = error(&GOOD.replace("batch_size: 8", "batch_size: 1"));
+    assert!(err.contains("icm-mixup") && err.contains("≥ 2"), "{err}");
+    let err = error(&GOOD.replace("  - erm\n", "  - icm-mixpu\n"));
+    assert!(err.contains("did you mean `icm-mixup`"), "{err}");
+    let err = error(&GOOD.replace("{axes: pair}", "{axes: rows}"));
+    assert!(err.contains("unknown variant `rows`"), "{err}");
+}

@@ -120,3 +120,29 @@ fn grid_trains_skips_and_reports() {
         .unwrap()
         .contains("| icm-mixup |"));
 }
+
+/// A diverging run is recorded as failed with its reason; the rest of the grid completes.
+#[test]
+fn nan_loss_fails_the_run_not_the_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let yaml = GRID
+        .replace("lr: 0.05", "lr: 1.0e+30")
+        .replace("  - per_class: 10\n", "")
+        .replace("seeds: [0, 1]", "seeds: [0]");
+    let exp = parse_experiment(&yaml, Path::new("nan.yaml")).unwrap();
+    let summary = run_grid(&exp, &results, true).unwrap();
+    assert_eq!(summary.total, 2);
+    assert_eq!(summary.failed.len(), 2, "{summary:?}");
+    for (id, reason) in &summary.failed {
+        assert!(reason.contains("loss became"), "{reason}");
+        let dir = records::run_dir(&results, "e2e", id);
+        assert!(dir.join(records::FAILURE_FILE).is_file());
+        assert!(!records::is_done(&dir));
+    }
+    let err = icm::runner::ensure_no_failures(&summary, &results, "e2e").unwrap_err();
+    assert!(err.to_string().contains("2 of 2 runs failed"), "{err}");
+    // Running again retries them (they are still pending).
+    let again = run_grid(&exp, &results, true).unwrap();
+    assert_eq!((again.skipped, again.failed.len()), (0, 2));
+}
