@@ -4,6 +4,7 @@
 //! losses live in [`losses`]; [`metrics`] computes accuracy and calibration, [`records`] stores
 //! each run, and [`report`] / [`plots`] turn a results folder into tables and diagrams.
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod losses;

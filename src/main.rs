@@ -40,6 +40,26 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Time full training steps on synthetic input, and the share of mixing + loss.
+    Bench {
+        /// Method preset (as in experiment files).
+        #[arg(long, default_value = "icm-mixup")]
+        method: String,
+        /// MLP hidden widths, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "512,512")]
+        hidden: Vec<usize>,
+        /// Input shape CxHxW.
+        #[arg(long, default_value = "3x32x32")]
+        input: String,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+    },
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report {
         /// An experiment file (its grid, in its order) or a folder of runs.
@@ -92,6 +112,40 @@ fn run(cli: Cli) -> Result<()> {
                 println!("report: {}", out.join("table.md").display());
             }
             ensure_no_failures(&summary, &results, &exp.name)
+        }
+        Command::Bench {
+            method,
+            hidden,
+            input,
+            batch,
+            classes,
+            warmup,
+            steps,
+        } => {
+            let spec = icm::bench::BenchSpec {
+                hidden,
+                shape: icm::bench::parse_shape(&input)?,
+                batch,
+                classes,
+                warmup,
+                steps: steps.max(1),
+                method: icm::bench::parse_method(&method)?,
+            };
+            let r = icm::bench::run(&spec)?;
+            println!(
+                "mlp {:?} on {input}, B={batch}, {}: step {:.3} ms; mixing {:.3} ms + loss fwd/bwd {:.3} ms = {:.2}% of a step",
+                spec.hidden,
+                spec.method.label(),
+                r.step_ms,
+                r.mix_ms,
+                r.loss_ms,
+                r.method_share * 100.0
+            );
+            println!(
+                "{:.1} img/s, peak memory {:.1} MiB",
+                r.images_per_second, r.peak_rss_mib
+            );
+            Ok(())
         }
         Command::Report {
             source,

@@ -12,8 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{Arch, RunConfig};
 use crate::data::Dataset;
 use crate::losses::{regmixup_total, target_loss, Matrix};
+use crate::method::Method;
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
-use crate::mixing::{mix_batch, soft_targets};
+use crate::mixing::{mix_batch, soft_targets, ImageShape};
 use crate::model::Mlp;
 use crate::optim::Sgd;
 
@@ -74,6 +75,60 @@ fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f64 {
     preds.iter().filter(|p| p.label == p.predicted).count() as f64 / labels.len().max(1) as f64
 }
 
+/// One clean mini-batch, before mixing.
+pub struct Batch<'a> {
+    /// B × D images, row-major.
+    pub x: &'a [f32],
+    pub labels: &'a [usize],
+    pub shape: ImageShape,
+    pub classes: usize,
+    /// Class counts of the training split (Remix).
+    pub class_counts: &'a [usize],
+}
+
+/// One SGD step of `method`: mix, forward, loss (plus RegMixup's clean pass), backward, update.
+/// Returns the loss; a non-finite loss leaves the parameters untouched.
+pub fn train_step<R: rand::Rng>(
+    dev: &Cpu,
+    model: &mut Mlp<Cpu>,
+    sgd: &mut Sgd<Cpu>,
+    method: &Method,
+    batch: &Batch,
+    lr: f64,
+    rng: &mut R,
+) -> Result<f32> {
+    let (b, d, classes) = (batch.labels.len(), batch.shape.numel(), batch.classes);
+    let mixed = mix_batch(
+        method,
+        batch.x,
+        batch.labels,
+        batch.shape,
+        classes,
+        batch.class_counts,
+        rng,
+    );
+    let grads = model.params.alloc_grads();
+    let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
+    let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
+    let logits = model.forward(inputs.traced(grads));
+    let mut loss = target_loss(method, logits, targets)?;
+    if method.regularised {
+        // RegMixup: a second forward pass on the clean batch with hard labels.
+        let clean: Matrix<Cpu> = dev.tensor_from_vec(batch.x.to_vec(), (b, d));
+        let identity: Vec<usize> = (0..b).collect();
+        let one_hot = soft_targets(batch.labels, &identity, &vec![1.0; b], classes);
+        let one_hot: Matrix<Cpu> = dev.tensor_from_vec(one_hot, (b, classes));
+        let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>());
+        loss = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
+    }
+    let value = loss.array();
+    if value.is_finite() {
+        let grads = loss.backward();
+        sgd.step(&mut model.params, &grads, lr);
+    }
+    Ok(value)
+}
+
 /// Trains `config` on `train` (already the split's subset) and evaluates on `test`.
 pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<RunOutcome> {
     let start = Instant::now();
@@ -104,31 +159,14 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
                 x.extend_from_slice(train.image(i));
             }
             let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
-            let mixed = mix_batch(
-                method,
-                &x,
-                &labels,
-                train.shape,
+            let batch = Batch {
+                x: &x,
+                labels: &labels,
+                shape: train.shape,
                 classes,
-                &counts,
-                &mut mix_rng,
-            );
-
-            let grads = model.params.alloc_grads();
-            let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
-            let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
-            let logits = model.forward(inputs.traced(grads));
-            let mut loss = target_loss(method, logits, targets)?;
-            if method.regularised {
-                // RegMixup: a second forward pass on the clean batch with hard labels.
-                let clean: Matrix<Cpu> = dev.tensor_from_vec(x, (b, d));
-                let identity: Vec<usize> = (0..b).collect();
-                let one_hot = soft_targets(&labels, &identity, &vec![1.0; b], classes);
-                let one_hot: Matrix<Cpu> = dev.tensor_from_vec(one_hot, (b, classes));
-                let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>());
-                loss = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
-            }
-            let value = loss.array();
+                class_counts: &counts,
+            };
+            let value = train_step(&dev, &mut model, &mut sgd, method, &batch, lr, &mut mix_rng)?;
             if !value.is_finite() {
                 bail!(
                     "loss became {value} at epoch {} batch {step} (lr {lr}); lower `train.lr` or \
@@ -136,8 +174,6 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
                     epoch + 1
                 );
             }
-            let grads = loss.backward();
-            sgd.step(&mut model.params, &grads, lr);
             loss_sum += value as f64 * b as f64;
             seen += b;
         }

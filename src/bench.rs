@@ -1,0 +1,165 @@
+//! `icm bench`: throughput of full training steps on synthetic input, and how much of a step
+//! the method's own work (mixing, loss forward + backward) takes.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::losses::{target_loss, Matrix};
+use crate::method::{Method, MethodEntry};
+use crate::mixing::{mix_batch, ImageShape};
+use crate::model::Mlp;
+use crate::optim::Sgd;
+use crate::train::{train_step, Batch};
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    pub hidden: Vec<usize>,
+    pub shape: ImageShape,
+    pub batch: usize,
+    pub classes: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    pub method: Method,
+}
+
+/// Mean times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub step_ms: f64,
+    pub mix_ms: f64,
+    pub loss_ms: f64,
+    pub images_per_second: f64,
+    /// Share of a step spent in mixing plus the loss (forward and backward).
+    pub method_share: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Parses `3x32x32` (channels × height × width).
+pub fn parse_shape(text: &str) -> Result<ImageShape> {
+    let parts: Vec<usize> = text
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--input `{text}`: expected CxHxW, e.g. 3x32x32"))?;
+    match parts[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok(ImageShape {
+            channels: c,
+            height: h,
+            width: w,
+        }),
+        _ => bail!("--input `{text}`: expected CxHxW with positive sizes, e.g. 3x32x32"),
+    }
+}
+
+/// Resolves a preset name for the bench (same rules as in experiment files).
+pub fn parse_method(text: &str) -> Result<Method> {
+    let entry: MethodEntry =
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))?;
+    entry
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1000.0 / reps as f64
+}
+
+/// Runs the benchmark.
+pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
+    if spec.method.uses_icm() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2 for ICM methods");
+    }
+    let dev = Cpu::seed_from_u64(0);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let d = spec.shape.numel();
+    let x: Vec<f32> = (0..spec.batch * d)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let labels: Vec<usize> = (0..spec.batch)
+        .map(|_| rng.gen_range(0..spec.classes))
+        .collect();
+    let counts = vec![100; spec.classes];
+    let mut model = Mlp::new(&dev, d, &spec.hidden, spec.classes, &mut rng);
+    let mut sgd = Sgd::new(&model.params, 0.9, 5e-4);
+    let batch = Batch {
+        x: &x,
+        labels: &labels,
+        shape: spec.shape,
+        classes: spec.classes,
+        class_counts: &counts,
+    };
+    let mut step = || {
+        train_step(
+            &dev,
+            &mut model,
+            &mut sgd,
+            &spec.method,
+            &batch,
+            1e-3,
+            &mut rng,
+        )
+        .expect("bench step");
+    };
+    for _ in 0..spec.warmup {
+        step();
+    }
+    let step_ms = time_ms(spec.steps, step);
+
+    let mut mix_rng = ChaCha8Rng::seed_from_u64(1);
+    let mix_ms = time_ms(spec.steps, || {
+        std::hint::black_box(mix_batch(
+            &spec.method,
+            &x,
+            &labels,
+            spec.shape,
+            spec.classes,
+            &counts,
+            &mut mix_rng,
+        ));
+    });
+    let mixed = mix_batch(
+        &spec.method,
+        &x,
+        &labels,
+        spec.shape,
+        spec.classes,
+        &counts,
+        &mut mix_rng,
+    );
+    let logits: Matrix<Cpu> = dev.sample_normal_like(&(spec.batch, spec.classes));
+    let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (spec.batch, spec.classes));
+    let loss_ms = time_ms(spec.steps, || {
+        let loss =
+            target_loss(&spec.method, logits.leaky_trace(), targets.clone()).expect("bench loss");
+        std::hint::black_box(loss.backward());
+    });
+    Ok(BenchResult {
+        step_ms,
+        mix_ms,
+        loss_ms,
+        images_per_second: spec.batch as f64 / (step_ms / 1000.0),
+        method_share: (mix_ms + loss_ms) / step_ms,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
