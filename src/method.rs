@@ -97,22 +97,6 @@ impl Method {
     pub fn label(&self) -> String {
         self.label_text.clone()
     }
-
-    /// File-name-safe version of the label.
-    pub fn slug(&self) -> String {
-        self.label_text
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-            .trim_matches('_')
-            .to_string()
-    }
 }
 
 /// The presets users write by name.
