@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::cifar::Cifar100Labels;
 use crate::method::{LabelRule, Method, MethodEntry};
 
 /// An experiment file as written by the user.
@@ -21,7 +22,7 @@ pub struct Experiment {
     /// Folder name under `results/` and `reports/`.
     pub name: String,
     #[serde(default)]
-    pub dataset: DatasetName,
+    pub dataset: DatasetSpec,
     /// Seed of the data subsets (long-tailed, per-class); separate from the training seeds.
     #[serde(default)]
     pub data_seed: u64,
@@ -32,13 +33,165 @@ pub struct Experiment {
     pub seeds: Vec<u64>,
 }
 
-/// Which dataset the runs train on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetName {
+/// Which dataset the runs train on. In YAML: `digits` (default, embedded), `fashion-mnist`
+/// (Debian's `dataset-fashion-mnist` folder unless `root` is given), `{idx: {root: DIR}}`,
+/// `{cifar10: {root: DIR}}`, `{cifar100: {root: DIR, labels: fine | coarse}}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum DatasetSpec {
     /// UCI optical digits (1,797 8×8 images), embedded in the binary.
     #[default]
     Digits,
+    /// Any folder with the four MNIST-format files (MNIST, Fashion-MNIST, KMNIST).
+    Idx {
+        name: String,
+        root: PathBuf,
+    },
+    Cifar10 {
+        root: PathBuf,
+    },
+    Cifar100 {
+        root: PathBuf,
+        labels: Cifar100Labels,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RootFields {
+    root: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionalRootFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cifar100Fields {
+    root: PathBuf,
+    #[serde(default)]
+    labels: Cifar100Labels,
+}
+
+const DATASETS: &[&str] = &["digits", "fashion-mnist", "idx", "cifar10", "cifar100"];
+
+impl DatasetSpec {
+    /// Short name for messages and reports.
+    pub fn name(&self) -> String {
+        match self {
+            DatasetSpec::Digits => "digits".into(),
+            DatasetSpec::Idx { name, .. } => name.clone(),
+            DatasetSpec::Cifar10 { .. } => "cifar10".into(),
+            DatasetSpec::Cifar100 { labels, .. } => match labels {
+                Cifar100Labels::Fine => "cifar100".into(),
+                Cifar100Labels::Coarse => "cifar100-coarse".into(),
+            },
+        }
+    }
+
+    fn fashion_mnist(root: Option<PathBuf>) -> DatasetSpec {
+        DatasetSpec::Idx {
+            name: "fashion-mnist".into(),
+            root: root.unwrap_or_else(|| PathBuf::from(crate::idx::FASHION_MNIST_ROOT)),
+        }
+    }
+}
+
+impl Serialize for DatasetSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let json = |v: serde_json::Result<serde_json::Value>| v.map_err(S::Error::custom);
+        let (key, value) = match self {
+            DatasetSpec::Digits => return s.serialize_str("digits"),
+            DatasetSpec::Idx { name, root } => (
+                if name == "fashion-mnist" {
+                    "fashion-mnist"
+                } else {
+                    "idx"
+                },
+                json(serde_json::to_value(RootFields { root: root.clone() }))?,
+            ),
+            DatasetSpec::Cifar10 { root } => (
+                "cifar10",
+                json(serde_json::to_value(RootFields { root: root.clone() }))?,
+            ),
+            DatasetSpec::Cifar100 { root, labels } => (
+                "cifar100",
+                json(serde_json::to_value(Cifar100Fields {
+                    root: root.clone(),
+                    labels: *labels,
+                }))?,
+            ),
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(key, &value)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for DatasetSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct DatasetVisitor;
+        impl<'de> Visitor<'de> for DatasetVisitor {
+            type Value = DatasetSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`digits`, `fashion-mnist`, or `idx`/`cifar10`/`cifar100: {root: DIR}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<DatasetSpec, E> {
+                match v {
+                    "digits" => Ok(DatasetSpec::Digits),
+                    "fashion-mnist" => Ok(DatasetSpec::fashion_mnist(None)),
+                    "idx" | "cifar10" | "cifar100" => Err(E::custom(format!(
+                        "dataset `{v}` needs its folder: write `{v}: {{root: /path/to/data}}`"
+                    ))),
+                    other => Err(E::unknown_variant(other, DATASETS)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<DatasetSpec, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty dataset entry"))?;
+                let spec = match key.as_str() {
+                    "digits" => {
+                        map.next_value::<de::IgnoredAny>()?;
+                        DatasetSpec::Digits
+                    }
+                    "fashion-mnist" => {
+                        let f: Option<OptionalRootFields> = map.next_value()?;
+                        DatasetSpec::fashion_mnist(f.and_then(|f| f.root))
+                    }
+                    "idx" => DatasetSpec::Idx {
+                        name: "idx".into(),
+                        root: map.next_value::<RootFields>()?.root,
+                    },
+                    "cifar10" => DatasetSpec::Cifar10 {
+                        root: map.next_value::<RootFields>()?.root,
+                    },
+                    "cifar100" => {
+                        let f: Cifar100Fields = map.next_value()?;
+                        DatasetSpec::Cifar100 {
+                            root: f.root,
+                            labels: f.labels,
+                        }
+                    }
+                    other => return Err(de::Error::unknown_variant(other, DATASETS)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "one dataset per experiment: unexpected `{extra}`"
+                    )));
+                }
+                Ok(spec)
+            }
+        }
+        d.deserialize_any(DatasetVisitor)
+    }
 }
 
 /// How the training set is subsampled (DESIGN §3). In YAML: `balanced`, `{long_tailed: {ratio: 10}}`,
@@ -269,7 +422,7 @@ impl TrainSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    pub dataset: DatasetName,
+    pub dataset: DatasetSpec,
     pub data_seed: u64,
     pub split: Split,
     pub model: ModelSpec,
@@ -280,11 +433,20 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Stable identifier: the first 16 hex digits of SHA-256 over the canonical JSON of the
-    /// resolved config. Same on every machine (field order is fixed, floats print shortest
-    /// round-trip form).
+    /// resolved config without the data folder. Same on every machine (keys are sorted, floats
+    /// print in shortest round-trip form).
     pub fn run_id(&self) -> String {
         use sha2::{Digest, Sha256};
-        let json = serde_json::to_string(self).expect("run config serialises");
+        let mut value = serde_json::to_value(self).expect("run config serialises");
+        // Where the data lives does not change a result: moving a dataset keeps the ids.
+        if let Some(serde_json::Value::Object(fields)) = value
+            .get_mut("dataset")
+            .and_then(|d| d.as_object_mut())
+            .and_then(|m| m.values_mut().next())
+        {
+            fields.remove("root");
+        }
+        let json = serde_json::to_string(&value).expect("run config serialises");
         let digest = Sha256::digest(json.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
@@ -295,7 +457,7 @@ impl RunConfig {
 pub struct LoadedExperiment {
     pub path: PathBuf,
     pub name: String,
-    pub dataset: DatasetName,
+    pub dataset: DatasetSpec,
     pub data_seed: u64,
     pub splits: Vec<Split>,
     pub model: ModelSpec,
@@ -312,7 +474,7 @@ impl LoadedExperiment {
             for method in &self.methods {
                 for &seed in &self.seeds {
                     out.push(RunConfig {
-                        dataset: self.dataset,
+                        dataset: self.dataset.clone(),
                         data_seed: self.data_seed,
                         split: split.clone(),
                         model: self.model.clone(),

@@ -5,7 +5,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::DatasetName;
+use anyhow::Result;
+
+use crate::config::DatasetSpec;
 use crate::mixing::ImageShape;
 
 /// Images (one per row, channel-major) with their labels.
@@ -67,11 +69,17 @@ pub const DIGITS_SPLIT_SEED: u64 = 20230517;
 /// Test images per digits class (the other 138–147 per class are the training pool).
 pub const DIGITS_TEST_PER_CLASS: usize = 36;
 
-/// Loads a dataset's training pool and test set, normalised.
-pub fn load(name: DatasetName) -> TrainTest {
-    match name {
-        DatasetName::Digits => load_digits(),
-    }
+/// Loads a dataset's training pool and test set, standardised per pixel with the training
+/// pool's statistics. Fails with the missing or broken file and where the data comes from.
+pub fn load(spec: &DatasetSpec) -> Result<TrainTest> {
+    let (mut train, mut test) = match spec {
+        DatasetSpec::Digits => return Ok(load_digits()),
+        DatasetSpec::Idx { root, .. } => crate::idx::load(root)?,
+        DatasetSpec::Cifar10 { root } => crate::cifar::load_cifar10(root)?,
+        DatasetSpec::Cifar100 { root, labels } => crate::cifar::load_cifar100(root, *labels)?,
+    };
+    standardise(&mut train, &mut test);
+    Ok(TrainTest { train, test })
 }
 
 /// UCI digits: a stratified split with exactly 36 test images per class (360 test, 1,437 train),

@@ -36,8 +36,10 @@
 //! ```
 
 pub mod bench;
+pub mod cifar;
 pub mod config;
 pub mod data;
+pub mod idx;
 pub mod losses;
 pub mod method;
 pub mod metrics;

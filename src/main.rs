@@ -40,6 +40,11 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Print each split's per-class training counts and the test-set size, without training.
+    Data {
+        /// Experiment file.
+        experiment: PathBuf,
+    },
     /// Time full training steps on synthetic input, and the share of mixing + loss.
     Bench {
         /// Method preset (as in experiment files).
@@ -112,6 +117,11 @@ fn run(cli: Cli) -> Result<()> {
                 println!("report: {}", out.join("table.md").display());
             }
             ensure_no_failures(&summary, &results, &exp.name)
+        }
+        Command::Data { experiment } => {
+            let exp = load_experiment(&experiment)?;
+            print!("{}", icm::runner::describe_data(&exp)?);
+            Ok(())
         }
         Command::Bench {
             method,

@@ -27,14 +27,9 @@ pub struct GridSummary {
 /// Trains every run of `exp` that has no `metrics.json` under `results`.
 pub fn run_grid(exp: &LoadedExperiment, results: &Path, quiet: bool) -> Result<GridSummary> {
     let start = Instant::now();
-    let data = data::load(exp.dataset);
+    let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
-    let mut subsets: BTreeMap<String, Dataset> = BTreeMap::new();
-    for split in &exp.splits {
-        let keep = splits::select(split, &data.train.labels, data.train.classes, exp.data_seed)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
-        subsets.insert(split.slug(), data.train.subset(&keep));
-    }
+    let subsets = split_subsets(exp, &data.train)?;
     let runs = exp.runs();
     let mut summary = GridSummary {
         total: runs.len(),
@@ -92,6 +87,54 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, quiet: bool) -> Result<G
     bar.finish_and_clear();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The training subset of every split of `exp`, keyed by split slug.
+pub fn split_subsets(exp: &LoadedExperiment, pool: &Dataset) -> Result<BTreeMap<String, Dataset>> {
+    let mut subsets = BTreeMap::new();
+    for split in &exp.splits {
+        let keep = splits::select(split, &pool.labels, pool.classes, exp.data_seed)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
+        subsets.insert(split.slug(), pool.subset(&keep));
+    }
+    Ok(subsets)
+}
+
+/// `icm data`: per-class training counts of every split, and the test-set size.
+pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
+    let data = load_data(exp)?;
+    let subsets = split_subsets(exp, &data.train)?;
+    let mut out = format!(
+        "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
+        exp.name,
+        exp.dataset.name(),
+        data.train.classes,
+        data.train.shape.channels,
+        data.train.shape.height,
+        data.train.shape.width,
+        data.train.len(),
+        data.test.len()
+    );
+    for split in &exp.splits {
+        let counts = subsets[&split.slug()].class_counts();
+        out.push_str(&format!(
+            "{:<24} total {:>6}  per class {:?}\n",
+            split.slug(),
+            counts.iter().sum::<usize>(),
+            counts
+        ));
+    }
+    Ok(out)
+}
+
+fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
+    data::load(&exp.dataset).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: dataset `{}`: {e:#}",
+            exp.path.display(),
+            exp.dataset.name()
+        )
+    })
 }
 
 /// Fails with the list of failed runs, if any.

@@ -66,7 +66,7 @@ fn run_id_is_stable() {
     assert_ne!(a[0].run_id(), c[0].run_id());
 }
 
-const RUN0_ID: &str = "da0e203ac53651e7";
+const RUN0_ID: &str = "818ee6d07881abb3";
 
 #[test]
 fn misspelled_key_names_key_line_and_suggestion() {
