@@ -186,9 +186,10 @@ impl Table {
 
     /// Markdown table with the best cell of each column in bold.
     pub fn to_markdown(&self) -> String {
+        let n = self.usual_n();
         let mut s = format!(
-            "mean ± std over {} seeds ({} is better; best per column in **bold**)\n\n",
-            self.usual_n(),
+            "mean ± std over {n} seed{} ({} is better; best per column in **bold**)\n\n",
+            if n == 1 { "" } else { "s" },
             if self.better == Better::Higher {
                 "higher"
             } else {
