@@ -84,6 +84,9 @@ pub struct Method {
     pub regularised: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gamma: Option<f64>,
+    /// Label smoothing ε of the targets: t := (1 − ε)·t + ε/C (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
     /// Text shown in reports; the name plus every parameter that differs from the preset.
     pub label_text: String,
 }
@@ -128,6 +131,7 @@ pub struct MethodParams {
     pub axes: Option<IcmAxes>,
     pub regularised: Option<bool>,
     pub gamma: Option<f64>,
+    pub label_smoothing: Option<f64>,
 }
 
 /// One entry of the `methods:` list: `- mixup` or `- mixup: {alpha: 0.4}`.
@@ -202,6 +206,7 @@ fn preset_defaults(preset: &str) -> Method {
         axes: None,
         regularised,
         gamma: None,
+        label_smoothing: None,
         label_text: String::new(),
     };
     fill_dependent_defaults(&mut m);
@@ -308,6 +313,7 @@ impl MethodEntry {
         m.tau = p.tau.or(m.tau);
         m.axes = p.axes.or(m.axes);
         m.gamma = p.gamma.or(m.gamma);
+        m.label_smoothing = p.label_smoothing.filter(|&e| e != 0.0);
         fill_dependent_defaults(&mut m);
 
         if let Some(a) = m.alpha {
@@ -325,6 +331,11 @@ impl MethodEntry {
         if let Some(t) = m.tau {
             if !(0.0..=1.0).contains(&t) {
                 return Err(format!("tau must be in [0, 1], got {t}"));
+            }
+        }
+        if let Some(e) = m.label_smoothing {
+            if !(0.0..1.0).contains(&e) {
+                return Err(format!("label_smoothing must be in [0, 1), got {e}"));
             }
         }
         if let Some(g) = m.gamma {
@@ -360,6 +371,7 @@ fn label_with_overrides(preset_name: &str, preset: &Method, m: &Method) -> Strin
         "axes",
         "regularised",
         "gamma",
+        "label_smoothing",
     ] {
         let (va, vb) = (a.get(key), b.get(key));
         if va != vb {

@@ -1,6 +1,7 @@
 //! The mixing rule (DESIGN §2), in one place: draw λ ~ Beta(α, α) and a partner permutation π,
 //! mix the inputs (Mixup or CutMix), then set each sample's label weight λ_y (standard or
-//! Remix) and build the soft targets t_i = λ_y,i · e_{y_i} + (1 − λ_y,i) · e_{y_π(i)}.
+//! Remix) and build the soft targets t_i = λ_y,i · e_{y_i} + (1 − λ_y,i) · e_{y_π(i)}
+//! (optionally label-smoothed: t := (1 − ε)·t + ε/C).
 //!
 //! Works on plain `f32` slices (row-major, one image per row) so it can feed any trainer.
 
@@ -221,7 +222,12 @@ pub fn mix_batch<R: Rng>(
             )
         })
         .collect();
-    let targets = soft_targets(labels, &partner, &label_weight, classes);
+    let mut targets = soft_targets(labels, &partner, &label_weight, classes);
+    if let Some(eps) = method.label_smoothing {
+        for t in &mut targets {
+            *t = (1.0 - eps as f32) * *t + eps as f32 / classes as f32;
+        }
+    }
     MixedBatch {
         inputs,
         targets,

@@ -273,3 +273,34 @@ fn remix_uses_the_split_counts() {
     assert_eq!(label_weight(m.label, 0.2, 0, 1, &counts, 3.0, 0.5), 0.0);
     assert_eq!(label_weight(m.label, 0.8, 1, 0, &counts, 3.0, 0.5), 1.0);
 }
+
+#[test]
+fn label_smoothing_is_off_unless_set() {
+    assert_eq!(method("icm-mixup").label_smoothing, None);
+    let m = method("erm: {label_smoothing: 0.1}");
+    assert_eq!(m.label(), "erm(label_smoothing=0.1)");
+    let shape = ImageShape {
+        channels: 1,
+        height: 1,
+        width: 1,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mixed = mix_batch(&m, &[0.0, 1.0], &[2, 0], shape, C, &[1, 1, 1], &mut rng);
+    // (1 − 0.1)·e_y + 0.1/3.
+    let want = [
+        0.1 / 3.0,
+        0.1 / 3.0,
+        0.9 + 0.1 / 3.0,
+        0.9 + 0.1 / 3.0,
+        0.1 / 3.0,
+        0.1 / 3.0,
+    ];
+    for (a, b) in mixed.targets.iter().zip(want) {
+        assert!((*a as f64 - b).abs() < 1e-6, "{:?}", mixed.targets);
+    }
+    let err = serde_yaml::from_str::<MethodEntry>("erm: {label_smoothing: 1.0}")
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+    assert!(err.contains("label_smoothing"), "{err}");
+}
