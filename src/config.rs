@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cifar::Cifar100Labels;
 use crate::method::{LabelRule, Method, MethodEntry};
+use crate::report::tables::TableEntry;
 
 /// An experiment file as written by the user.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,9 @@ pub struct Experiment {
     pub train: TrainSpec,
     pub methods: Vec<MethodEntry>,
     pub seeds: Vec<u64>,
+    /// Tables of the report (presets or custom); defaults when absent.
+    #[serde(default)]
+    pub tables: Vec<TableEntry>,
 }
 
 /// Which dataset the runs train on. In YAML: `digits` (default, embedded), `fashion-mnist`
@@ -464,6 +468,7 @@ pub struct LoadedExperiment {
     pub train: TrainSpec,
     pub methods: Vec<Method>,
     pub seeds: Vec<u64>,
+    pub tables: Vec<TableEntry>,
 }
 
 impl LoadedExperiment {
@@ -659,6 +664,9 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
     if unique.len() != exp.seeds.len() {
         return Err(fail("seeds", "a seed is listed twice".into()));
     }
+    for (i, entry) in exp.tables.iter().enumerate() {
+        crate::report::tables::check_entry(entry).map_err(|m| fail(&format!("tables[{i}]"), m))?;
+    }
     Ok(LoadedExperiment {
         path: path.to_path_buf(),
         name: exp.name,
@@ -669,6 +677,7 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
         train: exp.train,
         methods,
         seeds: exp.seeds,
+        tables: exp.tables,
     })
 }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use icm::config::load_experiment;
-use icm::report::{write_report, ReportSource};
+use icm::report::{write_report, Formats, ReportSource};
 use icm::runner::{ensure_no_failures, run_grid};
 
 #[derive(Parser)]
@@ -75,6 +75,9 @@ enum Command {
         /// Where reports go.
         #[arg(long, default_value = "reports")]
         out: PathBuf,
+        /// Table file formats, any of md,tex,csv.
+        #[arg(long, default_value = "md,tex,csv")]
+        format: String,
     },
 }
 
@@ -113,8 +116,9 @@ fn run(cli: Cli) -> Result<()> {
                     &ReportSource::Experiment(Box::new(exp.clone())),
                     &results,
                     &reports,
+                    Formats::default(),
                 )?;
-                println!("report: {}", out.join("table.md").display());
+                println!("report: {}", out.dir.join("index.html").display());
             }
             ensure_no_failures(&summary, &results, &exp.name)
         }
@@ -161,14 +165,21 @@ fn run(cli: Cli) -> Result<()> {
             source,
             results,
             out,
+            format,
         } => {
+            let formats = Formats::parse(&format)?;
             let source = if source.is_dir() {
                 ReportSource::Folder(source)
             } else {
                 ReportSource::Experiment(Box::new(load_experiment(&source)?))
             };
-            let dir = write_report(&source, &results, &out)?;
-            println!("report: {}", dir.join("table.md").display());
+            let report = write_report(&source, &results, &out, formats)?;
+            println!(
+                "report: {} ({} tables, {} figures)",
+                report.dir.join("index.html").display(),
+                report.tables.len(),
+                report.figures.len()
+            );
             Ok(())
         }
     }

@@ -178,3 +178,25 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!(crate::config::yaml_error(path, &e)))
 }
+
+/// Reads a run's `history.csv`.
+pub fn read_history(path: &Path) -> Result<Vec<crate::train::EpochRecord>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let parse = |k: usize| -> Result<f64> {
+            f.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .with_context(|| format!("{} line {}: expected 4 numbers", path.display(), i + 1))
+        };
+        out.push(crate::train::EpochRecord {
+            epoch: parse(0)? as usize,
+            lr: parse(1)?,
+            train_loss: parse(2)?,
+            test_accuracy: parse(3)?,
+        });
+    }
+    Ok(out)
+}

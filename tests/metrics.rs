@@ -62,3 +62,15 @@ fn softmax_rows_sum_to_one() {
     let p = softmax_rows(&[0.0, 2f32.ln(), 0.0], 3);
     assert!((p[1] - 0.5).abs() < 1e-7 && (p[0] - 0.25).abs() < 1e-7);
 }
+
+/// Many > 100, medium 20–100, few < 20 training images; boundaries 100 and 20 are medium.
+#[test]
+fn shot_groups() {
+    let acc = [1.0, 0.9, 0.8, 0.5, 0.3, 0.1];
+    let counts = [500, 101, 100, 20, 19, 3];
+    let s = shot_accuracies(&acc, &counts);
+    assert!((s.many.unwrap() - 0.95).abs() < 1e-12);
+    assert!((s.medium.unwrap() - 0.65).abs() < 1e-12);
+    assert!((s.few.unwrap() - 0.2).abs() < 1e-12);
+    assert_eq!(shot_accuracies(&[0.5, 0.5], &[50, 60]).many, None);
+}

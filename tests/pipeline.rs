@@ -6,7 +6,7 @@ use std::path::Path;
 
 use icm::config::parse_experiment;
 use icm::records;
-use icm::report::{write_report, ReportSource};
+use icm::report::{write_report, Formats, ReportSource};
 use icm::runner::run_grid;
 
 const GRID: &str = "\
@@ -83,12 +83,14 @@ fn grid_trains_skips_and_reports() {
     let third = run_grid(&exp, &results, true).unwrap();
     assert_eq!((third.trained, third.skipped), (0, 8));
 
-    let out = write_report(
+    let report = write_report(
         &ReportSource::Experiment(Box::new(exp.clone())),
         &results,
         &reports,
+        Formats::default(),
     )
     .unwrap();
+    let out = report.dir.clone();
     let table = fs::read_to_string(out.join("table.md")).unwrap();
     assert!(
         table.contains("| method | balanced | 10 per class |"),
@@ -102,21 +104,52 @@ fn grid_trains_skips_and_reports() {
     assert!(table.contains("**"), "{table}");
     for m in ["erm", "icm-mixup"] {
         for s in ["balanced", "per_class-10"] {
-            let png = out.join(format!("reliability-{m}-{s}.png"));
+            let png = out.join(format!("figures/reliability-{m}-{s}.png"));
             let bytes = fs::read(&png).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", png.display());
-            let svg = fs::read_to_string(out.join(format!("reliability-{m}-{s}.svg"))).unwrap();
+            let svg =
+                fs::read_to_string(out.join(format!("figures/reliability-{m}-{s}.svg"))).unwrap();
             assert!(svg.contains("ECE ="), "diagram text is rendered");
         }
+    }
+    // Every chart type, the raw run table and the per-table files.
+    for f in [
+        "figures/reliability-grid-balanced.png",
+        "figures/curves-per_class-10.png",
+        "figures/curves-balanced.svg",
+        "figures/accuracy-vs-samples.png",
+        "runs.csv",
+        "runs.parquet",
+        "tables/accuracy.md",
+        "tables/accuracy.tex",
+        "tables/accuracy.csv",
+        "index.html",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let runs_csv = fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs_csv.lines().count(), 9, "header + one line per run");
+    assert!(runs_csv
+        .lines()
+        .next()
+        .unwrap()
+        .contains("config.method.alpha"));
+    let html = fs::read_to_string(out.join("index.html")).unwrap();
+    for f in &report.figures {
+        assert!(
+            html.contains(&format!("src=\"{f}\"")),
+            "{f} not in index.html"
+        );
     }
     // A report from the bare folder gives the same table rows.
     let from_dir = write_report(
         &ReportSource::Folder(results.join("e2e")),
         &results,
         &reports,
+        Formats::parse("md").unwrap(),
     )
     .unwrap();
-    assert!(fs::read_to_string(from_dir.join("table.md"))
+    assert!(fs::read_to_string(from_dir.dir.join("table.md"))
         .unwrap()
         .contains("| icm-mixup |"));
 }

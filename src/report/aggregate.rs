@@ -1,0 +1,143 @@
+//! Aggregation over seeds with polars: group by every config field except the seed, then mean,
+//! sample standard deviation (ddof = 1) and n of every metric.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use polars::prelude::*;
+
+use super::collect::METRICS;
+
+/// mean ± std over seeds of one metric for one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    /// Sample standard deviation (ddof = 1); `None` with a single seed.
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+/// Group key as shown in reports.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey {
+    pub dataset: String,
+    pub method: String,
+    pub split: String,
+}
+
+/// Every metric's cell per group.
+#[derive(Debug, Clone, Default)]
+pub struct Aggregates {
+    pub cells: BTreeMap<GroupKey, BTreeMap<String, Cell>>,
+    /// Groups that share a (dataset, method, split) but differ in another config field; only the
+    /// one with the most runs is kept, these are reported.
+    pub conflicts: Vec<String>,
+}
+
+impl Aggregates {
+    pub fn get(&self, dataset: &str, method: &str, split: &str, metric: &str) -> Option<&Cell> {
+        self.cells
+            .get(&GroupKey {
+                dataset: dataset.into(),
+                method: method.into(),
+                split: split.into(),
+            })
+            .and_then(|m| m.get(metric))
+    }
+}
+
+/// Columns that vary within a group (everything else is the group key).
+fn is_per_run(name: &str) -> bool {
+    matches!(name, "run_id" | "seed" | "config.seed" | "train_seconds") || METRICS.contains(&name)
+}
+
+/// Aggregates a runs frame (see `collect::runs_frame`).
+pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
+    let keys: Vec<Expr> = runs
+        .get_column_names()
+        .into_iter()
+        .filter(|c| !is_per_run(c.as_str()))
+        .map(|c| col(c.clone()))
+        .collect();
+    let mut aggs = vec![len().alias("__runs")];
+    for &m in METRICS {
+        aggs.push(col(m).mean().alias(format!("{m}__mean")));
+        aggs.push(col(m).std(1).alias(format!("{m}__std")));
+        aggs.push(
+            col(m)
+                .count()
+                .cast(DataType::UInt64)
+                .alias(format!("{m}__n")),
+        );
+    }
+    let out = runs
+        .clone()
+        .lazy()
+        .group_by_stable(keys)
+        .agg(aggs)
+        .collect()?;
+    let text = |name: &str| -> Result<Vec<String>> {
+        let ca = out.column(name)?.str()?.clone();
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).unwrap_or_default().to_string())
+            .collect())
+    };
+    let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
+    let runs_col = out.column("__runs")?.cast(&DataType::UInt64)?;
+    let runs_ca = runs_col.u64()?;
+    let group_runs: Vec<u64> = (0..runs_ca.len())
+        .map(|i| runs_ca.get(i).unwrap_or(0))
+        .collect();
+    let mut result = Aggregates::default();
+    let mut kept_runs: BTreeMap<GroupKey, u64> = BTreeMap::new();
+    for i in 0..out.height() {
+        let key = GroupKey {
+            dataset: datasets[i].clone(),
+            method: methods[i].clone(),
+            split: splits[i].clone(),
+        };
+        let mut cells = BTreeMap::new();
+        for &m in METRICS {
+            let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
+            if n == 0 {
+                continue;
+            }
+            let mean = out
+                .column(&format!("{m}__mean"))?
+                .f64()?
+                .get(i)
+                .unwrap_or(f64::NAN);
+            let std = out.column(&format!("{m}__std"))?.f64()?.get(i);
+            cells.insert(
+                m.to_string(),
+                Cell {
+                    mean,
+                    std: if n >= 2 { std } else { None },
+                    n,
+                },
+            );
+        }
+        match kept_runs.get(&key) {
+            Some(&kept) => {
+                result.conflicts.push(format!(
+                    "{} / {} / {}: runs differ in a config field other than the seed; kept the \
+                     group of {} runs, ignored one of {}",
+                    key.dataset,
+                    key.method,
+                    key.split,
+                    kept.max(group_runs[i]),
+                    kept.min(group_runs[i])
+                ));
+                if group_runs[i] > kept {
+                    kept_runs.insert(key.clone(), group_runs[i]);
+                    result.cells.insert(key, cells);
+                }
+            }
+            None => {
+                kept_runs.insert(key.clone(), group_runs[i]);
+                result.cells.insert(key, cells);
+            }
+        }
+    }
+    Ok(result)
+}

@@ -1,0 +1,231 @@
+//! Finding runs on disk (walkdir) and turning them into one polars DataFrame, one row per run:
+//! every resolved config field as a column plus every metric.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use walkdir::WalkDir;
+
+use crate::config::RunConfig;
+use crate::metrics::shot_accuracies;
+use crate::records::{self, RunMetrics};
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub metrics: RunMetrics,
+}
+
+/// A run folder without `metrics.json`: failed (with its reason) or interrupted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    pub dir: PathBuf,
+    pub reason: String,
+}
+
+/// Everything found under a results folder.
+#[derive(Debug, Clone, Default)]
+pub struct Collection {
+    pub runs: Vec<RunRecord>,
+    pub unfinished: Vec<Unfinished>,
+}
+
+/// Walks `root` for run folders. Staging folders (`.<id>.partial`) count as interrupted runs.
+pub fn collect(root: &Path) -> Result<Collection> {
+    if !root.is_dir() {
+        bail!(
+            "no results at {}: run the experiment first (`icm run <file.yaml>`)",
+            root.display()
+        );
+    }
+    let mut out = Collection::default();
+    for entry in WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        let name = entry.file_name().to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".partial") {
+            out.unfinished.push(Unfinished {
+                dir: dir.to_path_buf(),
+                reason: "interrupted while writing its results".into(),
+            });
+        } else if dir.join(records::METRICS_FILE).is_file() {
+            out.runs.push(RunRecord {
+                dir: dir.to_path_buf(),
+                config: records::read_config(&dir.join(records::CONFIG_FILE))?,
+                metrics: records::read_metrics(&dir.join(records::METRICS_FILE))?,
+            });
+        } else if dir.join(records::FAILURE_FILE).is_file() {
+            let reason = fs::read_to_string(dir.join(records::FAILURE_FILE)).unwrap_or_default();
+            out.unfinished.push(Unfinished {
+                dir: dir.to_path_buf(),
+                reason: format!("failed: {}", reason.trim()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Names of the metric columns, in table order.
+pub const METRICS: &[&str] = &[
+    "accuracy",
+    "ece",
+    "adaptive_ece",
+    "mce",
+    "nll",
+    "brier",
+    "many_shot",
+    "medium_shot",
+    "few_shot",
+];
+
+/// Value of a metric column for one run (`None`: the metric does not apply, e.g. no few-shot
+/// classes).
+pub fn metric_value(r: &RunMetrics, metric: &str) -> Option<f64> {
+    let shots = || shot_accuracies(&r.test.per_class_accuracy, &r.train_class_counts);
+    match metric {
+        "accuracy" => Some(r.test.accuracy),
+        "ece" => Some(r.test.ece),
+        "adaptive_ece" => Some(r.test.adaptive_ece),
+        "mce" => Some(r.test.mce),
+        "nll" => Some(r.test.nll),
+        "brier" => Some(r.test.brier),
+        "many_shot" => shots().many,
+        "medium_shot" => shots().medium,
+        "few_shot" => shots().few,
+        _ => None,
+    }
+}
+
+/// Flattens a JSON value into `prefix.key` → leaf pairs.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// One row per run: identification, every resolved config field (dotted names such as
+/// `config.train.lr`, `config.method.alpha`) and every metric.
+pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
+    let n = runs.len();
+    let mut columns: Vec<Column> = vec![
+        Column::new(
+            "run_id".into(),
+            runs.iter()
+                .map(|r| r.metrics.run_id.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "experiment".into(),
+            runs.iter()
+                .map(|r| r.metrics.experiment.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dataset".into(),
+            runs.iter()
+                .map(|r| r.config.dataset.name())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "method".into(),
+            runs.iter()
+                .map(|r| r.metrics.method.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "split".into(),
+            runs.iter()
+                .map(|r| r.metrics.split.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            runs.iter().map(|r| r.metrics.seed).collect::<Vec<_>>(),
+        ),
+    ];
+    // Config fields: the union of keys over all runs; numbers become f64 columns, the rest text.
+    let flat: Vec<Vec<(String, serde_json::Value)>> = runs
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            flatten(
+                "config",
+                &serde_json::to_value(&r.config).expect("config serialises"),
+                &mut out,
+            );
+            out
+        })
+        .collect();
+    let mut keys: Vec<String> = flat.iter().flatten().map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let values: Vec<Option<&serde_json::Value>> = flat
+            .iter()
+            .map(|row| row.iter().find(|(k, _)| *k == key).map(|(_, v)| v))
+            .collect();
+        let numeric = values.iter().flatten().all(|v| v.is_number());
+        let column = if numeric {
+            let xs: Vec<Option<f64>> = values.iter().map(|v| v.and_then(|v| v.as_f64())).collect();
+            Column::new(key.as_str().into(), xs)
+        } else {
+            let xs: Vec<Option<String>> = values
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| match v {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    })
+                })
+                .collect();
+            Column::new(key.as_str().into(), xs)
+        };
+        columns.push(column);
+    }
+    for &metric in METRICS {
+        let xs: Vec<Option<f64>> = runs
+            .iter()
+            .map(|r| metric_value(&r.metrics, metric))
+            .collect();
+        columns.push(Column::new(metric.into(), xs));
+    }
+    columns.push(Column::new(
+        "train_seconds".into(),
+        runs.iter()
+            .map(|r| r.metrics.train_seconds)
+            .collect::<Vec<_>>(),
+    ));
+    let df = DataFrame::new(n, columns)?;
+    Ok(df)
+}
+
+/// Writes `runs.csv` and `runs.parquet` next to each other.
+pub fn write_runs_files(df: &mut DataFrame, dir: &Path) -> Result<()> {
+    let csv_path = dir.join("runs.csv");
+    let mut f = fs::File::create(&csv_path)
+        .with_context(|| format!("cannot create {}", csv_path.display()))?;
+    CsvWriter::new(&mut f).finish(df)?;
+    let pq_path = dir.join("runs.parquet");
+    let f = fs::File::create(&pq_path)
+        .with_context(|| format!("cannot create {}", pq_path.display()))?;
+    ParquetWriter::new(f).finish(df)?;
+    Ok(())
+}

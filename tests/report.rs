@@ -1,0 +1,224 @@
+//! Report tables from fixed run records: exact means, sample stds, n and bolding (ties,
+//! lower-is-better), LaTeX well-formedness, and the full report on disk.
+
+use std::path::Path;
+
+use icm::config::{parse_experiment, LoadedExperiment, RunConfig};
+use icm::metrics::TestMetrics;
+use icm::records::RunMetrics;
+use icm::report::aggregate::aggregate;
+use icm::report::collect::{runs_frame, RunRecord};
+use icm::report::tables::{tables, Table, TableInput};
+
+const GRID: &str = "\
+name: fixed
+splits:
+  - balanced
+  - long_tailed: {ratio: 10}
+model: {arch: mlp, hidden: [8]}
+train: {epochs: 1, batch_size: 8, lr: 0.1}
+methods: [erm, mixup, icm-mixup]
+seeds: [0, 1, 2]
+";
+
+fn exp() -> LoadedExperiment {
+    parse_experiment(GRID, Path::new("fixed.yaml")).unwrap()
+}
+
+/// A run record with the given accuracy and ECE; per-class accuracies give shot groups.
+fn record(config: &RunConfig, accuracy: f64, ece: f64) -> RunRecord {
+    RunRecord {
+        dir: "unused".into(),
+        config: config.clone(),
+        metrics: RunMetrics {
+            run_id: config.run_id(),
+            experiment: "fixed".into(),
+            method: config.method.label(),
+            split: config.split.slug(),
+            split_title: config.split.title(),
+            seed: config.seed,
+            test: TestMetrics {
+                accuracy,
+                ece,
+                adaptive_ece: ece,
+                mce: ece,
+                nll: 0.5,
+                brier: 0.1,
+                per_class_accuracy: vec![accuracy, accuracy / 2.0],
+            },
+            train_class_counts: vec![150, 10],
+            train_size: 160,
+            test_size: 100,
+            epochs: 1,
+            train_seconds: 1.0,
+        },
+    }
+}
+
+/// Accuracy per (method, split): erm 0.90/0.92/0.94 (mean 0.92, std 0.02); mixup 0.92 with one
+/// seed missing on balanced (n = 2, mean 0.92, std 0); icm-mixup 0.80, 0.90, 1.00 (mean 0.90,
+/// std 0.1). ECE: erm 0.05, mixup 0.03, icm-mixup 0.03 (a tie for lowest).
+fn fixed_records(e: &LoadedExperiment) -> Vec<RunRecord> {
+    let mut out = Vec::new();
+    for cfg in e.runs() {
+        let s = cfg.seed as f64;
+        let (acc, ece) = match cfg.method.label().as_str() {
+            "erm" => (0.90 + 0.02 * s, 0.05),
+            "mixup" => (0.92, 0.03),
+            _ => (0.80 + 0.10 * s, 0.03),
+        };
+        if cfg.method.label() == "mixup" && cfg.seed == 2 && cfg.split.slug() == "balanced" {
+            continue;
+        }
+        out.push(record(&cfg, acc, ece));
+    }
+    out
+}
+
+fn built(e: &LoadedExperiment) -> Vec<Table> {
+    let records = fixed_records(e);
+    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
+    let input = TableInput {
+        dataset: &e.dataset,
+        splits: &e.splits,
+        methods: &e.methods,
+        aggregates: &agg,
+    };
+    tables(&input, &e.tables)
+}
+
+#[test]
+fn aggregation_gives_exact_means_stds_and_n() {
+    let e = exp();
+    let records = fixed_records(&e);
+    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
+    let erm = agg.get("digits", "erm", "balanced", "accuracy").unwrap();
+    assert!((erm.mean - 0.92).abs() < 1e-12 && (erm.std.unwrap() - 0.02).abs() < 1e-12);
+    assert_eq!(erm.n, 3);
+    let mixup = agg.get("digits", "mixup", "balanced", "accuracy").unwrap();
+    assert_eq!((mixup.n, mixup.std), (2, Some(0.0)));
+    let icm = agg
+        .get("digits", "icm-mixup", "long_tailed-10", "accuracy")
+        .unwrap();
+    assert!((icm.mean - 0.90).abs() < 1e-12 && (icm.std.unwrap() - 0.1).abs() < 1e-12);
+    // Shot groups: class 0 has 150 training images (many), class 1 has 10 (few).
+    let few = agg
+        .get("digits", "erm", "long_tailed-10", "few_shot")
+        .unwrap();
+    assert!((few.mean - 0.46).abs() < 1e-12);
+    assert!(agg
+        .get("digits", "erm", "balanced", "medium_shot")
+        .is_none());
+    assert!(agg.conflicts.is_empty());
+}
+
+#[test]
+fn markdown_bolds_best_with_ties_and_direction_and_shows_missing_n() {
+    let e = exp();
+    let t = built(&e);
+    let acc = t
+        .iter()
+        .find(|t| t.name == "accuracy")
+        .unwrap()
+        .to_markdown();
+    // Balanced accuracy: erm 92.00 and mixup 92.00 tie for best; icm-mixup 90.00.
+    assert!(acc.contains("| erm | **92.00 ± 2.00** |"), "{acc}");
+    assert!(acc.contains("| mixup | **92.00 ± 0.00 (n=2)** |"), "{acc}");
+    assert!(acc.contains("| icm-mixup | 90.00 ± 10.00 |"), "{acc}");
+    let ece = t.iter().find(|t| t.name == "ece").unwrap().to_markdown();
+    // Lower is better: mixup and icm-mixup tie at 3.00, erm 5.00 is not bold.
+    assert!(ece.contains("| erm | 5.00 ± 0.00 |"), "{ece}");
+    assert!(ece.contains("| icm-mixup | **3.00 ± 0.00** |"), "{ece}");
+    let shots = t
+        .iter()
+        .find(|t| t.name == "long_tailed_shots")
+        .unwrap()
+        .to_markdown();
+    assert!(shots.contains("long-tailed ρ=10: few"), "{shots}");
+}
+
+#[test]
+fn latex_is_well_formed() {
+    let e = exp();
+    for t in built(&e) {
+        let tex = t.to_latex();
+        let opens = tex.matches('{').count() - tex.matches("\\{").count();
+        let closes = tex.matches('}').count() - tex.matches("\\}").count();
+        assert_eq!(opens, closes, "balanced braces in {}:\n{tex}", t.name);
+        assert!(
+            tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule")
+        );
+        assert_eq!(tex.matches("\\begin{tabular}").count(), 1);
+        for line in tex.lines().filter(|l| !l.starts_with('%')) {
+            // Every underscore outside math is escaped.
+            let unescaped = line
+                .match_indices('_')
+                .filter(|(i, _)| !line[..*i].ends_with('\\'))
+                .count();
+            assert_eq!(unescaped, 0, "unescaped underscore in `{line}`");
+            assert_eq!(
+                line.matches('$').count() % 2,
+                0,
+                "unbalanced math in `{line}`"
+            );
+        }
+    }
+    let acc = built(&e)
+        .into_iter()
+        .find(|t| t.name == "accuracy")
+        .unwrap()
+        .to_latex();
+    assert!(
+        acc.contains("$\\mathbf{92.00 \\pm 0.00}$\\,(n{=}2)"),
+        "{acc}"
+    );
+    assert!(acc.contains("long-tailed $\\rho$=10"), "{acc}");
+    assert!(acc.contains("icm-mixup & $90.00 \\pm 10.00$"), "{acc}");
+    assert_eq!(
+        icm::report::tables::latex_escape("a_b & 50%"),
+        "a\\_b \\& 50\\%"
+    );
+}
+
+#[test]
+fn table_presets_from_yaml() {
+    let yaml = GRID.replace(
+        "seeds: [0, 1, 2]",
+        "seeds: [0, 1, 2]\ntables: [balanced, long_tailed, icm_axes, {name: nll, metric: nll, precision: 4}]",
+    );
+    let e = parse_experiment(&yaml, Path::new("fixed.yaml")).unwrap();
+    let names: Vec<String> = built(&e).iter().map(|t| t.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "balanced",
+            "long_tailed",
+            "long_tailed_shots",
+            "icm_axes",
+            "nll"
+        ]
+    );
+    let icm_axes = built(&e)
+        .into_iter()
+        .find(|t| t.name == "icm_axes")
+        .unwrap();
+    assert_eq!(icm_axes.rows.len(), 1, "only ICM methods");
+    let bad = GRID.replace(
+        "seeds: [0, 1, 2]",
+        "seeds: [0, 1, 2]\ntables: [{name: x, metric: acuracy}]",
+    );
+    let err = format!(
+        "{:#}",
+        parse_experiment(&bad, Path::new("fixed.yaml")).unwrap_err()
+    );
+    assert!(
+        err.contains("tables[0]") && err.contains("unknown metric `acuracy`"),
+        "{err}"
+    );
+    let bad = GRID.replace("seeds: [0, 1, 2]", "seeds: [0, 1, 2]\ntables: [balansed]");
+    let err = format!(
+        "{:#}",
+        parse_experiment(&bad, Path::new("fixed.yaml")).unwrap_err()
+    );
+    assert!(err.contains("did you mean `balanced`"), "{err}");
+}
