@@ -36,7 +36,9 @@
 //! ```
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cifar;
+pub mod claims;
 pub mod config;
 pub mod data;
 pub mod idx;
@@ -50,5 +52,6 @@ pub mod plots;
 pub mod records;
 pub mod report;
 pub mod runner;
+pub mod slurm;
 pub mod splits;
 pub mod train;

@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use icm::config::load_experiment;
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::{ensure_no_failures, run_grid};
+use icm::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,58 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Runs trained at the same time.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Threads per run (default: cores / jobs).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only this shard of the grid, k/n (0 ≤ k < n).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Run failed runs again.
+        #[arg(long)]
+        retry_failed: bool,
+        /// Seconds without a heartbeat after which another process's claim is stale.
+        #[arg(long, default_value_t = 3600)]
+        lock_timeout: u64,
+        /// Save a checkpoint every this many epochs.
+        #[arg(long, default_value_t = 1)]
+        checkpoint_every: usize,
+    },
+    /// Done / running / failed / pending runs per method, with an ETA.
+    Status {
+        /// Experiment file.
+        experiment: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long, default_value_t = 3600)]
+        lock_timeout: u64,
+    },
+    /// Write (and with --submit, submit) a Slurm job array that runs the grid in shards.
+    Slurm {
+        /// Experiment file.
+        experiment: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Wall-time limit per array task.
+        #[arg(long, default_value = "04:00:00")]
+        time: String,
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// At most this many array tasks at once.
+        #[arg(long)]
+        array_parallelism: Option<u32>,
+        /// Number of array tasks (shards); default one per run.
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Submit with sbatch.
+        #[arg(long)]
+        submit: bool,
     },
     /// Print each split's per-class training counts and the test-set size, without training.
     Data {
@@ -99,19 +152,39 @@ fn run(cli: Cli) -> Result<()> {
             reports,
             no_report,
             quiet,
+            jobs,
+            threads,
+            shard,
+            retry_failed,
+            lock_timeout,
+            checkpoint_every,
         } => {
             let exp = load_experiment(&experiment)?;
-            let summary = run_grid(&exp, &results, quiet)?;
+            let opts = RunOptions {
+                quiet,
+                jobs: jobs.max(1),
+                threads: threads.unwrap_or_else(|| default_threads(jobs)),
+                shard: shard.as_deref().map(parse_shard).transpose()?,
+                retry_failed,
+                lock_timeout: Duration::from_secs(lock_timeout),
+                checkpoint_every,
+            };
+            let summary = run_grid(&exp, &results, &opts)?;
             println!(
-                "{}: {} runs, {} trained, {} skipped (already done), {} failed, {:.1} s",
+                "{}: {} runs{}, {} trained ({} resumed), {} skipped (already done), {} running elsewhere, \
+                 {} failed earlier (not retried), {} failed, {:.1} s",
                 exp.name,
                 summary.total,
+                if opts.shard.is_some() { " in this shard" } else { "" },
                 summary.trained,
+                summary.resumed,
                 summary.skipped,
+                summary.running_elsewhere,
+                summary.previously_failed,
                 summary.failed.len(),
                 summary.seconds
             );
-            if !no_report && summary.failed.len() < summary.total {
+            if !no_report && summary.skipped + summary.trained > 0 {
                 let out = write_report(
                     &ReportSource::Experiment(Box::new(exp.clone())),
                     &results,
@@ -121,6 +194,49 @@ fn run(cli: Cli) -> Result<()> {
                 println!("report: {}", out.dir.join("index.html").display());
             }
             ensure_no_failures(&summary, &results, &exp.name)
+        }
+        Command::Status {
+            experiment,
+            results,
+            lock_timeout,
+        } => {
+            let exp = load_experiment(&experiment)?;
+            print!(
+                "{}",
+                icm::runner::grid_status(&exp, &results, Duration::from_secs(lock_timeout))?
+            );
+            Ok(())
+        }
+        Command::Slurm {
+            experiment,
+            results,
+            partition,
+            time,
+            gpus,
+            cpus,
+            array_parallelism,
+            tasks,
+            submit,
+        } => {
+            let exp = load_experiment(&experiment)?;
+            let opts = icm::slurm::SlurmOptions {
+                partition,
+                time,
+                gpus,
+                cpus,
+                array_parallelism,
+                tasks,
+            };
+            let (script, tasks) = icm::slurm::write_script(&exp, &results, &opts)?;
+            println!("wrote {} ({tasks} array tasks)", script.display());
+            if submit {
+                let id = icm::slurm::submit(&script)?;
+                println!(
+                    "submitted job {id}; follow with `icm status {}`",
+                    experiment.display()
+                );
+            }
+            Ok(())
         }
         Command::Data { experiment } => {
             let exp = load_experiment(&experiment)?;

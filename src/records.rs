@@ -1,6 +1,6 @@
-//! The files of one run under `results/<experiment>/<run-id>/`. A run is written into a
-//! temporary sibling folder and renamed into place at the end, so a run folder is either
-//! complete (it has `metrics.json`) or absent.
+//! The files of one run under `results/<experiment>/<run-id>/`. Every file is written
+//! atomically (temporary file, fsync, rename) and `metrics.json` last, so a run folder is either
+//! complete (it has `metrics.json`) or visibly unfinished.
 
 use std::fs;
 use std::io::Write;
@@ -57,9 +57,17 @@ pub fn is_done(dir: &Path) -> bool {
     dir.join(METRICS_FILE).is_file()
 }
 
-/// Writes a file through a temporary name, fsync and rename.
+/// Writes a file through a temporary name (unique to this process and thread), fsync and rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let mut f =
         fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(bytes)
@@ -69,7 +77,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Writes every file of a finished run and moves the folder into place.
+/// Writes every file of a finished run into its folder, each atomically, `metrics.json` last:
+/// a run folder without `metrics.json` is visibly unfinished and is run again.
 pub fn write_run(
     dir: &Path,
     experiment: &str,
@@ -77,20 +86,9 @@ pub fn write_run(
     outcome: &RunOutcome,
     test_size: usize,
 ) -> Result<()> {
-    let parent = dir.parent().context("run folder has a parent")?;
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = dir
-        .file_name()
-        .context("run folder has a name")?
-        .to_string_lossy();
-    let staging = parent.join(format!(".{name}.partial"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging)?;
-    }
-    fs::create_dir_all(&staging)?;
-
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_atomic(
-        &staging.join(CONFIG_FILE),
+        &dir.join(CONFIG_FILE),
         serde_yaml::to_string(config)?.as_bytes(),
     )?;
 
@@ -101,22 +99,23 @@ pub fn write_run(
             h.epoch, h.lr, h.train_loss, h.test_accuracy
         ));
     }
-    write_atomic(&staging.join(HISTORY_FILE), history.as_bytes())?;
+    write_atomic(&dir.join(HISTORY_FILE), history.as_bytes())?;
 
     let reliability = Reliability {
         ece: outcome.metrics.ece,
         bins: outcome.bins.clone(),
     };
     write_atomic(
-        &staging.join(RELIABILITY_FILE),
+        &dir.join(RELIABILITY_FILE),
         serde_json::to_string_pretty(&reliability)?.as_bytes(),
     )?;
+    crate::checkpoint::fault_point("writing-results");
 
     let mut preds = String::from("label,predicted,confidence\n");
     for p in &outcome.predictions {
         preds.push_str(&format!("{},{},{}\n", p.label, p.predicted, p.confidence));
     }
-    write_atomic(&staging.join(PREDICTIONS_FILE), preds.as_bytes())?;
+    write_atomic(&dir.join(PREDICTIONS_FILE), preds.as_bytes())?;
 
     let metrics = RunMetrics {
         run_id: config.run_id(),
@@ -133,20 +132,12 @@ pub fn write_run(
         train_seconds: outcome.train_seconds,
     };
     write_atomic(
-        &staging.join(METRICS_FILE),
+        &dir.join(METRICS_FILE),
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
-    )?;
-
-    if dir.exists() {
-        // An earlier failed attempt left its failure note; the finished run replaces it.
-        fs::remove_dir_all(dir)?;
-    }
-    fs::rename(&staging, dir)
-        .with_context(|| format!("cannot move {} to {}", staging.display(), dir.display()))?;
-    Ok(())
+    )
 }
 
-/// Records why a run failed (the run stays pending and is retried by the next `icm run`).
+/// Records why a run failed (`icm run --retry-failed` runs it again).
 pub fn write_failure(dir: &Path, config: &RunConfig, reason: &str) -> Result<()> {
     fs::create_dir_all(dir)?;
     write_atomic(

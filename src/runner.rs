@@ -1,47 +1,123 @@
-//! Runs an experiment grid: checks every split against the data first, skips finished runs,
-//! trains the rest with a progress bar, and records failures without stopping the grid.
+//! Runs an experiment grid: checks every split against the data first, then trains the runs of
+//! this shard that no one else has claimed, `jobs` at a time, each with its own thread budget;
+//! finished runs are skipped, failures are recorded without stopping the grid, and interrupted
+//! runs resume from their checkpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::LoadedExperiment;
+use crate::checkpoint::CHECKPOINT_FILE;
+use crate::claims::{self, ClaimResult, RunState};
+use crate::config::{LoadedExperiment, RunConfig};
 use crate::data::{self, Dataset};
 use crate::records;
 use crate::splits;
-use crate::train::train_run;
+use crate::train::{train_run, Checkpointing};
+
+/// How `icm run` works through a grid.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub quiet: bool,
+    /// Runs trained at the same time in this process.
+    pub jobs: usize,
+    /// Threads per run (matrix products).
+    pub threads: usize,
+    /// `(k, n)`: only the runs whose id hashes to k mod n.
+    pub shard: Option<(usize, usize)>,
+    /// Run failed runs again.
+    pub retry_failed: bool,
+    /// A lock without a heartbeat for this long is stale.
+    pub lock_timeout: Duration,
+    /// Save a checkpoint every this many epochs.
+    pub checkpoint_every: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            quiet: true,
+            jobs: 1,
+            threads: default_threads(1),
+            shard: None,
+            retry_failed: false,
+            lock_timeout: Duration::from_secs(3600),
+            checkpoint_every: 1,
+        }
+    }
+}
+
+/// Threads per run so that jobs × threads ≤ cores.
+pub fn default_threads(jobs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / jobs.max(1)).max(1)
+}
+
+/// Parses `k/n` (0 ≤ k < n).
+pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed = text.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((k, n)) if n > 0 && k < n => Ok((k, n)),
+        _ => bail!("--shard `{text}`: expected k/n with 0 ≤ k < n, e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"),
+    }
+}
+
+/// Whether `run_id` belongs to shard k of n: its leading 8 hex digits mod n, so the split is
+/// deterministic and does not change when the YAML's lists are reordered.
+pub fn in_shard(run_id: &str, shard: Option<(usize, usize)>) -> bool {
+    match shard {
+        None => true,
+        Some((k, n)) => {
+            let h = u64::from_str_radix(&run_id[..8.min(run_id.len())], 16).unwrap_or(0);
+            (h % n as u64) as usize == k
+        }
+    }
+}
 
 /// Counts of what a grid run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GridSummary {
+    /// Runs in this shard.
     pub total: usize,
+    /// Already done before this invocation.
     pub skipped: usize,
     pub trained: usize,
+    /// Resumed from a checkpoint (counted in `trained`).
+    pub resumed: usize,
+    /// Being trained by another process.
+    pub running_elsewhere: usize,
+    /// Failed earlier and not retried (`--retry-failed` retries them).
+    pub previously_failed: usize,
+    /// Failed in this invocation: (run id, reason).
     pub failed: Vec<(String, String)>,
     pub seconds: f64,
 }
 
-/// Trains every run of `exp` that has no `metrics.json` under `results`.
-pub fn run_grid(exp: &LoadedExperiment, results: &Path, quiet: bool) -> Result<GridSummary> {
+/// Trains every pending run of `exp` (in the shard) under `results`.
+pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Result<GridSummary> {
     let start = Instant::now();
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_subsets(exp, &data.train)?;
-    let runs = exp.runs();
-    let mut summary = GridSummary {
+    let runs: Vec<RunConfig> = exp
+        .runs()
+        .into_iter()
+        .filter(|r| in_shard(&r.run_id(), opts.shard))
+        .collect();
+    let summary = Mutex::new(GridSummary {
         total: runs.len(),
         ..Default::default()
-    };
-    let pending: Vec<_> = runs
-        .iter()
-        .filter(|r| !records::is_done(&records::run_dir(results, &exp.name, &r.run_id())))
-        .collect();
-    summary.skipped = runs.len() - pending.len();
-
-    let bar = if quiet {
+    });
+    let bar = if opts.quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(runs.len() as u64)
@@ -52,39 +128,84 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, quiet: bool) -> Result<G
         )
         .expect("valid template"),
     );
-    bar.set_position(summary.skipped as u64);
-    bar.reset_eta();
-    if summary.skipped > 0 {
-        bar.println(format!(
-            "{}: {} of {} runs already done, skipped",
-            exp.name, summary.skipped, summary.total
-        ));
-    }
-    for config in pending {
-        let id = config.run_id();
-        let dir = records::run_dir(results, &exp.name, &id);
-        bar.set_message(format!(
-            "{} / {} / seed {}",
-            config.method.label(),
-            config.split.slug(),
-            config.seed
-        ));
-        let train = &subsets[&config.split.slug()];
-        match train_run(config, train, &data.test) {
-            Ok(outcome) => {
-                records::write_run(&dir, &exp.name, config, &outcome, data.test.len())?;
-                summary.trained += 1;
+    let queue: Mutex<VecDeque<&RunConfig>> = Mutex::new(runs.iter().collect());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let worker = || -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads.max(1))
+            .build()?;
+        loop {
+            let Some(config) = queue.lock().expect("queue").pop_front() else {
+                return Ok(());
+            };
+            let id = config.run_id();
+            let dir = records::run_dir(results, &exp.name, &id);
+            let notify = |m: String| bar.println(m);
+            let claim =
+                match claims::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)? {
+                    ClaimResult::Claimed(c) => c,
+                    ClaimResult::Busy(state) => {
+                        let mut s = summary.lock().expect("summary");
+                        match state {
+                            RunState::Done => s.skipped += 1,
+                            RunState::Failed(_) => s.previously_failed += 1,
+                            _ => s.running_elsewhere += 1,
+                        }
+                        bar.inc(1);
+                        continue;
+                    }
+                };
+            bar.set_message(format!(
+                "{} / {} / seed {}",
+                config.method.label(),
+                config.split.slug(),
+                config.seed
+            ));
+            let ckpt_path = dir.join(CHECKPOINT_FILE);
+            let resuming = ckpt_path.is_file();
+            let heartbeat = || claim.heartbeat();
+            let checkpointing = Checkpointing {
+                path: &ckpt_path,
+                every: opts.checkpoint_every,
+                after_epoch: &heartbeat,
+            };
+            let train = &subsets[&config.split.slug()];
+            let outcome =
+                pool.install(|| train_run(config, train, &data.test, Some(&checkpointing)));
+            match outcome {
+                Ok(outcome) => {
+                    records::write_run(&dir, &exp.name, config, &outcome, data.test.len())?;
+                    let mut s = summary.lock().expect("summary");
+                    s.trained += 1;
+                    s.resumed += resuming as usize;
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    records::write_failure(&dir, config, &reason)?;
+                    bar.println(format!("run {id} failed: {reason}"));
+                    summary.lock().expect("summary").failed.push((id, reason));
+                }
             }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                records::write_failure(&dir, config, &reason)?;
-                bar.println(format!("run {id} failed: {reason}"));
-                summary.failed.push((id, reason));
-            }
+            drop(claim);
+            bar.inc(1);
         }
-        bar.inc(1);
-    }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                if let Err(e) = worker() {
+                    first_error.lock().expect("errors").get_or_insert(e);
+                    // Stop the other workers from taking new runs.
+                    queue.lock().expect("queue").clear();
+                }
+            });
+        }
+    });
     bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().expect("errors") {
+        return Err(e);
+    }
+    let mut summary = summary.into_inner().expect("summary");
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -137,6 +258,81 @@ fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
     })
 }
 
+/// `icm status`: done / running / failed / pending per method and overall, with an ETA from the
+/// finished runs' training times.
+pub fn grid_status(
+    exp: &LoadedExperiment,
+    results: &Path,
+    lock_timeout: Duration,
+) -> Result<String> {
+    #[derive(Default)]
+    struct Counts {
+        done: usize,
+        running: usize,
+        failed: usize,
+        pending: usize,
+    }
+    let mut per_method: BTreeMap<usize, (String, Counts)> = BTreeMap::new();
+    let mut total = Counts::default();
+    let mut seconds = Vec::new();
+    let order: Vec<String> = exp.methods.iter().map(|m| m.label()).collect();
+    for config in exp.runs() {
+        let dir = records::run_dir(results, &exp.name, &config.run_id());
+        let label = config.method.label();
+        let slot = order.iter().position(|l| *l == label).unwrap_or(0);
+        let counts = &mut per_method
+            .entry(slot)
+            .or_insert_with(|| (label, Counts::default()))
+            .1;
+        match claims::state(&dir, lock_timeout) {
+            RunState::Done => {
+                counts.done += 1;
+                total.done += 1;
+                if let Ok(m) = records::read_metrics(&dir.join(records::METRICS_FILE)) {
+                    seconds.push(m.train_seconds);
+                }
+            }
+            RunState::Running(_) => {
+                counts.running += 1;
+                total.running += 1;
+            }
+            RunState::Failed(_) => {
+                counts.failed += 1;
+                total.failed += 1;
+            }
+            RunState::Pending(_) => {
+                counts.pending += 1;
+                total.pending += 1;
+            }
+        }
+    }
+    let line = |name: &str, c: &Counts| {
+        format!(
+            "{name:<28} {:>5} done {:>5} running {:>5} failed {:>5} pending\n",
+            c.done, c.running, c.failed, c.pending
+        )
+    };
+    let mut out = format!("{} ({})\n", exp.name, results.join(&exp.name).display());
+    for (label, c) in per_method.values() {
+        out.push_str(&line(label, c));
+    }
+    out.push_str(&line("all", &total));
+    let left = total.pending + total.running;
+    if left > 0 {
+        if seconds.is_empty() {
+            out.push_str("ETA: unknown until a run finishes\n");
+        } else {
+            let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
+            out.push_str(&format!(
+                "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
+                mean * left as f64,
+                mean
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Fails with the list of failed runs, if any.
 pub fn ensure_no_failures(summary: &GridSummary, results: &Path, experiment: &str) -> Result<()> {
     if summary.failed.is_empty() {
@@ -153,7 +349,7 @@ pub fn ensure_no_failures(summary: &GridSummary, results: &Path, experiment: &st
         })
         .collect();
     bail!(
-        "{} of {} runs failed (their folders hold {}; `icm run` again retries them):\n{}",
+        "{} of {} runs failed (their folders hold {}; `icm run --retry-failed` runs them again):\n{}",
         summary.failed.len(),
         summary.total,
         records::FAILURE_FILE,

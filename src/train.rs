@@ -1,6 +1,7 @@
 //! Trains and evaluates one run on the CPU device: seeded mini-batches, the method's mixing and
 //! loss, SGD with the configured schedule, and per-epoch test accuracy.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -9,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::checkpoint::{fault_point, Checkpoint};
 use crate::config::{Arch, RunConfig};
 use crate::data::Dataset;
 use crate::losses::{regmixup_total, target_loss, Matrix};
@@ -129,9 +131,25 @@ pub fn train_step<R: rand::Rng>(
     Ok(value)
 }
 
-/// Trains `config` on `train` (already the split's subset) and evaluates on `test`.
-pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<RunOutcome> {
+/// Where and how often a run saves checkpoints, and what it does after every epoch.
+pub struct Checkpointing<'a> {
+    pub path: &'a Path,
+    /// Save every this many epochs (and always after the last).
+    pub every: usize,
+    /// Called after every epoch (the runner's lock heartbeat).
+    pub after_epoch: &'a (dyn Fn() -> Result<()> + Sync),
+}
+
+/// Trains `config` on `train` (already the split's subset) and evaluates on `test`, resuming
+/// from `checkpointing`'s file when it holds a checkpoint of this run.
+pub fn train_run(
+    config: &RunConfig,
+    train: &Dataset,
+    test: &Dataset,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<RunOutcome> {
     let start = Instant::now();
+    let run_id = config.run_id();
     let dev = Cpu::seed_from_u64(config.seed);
     let method = &config.method;
     let spec = &config.train;
@@ -147,8 +165,29 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
     let mut sgd = Sgd::new(&model.params, spec.momentum, spec.weight_decay);
     let mut history = Vec::with_capacity(spec.epochs);
     let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut first_epoch = 0;
+    let mut earlier_seconds = 0.0;
+    if let Some(ck) = checkpointing {
+        if let Some(saved) = Checkpoint::load(ck.path, &run_id)? {
+            if saved.params.len() != model.num_parameters() || saved.order.len() != order.len() {
+                bail!(
+                    "{} does not match this run's model or data; delete it to restart the run",
+                    ck.path.display()
+                );
+            }
+            let n = saved.params.len();
+            model.params.all = dev.tensor_from_vec(saved.params, (n,));
+            sgd.velocity = dev.tensor_from_vec(saved.velocity, (n,));
+            order = saved.order;
+            order_rng = saved.order_rng;
+            mix_rng = saved.mix_rng;
+            history = saved.history;
+            first_epoch = saved.epoch;
+            earlier_seconds = saved.seconds;
+        }
+    }
 
-    for epoch in 0..spec.epochs {
+    for epoch in first_epoch..spec.epochs {
         let lr = spec.lr_at(epoch);
         order.shuffle(&mut order_rng);
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
@@ -184,6 +223,25 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
             train_loss: loss_sum / seen.max(1) as f64,
             test_accuracy: accuracy(&test_logits, &test.labels, classes),
         });
+        if let Some(ck) = checkpointing {
+            let done = epoch + 1;
+            if done % ck.every.max(1) == 0 || done == spec.epochs {
+                Checkpoint {
+                    run_id: run_id.clone(),
+                    epoch: done,
+                    params: model.params.all.as_vec(),
+                    velocity: sgd.velocity.as_vec(),
+                    order: order.clone(),
+                    order_rng: order_rng.clone(),
+                    mix_rng: mix_rng.clone(),
+                    history: history.clone(),
+                    seconds: earlier_seconds + start.elapsed().as_secs_f64(),
+                }
+                .save(ck.path)?;
+                fault_point(&format!("after-checkpoint-{done}"));
+            }
+            (ck.after_epoch)()?;
+        }
     }
 
     let logits = predict_logits(&dev, &model, test);
@@ -195,7 +253,7 @@ pub fn train_run(config: &RunConfig, train: &Dataset, test: &Dataset) -> Result<
         predictions,
         bins,
         train_class_counts: counts,
-        train_seconds: start.elapsed().as_secs_f64(),
+        train_seconds: earlier_seconds + start.elapsed().as_secs_f64(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use icm::config::parse_experiment;
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::run_grid;
+use icm::runner::{run_grid, RunOptions};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -55,7 +55,7 @@ fn index_html_renders_with_every_image_in_chromium() {
                 methods: [erm, icm-mixup]\nseeds: [0, 1]\n";
     let exp = parse_experiment(yaml, Path::new("web.yaml")).unwrap();
     let results = tmp.path().join("results");
-    run_grid(&exp, &results, true).unwrap();
+    run_grid(&exp, &results, &RunOptions::default()).unwrap();
     let report = write_report(
         &ReportSource::Experiment(Box::new(exp)),
         &results,

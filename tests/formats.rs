@@ -8,6 +8,7 @@ use std::path::Path;
 use icm::cifar::{load_cifar10, load_cifar100, Cifar100Labels};
 use icm::config::{parse_experiment, DatasetSpec};
 use icm::idx;
+use icm::runner::RunOptions;
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -201,7 +202,8 @@ fn trains_on_an_idx_folder_and_fails_early_on_a_missing_one() {
     write_idx(&data, 200, 50, true);
     let yaml = GRID.replace("DATASET", &format!("{{idx: {{root: {}}}}}", data.display()));
     let exp = parse_experiment(&yaml, Path::new("x.yaml")).unwrap();
-    let summary = icm::runner::run_grid(&exp, &tmp.path().join("results"), true).unwrap();
+    let summary =
+        icm::runner::run_grid(&exp, &tmp.path().join("results"), &RunOptions::default()).unwrap();
     assert_eq!((summary.trained, summary.failed.len()), (2, 0));
     let text = icm::runner::describe_data(&exp).unwrap();
     assert!(text.contains("training pool 200, test set 50"), "{text}");
@@ -210,7 +212,12 @@ fn trains_on_an_idx_folder_and_fails_early_on_a_missing_one() {
     let exp = parse_experiment(&missing, Path::new("x.yaml")).unwrap();
     let err = format!(
         "{:#}",
-        icm::runner::run_grid(&exp, &tmp.path().join("r2"), true).unwrap_err()
+        icm::runner::run_grid(
+            &exp,
+            &tmp.path().join("r2"),
+            &icm::runner::RunOptions::default()
+        )
+        .unwrap_err()
     );
     assert!(
         err.contains("x.yaml: dataset `idx`") && err.contains("does not exist"),

@@ -7,7 +7,7 @@ use std::path::Path;
 use icm::config::parse_experiment;
 use icm::records;
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::run_grid;
+use icm::runner::{run_grid, RunOptions};
 
 const GRID: &str = "\
 name: e2e
@@ -33,7 +33,7 @@ fn grid_trains_skips_and_reports() {
     let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
     let exp = parse_experiment(GRID, Path::new("e2e.yaml")).unwrap();
 
-    let first = run_grid(&exp, &results, true).unwrap();
+    let first = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!((first.total, first.trained, first.skipped), (8, 8, 0));
     assert!(first.failed.is_empty(), "{:?}", first.failed);
 
@@ -75,12 +75,13 @@ fn grid_trains_skips_and_reports() {
     let again_dir = records::run_dir(&results, "e2e", &exp.runs()[0].run_id());
     let before = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();
     fs::remove_file(again_dir.join(records::METRICS_FILE)).unwrap();
-    let second = run_grid(&exp, &results, true).unwrap();
+    fs::remove_file(again_dir.join(icm::checkpoint::CHECKPOINT_FILE)).unwrap();
+    let second = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!((second.trained, second.skipped), (1, 7));
     let after = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();
     assert_eq!(before, after);
 
-    let third = run_grid(&exp, &results, true).unwrap();
+    let third = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!((third.trained, third.skipped), (0, 8));
 
     let report = write_report(
@@ -164,7 +165,7 @@ fn nan_loss_fails_the_run_not_the_grid() {
         .replace("  - per_class: 10\n", "")
         .replace("seeds: [0, 1]", "seeds: [0]");
     let exp = parse_experiment(&yaml, Path::new("nan.yaml")).unwrap();
-    let summary = run_grid(&exp, &results, true).unwrap();
+    let summary = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!(summary.total, 2);
     assert_eq!(summary.failed.len(), 2, "{summary:?}");
     for (id, reason) in &summary.failed {
@@ -175,7 +176,17 @@ fn nan_loss_fails_the_run_not_the_grid() {
     }
     let err = icm::runner::ensure_no_failures(&summary, &results, "e2e").unwrap_err();
     assert!(err.to_string().contains("2 of 2 runs failed"), "{err}");
-    // Running again retries them (they are still pending).
-    let again = run_grid(&exp, &results, true).unwrap();
-    assert_eq!((again.skipped, again.failed.len()), (0, 2));
+    assert!(err.to_string().contains("--retry-failed"), "{err}");
+    // Running again leaves them failed; --retry-failed runs them again.
+    let again = run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    assert_eq!(
+        (again.previously_failed, again.trained, again.failed.len()),
+        (2, 0, 0)
+    );
+    let retry = RunOptions {
+        retry_failed: true,
+        ..RunOptions::default()
+    };
+    let again = run_grid(&exp, &results, &retry).unwrap();
+    assert_eq!((again.previously_failed, again.failed.len()), (0, 2));
 }

@@ -1,0 +1,232 @@
+//! Run state on disk and exclusive claims, so that several `icm run` processes (one machine or a
+//! shared filesystem, e.g. Slurm array tasks) never train the same run twice.
+//!
+//! A run folder is **done** when it has `metrics.json`, **failed** when it has `failure.txt`,
+//! **running** while it has a fresh `lock.json`, and **pending** otherwise. The lock is created
+//! with `O_EXCL` and records host, pid and start time; the owner rewrites it after every epoch
+//! (heartbeat). A lock whose process is gone (same host) or whose heartbeat is older than the
+//! timeout is stale and is taken over, with a message. Every claim appends a line to
+//! `attempts.log`, the run's audit trail.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::records::{self, FAILURE_FILE, METRICS_FILE};
+
+pub const LOCK_FILE: &str = "lock.json";
+pub const ATTEMPTS_FILE: &str = "attempts.log";
+const TAKEOVER_FILE: &str = "takeover.lock";
+
+/// Contents of `lock.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    Done,
+    Failed(String),
+    Running(LockInfo),
+    /// Pending; `Some` when a stale lock will be taken over.
+    Pending(Option<LockInfo>),
+}
+
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether a process with `pid` exists on this host.
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Why a lock is stale, or `None` if its owner may still be working.
+fn staleness(dir: &Path, info: &LockInfo, timeout: Duration) -> Option<String> {
+    if info.host == host_name() && !process_alive(info.pid) {
+        return Some(format!("process {} on {} is gone", info.pid, info.host));
+    }
+    let beat = fs::metadata(dir.join(LOCK_FILE))
+        .and_then(|m| m.modified())
+        .ok()?;
+    let age = SystemTime::now().duration_since(beat).unwrap_or_default();
+    (age > timeout).then(|| {
+        format!(
+            "no heartbeat from {}:{} for {} s (timeout {} s)",
+            info.host,
+            info.pid,
+            age.as_secs(),
+            timeout.as_secs()
+        )
+    })
+}
+
+fn read_lock(dir: &Path) -> Option<LockInfo> {
+    serde_json::from_str(&fs::read_to_string(dir.join(LOCK_FILE)).ok()?).ok()
+}
+
+/// The state of the run in `dir`.
+pub fn state(dir: &Path, timeout: Duration) -> RunState {
+    if dir.join(METRICS_FILE).is_file() {
+        return RunState::Done;
+    }
+    if let Ok(reason) = fs::read_to_string(dir.join(FAILURE_FILE)) {
+        return RunState::Failed(reason.trim().to_string());
+    }
+    if dir.join(LOCK_FILE).exists() {
+        return match read_lock(dir) {
+            Some(info) if staleness(dir, &info, timeout).is_none() => RunState::Running(info),
+            Some(info) => RunState::Pending(Some(info)),
+            // A lock being written right now, or unreadable: treat as running until it ages.
+            None => match fs::metadata(dir.join(LOCK_FILE)).and_then(|m| m.modified()) {
+                Ok(t) if SystemTime::now().duration_since(t).unwrap_or_default() > timeout => {
+                    RunState::Pending(None)
+                }
+                _ => RunState::Running(LockInfo {
+                    host: "?".into(),
+                    pid: 0,
+                    started: 0,
+                }),
+            },
+        };
+    }
+    RunState::Pending(None)
+}
+
+/// An exclusive claim on a run; removing the lock when dropped (finished, failed or on error).
+#[derive(Debug)]
+pub struct Claim {
+    dir: PathBuf,
+    info: LockInfo,
+}
+
+impl Claim {
+    /// Rewrites the lock so other processes see this run is alive.
+    pub fn heartbeat(&self) -> Result<()> {
+        records::write_atomic(
+            &self.dir.join(LOCK_FILE),
+            serde_json::to_string(&self.info)?.as_bytes(),
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if read_lock(&self.dir).as_ref() == Some(&self.info) {
+            let _ = fs::remove_file(self.dir.join(LOCK_FILE));
+        }
+    }
+}
+
+/// Outcome of trying to claim a run.
+#[derive(Debug)]
+pub enum ClaimResult {
+    Claimed(Claim),
+    /// Done, failed (and not retried), or running elsewhere.
+    Busy(RunState),
+}
+
+/// Tries to claim the run in `dir`. With `retry_failed`, a failed run is claimed again.
+/// `notify` receives messages about stale locks taken over.
+pub fn try_claim(
+    dir: &Path,
+    timeout: Duration,
+    retry_failed: bool,
+    notify: &dyn Fn(String),
+) -> Result<ClaimResult> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    match state(dir, timeout) {
+        RunState::Done => return Ok(ClaimResult::Busy(RunState::Done)),
+        RunState::Running(info) => return Ok(ClaimResult::Busy(RunState::Running(info))),
+        RunState::Failed(reason) if !retry_failed => {
+            return Ok(ClaimResult::Busy(RunState::Failed(reason)))
+        }
+        RunState::Failed(_) | RunState::Pending(None) => {}
+        RunState::Pending(Some(old)) => {
+            // Only one process may take a stale lock over: the one that creates takeover.lock.
+            let guard = dir.join(TAKEOVER_FILE);
+            if let Ok(t) = fs::metadata(&guard).and_then(|m| m.modified()) {
+                if SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(60)
+                {
+                    let _ = fs::remove_file(&guard); // left by a process that died mid-takeover
+                }
+            }
+            if OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&guard)
+                .is_err()
+            {
+                return Ok(ClaimResult::Busy(RunState::Running(old)));
+            }
+            let still_stale = read_lock(dir)
+                .filter(|info| *info == old)
+                .and_then(|info| staleness(dir, &info, timeout));
+            if let Some(why) = still_stale {
+                notify(format!("taking over {}: stale lock ({why})", dir.display()));
+                let _ = fs::remove_file(dir.join(LOCK_FILE));
+            }
+            let _ = fs::remove_file(&guard);
+        }
+    }
+    let info = LockInfo {
+        host: host_name(),
+        pid: std::process::id(),
+        started: now_secs(),
+    };
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(LOCK_FILE));
+    let mut file = match created {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Ok(ClaimResult::Busy(state(dir, timeout)));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot lock {}", dir.display())),
+    };
+    file.write_all(serde_json::to_string(&info)?.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", dir.join(LOCK_FILE).display()))?;
+    let claim = Claim {
+        dir: dir.to_path_buf(),
+        info: info.clone(),
+    };
+    // Another process may have finished the run between our look and our lock.
+    if dir.join(METRICS_FILE).is_file() {
+        return Ok(ClaimResult::Busy(RunState::Done));
+    }
+    // A failed run being retried loses its failure note.
+    let _ = fs::remove_file(dir.join(FAILURE_FILE));
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(ATTEMPTS_FILE))
+        .with_context(|| format!("cannot open {}", dir.join(ATTEMPTS_FILE).display()))?;
+    writeln!(log, "{} {} {}", info.started, info.host, info.pid)?;
+    Ok(ClaimResult::Claimed(claim))
+}
