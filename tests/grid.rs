@@ -1,0 +1,358 @@
+//! Crash safety and concurrency of grids, with the real `icm` binary: a worker killed mid-run
+//! or while writing results, two processes on one grid, shards, claims and NaN failures.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use icm::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use icm::claims::{self, ClaimResult, LockInfo, RunState, ATTEMPTS_FILE, LOCK_FILE};
+use icm::config::{parse_experiment, LoadedExperiment};
+use icm::records::{self, PREDICTIONS_FILE};
+use icm::runner::{in_shard, run_grid, RunOptions};
+
+/// Four runs of a few hundred milliseconds each on the real digits.
+const GRID: &str = "\
+name: crash
+splits: [balanced]
+model: {arch: mlp, hidden: [64]}
+train: {epochs: 40, batch_size: 32, lr: 0.05}
+methods: [erm, icm-mixup]
+seeds: [0, 1]
+";
+
+fn write_grid(dir: &Path, yaml: &str) -> (PathBuf, LoadedExperiment) {
+    let path = dir.join("crash.yaml");
+    fs::write(&path, yaml).unwrap();
+    let exp = parse_experiment(yaml, &path).unwrap();
+    (path, exp)
+}
+
+fn icm(yaml: &Path, results: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_icm"));
+    c.arg("run")
+        .arg(yaml)
+        .arg("--results")
+        .arg(results)
+        .args(["--no-report", "--quiet", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// Every run is done with exactly one finished training, and its predictions equal the
+/// reference (uninterrupted) run's.
+fn assert_complete_and_equal(exp: &LoadedExperiment, results: &Path, reference: &Path) {
+    for run in exp.runs() {
+        let dir = records::run_dir(results, &exp.name, &run.run_id());
+        let want = records::run_dir(reference, &exp.name, &run.run_id());
+        assert_eq!(
+            claims::state(&dir, Duration::from_secs(3600)),
+            RunState::Done,
+            "{}",
+            dir.display()
+        );
+        let m = records::read_metrics(&dir.join(records::METRICS_FILE)).unwrap();
+        let r = records::read_metrics(&want.join(records::METRICS_FILE)).unwrap();
+        assert_eq!(
+            m.test,
+            r.test,
+            "metrics of {} differ from the uninterrupted run",
+            dir.display()
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join(PREDICTIONS_FILE)).unwrap(),
+            fs::read_to_string(want.join(PREDICTIONS_FILE)).unwrap()
+        );
+        assert!(!dir.join(LOCK_FILE).exists(), "lock released");
+    }
+}
+
+fn reference(exp: &LoadedExperiment, root: &Path) -> PathBuf {
+    let results = root.join("reference");
+    let one_thread = RunOptions {
+        threads: 1,
+        ..RunOptions::default()
+    };
+    let s = run_grid(exp, &results, &one_thread).unwrap();
+    assert_eq!(s.trained, exp.runs().len());
+    results
+}
+
+#[test]
+fn sigkill_mid_run_then_restart_resumes_to_identical_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yaml, exp) = write_grid(tmp.path(), GRID);
+    let want = reference(&exp, tmp.path());
+    let results = tmp.path().join("results");
+    let mut child = icm(&yaml, &results).spawn().unwrap();
+    // Kill as soon as some run has a checkpoint but is not finished.
+    let start = Instant::now();
+    let killed_mid_run = loop {
+        let mid = exp.runs().iter().any(|r| {
+            let dir = records::run_dir(&results, &exp.name, &r.run_id());
+            dir.join(CHECKPOINT_FILE).is_file() && !records::is_done(&dir)
+        });
+        if mid {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(
+        killed_mid_run,
+        "the worker finished before it could be killed"
+    );
+    let unfinished = exp
+        .runs()
+        .iter()
+        .filter(|r| !records::is_done(&records::run_dir(&results, &exp.name, &r.run_id())))
+        .count();
+    assert!(unfinished > 0);
+    let status = icm(&yaml, &results).status().unwrap();
+    assert!(status.success());
+    assert_complete_and_equal(&exp, &results, &want);
+}
+
+#[test]
+fn crash_after_a_checkpoint_and_while_writing_results_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yaml, exp) = write_grid(tmp.path(), GRID);
+    let want = reference(&exp, tmp.path());
+    for fault in ["after-checkpoint-7", "writing-results"] {
+        let results = tmp.path().join(fault);
+        let status = icm(&yaml, &results)
+            .env("ICM_FAULT", fault)
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{fault}: the process aborted");
+        // Exactly one run was started and left unfinished, with its stale lock.
+        let started: Vec<PathBuf> = exp
+            .runs()
+            .iter()
+            .map(|r| records::run_dir(&results, &exp.name, &r.run_id()))
+            .filter(|d| d.exists())
+            .collect();
+        assert_eq!(started.len(), 1, "{fault}");
+        assert!(started[0].join(LOCK_FILE).is_file() && !records::is_done(&started[0]));
+        let ckpt = Checkpoint::load(&started[0].join(CHECKPOINT_FILE), &exp.runs()[0].run_id())
+            .unwrap()
+            .unwrap();
+        assert_eq!(ckpt.epoch, if fault == "writing-results" { 40 } else { 7 });
+
+        let out = icm(&yaml, &results).stdout(Stdio::piped()).output().unwrap();
+        assert!(out.status.success(), "{fault}: restart");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("(1 resumed)"), "{fault}: the run resumed from its checkpoint: {said}");
+        assert_complete_and_equal(&exp, &results, &want);
+        let attempts = fs::read_to_string(started[0].join(ATTEMPTS_FILE)).unwrap();
+        assert_eq!(
+            attempts.lines().count(),
+            2,
+            "{fault}: crashed attempt + resumed attempt"
+        );
+    }
+}
+
+#[test]
+fn two_processes_on_one_grid_train_each_run_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yaml, exp) = write_grid(
+        tmp.path(),
+        &GRID.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"),
+    );
+    let results = tmp.path().join("results");
+    let a = icm(&yaml, &results).spawn().unwrap();
+    let b = icm(&yaml, &results).spawn().unwrap();
+    for mut child in [a, b] {
+        assert!(child.wait().unwrap().success());
+    }
+    for run in exp.runs() {
+        let dir = records::run_dir(&results, &exp.name, &run.run_id());
+        assert!(records::is_done(&dir));
+        let attempts = fs::read_to_string(dir.join(ATTEMPTS_FILE)).unwrap();
+        assert_eq!(
+            attempts.lines().count(),
+            1,
+            "{} trained more than once",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn shards_partition_the_grid_and_ignore_yaml_order() {
+    let exp = parse_experiment(GRID, Path::new("x.yaml")).unwrap();
+    let reordered = parse_experiment(
+        &GRID
+            .replace("[erm, icm-mixup]", "[icm-mixup, erm]")
+            .replace("[0, 1]", "[1, 0]"),
+        Path::new("x.yaml"),
+    )
+    .unwrap();
+    let ids: Vec<String> = exp.runs().iter().map(|r| r.run_id()).collect();
+    for n in [1, 2, 3] {
+        let mut seen = Vec::new();
+        for k in 0..n {
+            let shard: Vec<&String> = ids.iter().filter(|id| in_shard(id, Some((k, n)))).collect();
+            let again: Vec<String> = reordered
+                .runs()
+                .iter()
+                .map(|r| r.run_id())
+                .filter(|id| in_shard(id, Some((k, n))))
+                .collect();
+            let mut a: Vec<String> = shard.iter().map(|s| s.to_string()).collect();
+            let mut b = again.clone();
+            a.sort();
+            b.sort();
+            assert_eq!(
+                a, b,
+                "shard {k}/{n} is the same set after reordering the YAML"
+            );
+            seen.extend(a);
+        }
+        seen.sort();
+        let mut all = ids.clone();
+        all.sort();
+        assert_eq!(seen, all, "shards of {n} cover every run exactly once");
+    }
+    assert!(icm::runner::parse_shard("2/2").is_err());
+    assert_eq!(icm::runner::parse_shard("1/4").unwrap(), (1, 4));
+}
+
+#[test]
+fn stale_locks_are_taken_over_live_ones_are_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    fs::create_dir_all(&dir).unwrap();
+    let hour = Duration::from_secs(3600);
+    let quiet = |_: String| {};
+    // A lock of a process on this host that no longer exists.
+    let dead = LockInfo {
+        host: claims::host_name(),
+        pid: 4_000_000,
+        started: 0,
+    };
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    assert_eq!(claims::state(&dir, hour), RunState::Pending(Some(dead)));
+    let messages = std::cell::RefCell::new(Vec::new());
+    let notify = |m: String| messages.borrow_mut().push(m);
+    let claim = match claims::try_claim(&dir, hour, false, &notify).unwrap() {
+        ClaimResult::Claimed(c) => c,
+        other => panic!("expected to take over, got {other:?}"),
+    };
+    assert!(
+        messages.borrow()[0].contains("stale lock"),
+        "{:?}",
+        messages.borrow()
+    );
+    // Now held by this live process: nobody else gets it.
+    assert!(matches!(
+        claims::try_claim(&dir, hour, false, &quiet).unwrap(),
+        ClaimResult::Busy(RunState::Running(_))
+    ));
+    drop(claim);
+    assert!(!dir.join(LOCK_FILE).exists());
+    // Another host's lock is only stale once its heartbeat is older than the timeout.
+    let remote = LockInfo {
+        host: "elsewhere".into(),
+        pid: 1,
+        started: 0,
+    };
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&remote).unwrap()).unwrap();
+    assert!(matches!(claims::state(&dir, hour), RunState::Running(_)));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(matches!(
+        claims::state(&dir, Duration::from_secs(1)),
+        RunState::Pending(Some(_))
+    ));
+}
+
+#[test]
+fn diverging_runs_fail_with_reason_and_the_rest_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = GRID.replace("[erm, icm-mixup]", "[erm, {regmixup: {gamma: 1.0e+30}}]");
+    let (path, exp) = write_grid(tmp.path(), &yaml);
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_icm"))
+        .arg("run")
+        .arg(&path)
+        .arg("--results")
+        .arg(&results)
+        .args(["--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "failed runs make `icm run` exit non-zero"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 of 4 runs failed") && stderr.contains("--retry-failed"),
+        "{stderr}"
+    );
+    for run in exp.runs() {
+        let dir = records::run_dir(&results, &exp.name, &run.run_id());
+        match run.method.name.as_str() {
+            "erm" => assert!(records::is_done(&dir)),
+            _ => match claims::state(&dir, Duration::from_secs(3600)) {
+                RunState::Failed(reason) => assert!(reason.contains("loss became"), "{reason}"),
+                other => panic!("expected failed, got {other:?}"),
+            },
+        }
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_icm"))
+        .args(["status"])
+        .arg(&path)
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("all") && text.contains("2 done") && text.contains("2 failed"),
+        "{text}"
+    );
+    let retry = RunOptions {
+        retry_failed: true,
+        ..RunOptions::default()
+    };
+    let again = run_grid(&exp, &results, &retry).unwrap();
+    assert_eq!(
+        (again.skipped, again.failed.len()),
+        (2, 2),
+        "failed runs ran again"
+    );
+}
+
+#[test]
+fn slurm_script_runs_one_shard_per_array_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, exp) = write_grid(tmp.path(), GRID);
+    let opts = icm::slurm::SlurmOptions {
+        partition: Some("gpu".into()),
+        time: "01:00:00".into(),
+        gpus: 1,
+        cpus: 4,
+        array_parallelism: Some(2),
+        tasks: None,
+    };
+    let (script, tasks) =
+        icm::slurm::write_script(&exp, &tmp.path().join("results"), &opts).unwrap();
+    assert_eq!(tasks, 4);
+    let text = fs::read_to_string(script).unwrap();
+    for line in [
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus=1",
+        "#SBATCH --cpus-per-task=4",
+        "--shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\"",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}
