@@ -4,14 +4,15 @@
 //! A run folder is **done** when it has `metrics.json`, **failed** when it has `failure.txt`,
 //! **running** while it has a fresh `lock.json`, and **pending** otherwise. The lock is created
 //! with `O_EXCL` and records host, pid and start time; the owner rewrites it after every epoch
-//! (heartbeat). A lock whose process is gone (same host) or whose heartbeat is older than the
+//! (heartbeat, at most every 10 s). A lock whose process is gone (same host) or whose heartbeat is older than the
 //! timeout is stale and is taken over, with a message. Every claim appends a line to
 //! `attempts.log`, the run's audit trail.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ use crate::records::{self, FAILURE_FILE, METRICS_FILE};
 pub const LOCK_FILE: &str = "lock.json";
 pub const ATTEMPTS_FILE: &str = "attempts.log";
 const TAKEOVER_FILE: &str = "takeover.lock";
+/// Least time between two heartbeats of a claim.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Contents of `lock.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,11 +121,17 @@ pub fn state(dir: &Path, timeout: Duration) -> RunState {
 pub struct Claim {
     dir: PathBuf,
     info: LockInfo,
+    last_beat: Mutex<Instant>,
 }
 
 impl Claim {
-    /// Rewrites the lock so other processes see this run is alive.
+    /// Rewrites the lock so other processes see this run is alive (at most every 10 s).
     pub fn heartbeat(&self) -> Result<()> {
+        let mut last = self.last_beat.lock().expect("heartbeat clock");
+        if last.elapsed() < HEARTBEAT_INTERVAL {
+            return Ok(());
+        }
+        *last = Instant::now();
         records::write_atomic(
             &self.dir.join(LOCK_FILE),
             serde_json::to_string(&self.info)?.as_bytes(),
@@ -215,6 +224,7 @@ pub fn try_claim(
     let claim = Claim {
         dir: dir.to_path_buf(),
         info: info.clone(),
+        last_beat: Mutex::new(Instant::now()),
     };
     // Another process may have finished the run between our look and our lock.
     if dir.join(METRICS_FILE).is_file() {

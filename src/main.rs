@@ -55,9 +55,9 @@ enum Command {
         /// Seconds without a heartbeat after which another process's claim is stale.
         #[arg(long, default_value_t = 3600)]
         lock_timeout: u64,
-        /// Save a checkpoint every this many epochs.
-        #[arg(long, default_value_t = 1)]
-        checkpoint_every: usize,
+        /// Save a checkpoint every this many epochs (default: once a minute, and at the end).
+        #[arg(long)]
+        checkpoint_every: Option<usize>,
     },
     /// Done / running / failed / pending runs per method, with an ETA.
     Status {

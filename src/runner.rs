@@ -33,8 +33,8 @@ pub struct RunOptions {
     pub retry_failed: bool,
     /// A lock without a heartbeat for this long is stale.
     pub lock_timeout: Duration,
-    /// Save a checkpoint every this many epochs.
-    pub checkpoint_every: usize,
+    /// Save a checkpoint every this many epochs; `None`: once a minute (and always at the end).
+    pub checkpoint_every: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -46,7 +46,7 @@ impl Default for RunOptions {
             shard: None,
             retry_failed: false,
             lock_timeout: Duration::from_secs(3600),
-            checkpoint_every: 1,
+            checkpoint_every: None,
         }
     }
 }

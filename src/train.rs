@@ -131,11 +131,15 @@ pub fn train_step<R: rand::Rng>(
     Ok(value)
 }
 
+/// Time between checkpoints when no epoch interval is set.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Where and how often a run saves checkpoints, and what it does after every epoch.
 pub struct Checkpointing<'a> {
     pub path: &'a Path,
-    /// Save every this many epochs (and always after the last).
-    pub every: usize,
+    /// Save every this many epochs; `None`: whenever a minute has passed since the last save.
+    /// Always after the last epoch.
+    pub every: Option<usize>,
     /// Called after every epoch (the runner's lock heartbeat).
     pub after_epoch: &'a (dyn Fn() -> Result<()> + Sync),
 }
@@ -187,6 +191,7 @@ pub fn train_run(
         }
     }
 
+    let mut last_save = Instant::now();
     for epoch in first_epoch..spec.epochs {
         let lr = spec.lr_at(epoch);
         order.shuffle(&mut order_rng);
@@ -225,7 +230,12 @@ pub fn train_run(
         });
         if let Some(ck) = checkpointing {
             let done = epoch + 1;
-            if done % ck.every.max(1) == 0 || done == spec.epochs {
+            let due = match ck.every {
+                Some(n) => done % n.max(1) == 0,
+                None => last_save.elapsed() >= CHECKPOINT_INTERVAL,
+            };
+            if due || done == spec.epochs {
+                last_save = Instant::now();
                 Checkpoint {
                     run_id: run_id.clone(),
                     epoch: done,

@@ -35,7 +35,14 @@ fn icm(yaml: &Path, results: &Path) -> Command {
         .arg(yaml)
         .arg("--results")
         .arg(results)
-        .args(["--no-report", "--quiet", "--threads", "1"])
+        .args([
+            "--no-report",
+            "--quiet",
+            "--threads",
+            "1",
+            "--checkpoint-every",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
@@ -145,10 +152,16 @@ fn crash_after_a_checkpoint_and_while_writing_results_lose_nothing() {
             .unwrap();
         assert_eq!(ckpt.epoch, if fault == "writing-results" { 40 } else { 7 });
 
-        let out = icm(&yaml, &results).stdout(Stdio::piped()).output().unwrap();
+        let out = icm(&yaml, &results)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{fault}: restart");
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(said.contains("(1 resumed)"), "{fault}: the run resumed from its checkpoint: {said}");
+        assert!(
+            said.contains("(1 resumed)"),
+            "{fault}: the run resumed from its checkpoint: {said}"
+        );
         assert_complete_and_equal(&exp, &results, &want);
         let attempts = fs::read_to_string(started[0].join(ATTEMPTS_FILE)).unwrap();
         assert_eq!(
