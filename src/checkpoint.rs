@@ -1,6 +1,6 @@
 //! Training checkpoints: everything needed to continue a run exactly where it stopped (model and
 //! optimiser state, the random generators, the epoch order, the history so far). Written
-//! atomically every N epochs and at the end; an interrupted run resumes from its last checkpoint
+//! atomically (every N epochs, or once a minute by default) and at the end; an interrupted run resumes from its last checkpoint
 //! and ends with the same metrics as an uninterrupted run with the same seed on the same machine.
 
 use std::fs;
@@ -20,7 +20,10 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 pub struct Checkpoint {
     pub run_id: String,
     pub epoch: usize,
+    /// Stored as IEEE bit patterns so they come back bit for bit.
+    #[serde(with = "f32_bits")]
     pub params: Vec<f32>,
+    #[serde(with = "f32_bits")]
     pub velocity: Vec<f32>,
     /// The training order after the last shuffle (each epoch shuffles the previous order).
     pub order: Vec<usize>,
@@ -57,6 +60,53 @@ impl Checkpoint {
             );
         }
         Ok(Some(ckpt))
+    }
+
+    /// Checks that the checkpoint fits a run with `params` parameters, `train_size` training
+    /// images and `epochs` epochs, so a damaged file gives an error instead of a panic.
+    pub fn check(
+        &self,
+        params: usize,
+        train_size: usize,
+        epochs: usize,
+        path: &Path,
+    ) -> Result<()> {
+        let mut sorted = self.order.clone();
+        sorted.sort_unstable();
+        let permutation = sorted.iter().enumerate().all(|(i, &v)| i == v);
+        if self.params.len() != params
+            || self.velocity.len() != params
+            || self.order.len() != train_size
+            || !permutation
+            || self.epoch > epochs
+            || self.history.len() != self.epoch
+        {
+            bail!(
+                "{} does not match this run (model, data or epochs differ, or the file is damaged); \
+                 delete it to restart the run from scratch",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Serialises `Vec<f32>` as the `u32` bit patterns of its values.
+mod f32_bits {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<u32>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(Vec::<u32>::deserialize(d)?
+            .into_iter()
+            .map(f32::from_bits)
+            .collect())
     }
 }
 

@@ -5,8 +5,9 @@
 //! **running** while it has a fresh `lock.json`, and **pending** otherwise. The lock is created
 //! with `O_EXCL` and records host, pid and start time; the owner rewrites it after every epoch
 //! (heartbeat, at most every 10 s). A lock whose process is gone (same host) or whose heartbeat is older than the
-//! timeout is stale and is taken over, with a message. Every claim appends a line to
-//! `attempts.log`, the run's audit trail.
+//! timeout is stale and is taken over, with a message; an owner that finds its lock taken over
+//! drops the run ([`ClaimLost`]). Every claim appends a line to `attempts.log`, the run's audit
+//! trail.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -21,7 +22,6 @@ use crate::records::{self, FAILURE_FILE, METRICS_FILE};
 
 pub const LOCK_FILE: &str = "lock.json";
 pub const ATTEMPTS_FILE: &str = "attempts.log";
-const TAKEOVER_FILE: &str = "takeover.lock";
 /// Least time between two heartbeats of a claim.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -32,6 +32,9 @@ pub struct LockInfo {
     pub pid: u32,
     /// Unix seconds.
     pub started: u64,
+    /// Random token telling this claim from any other (pids repeat across hosts and time).
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 /// Where a run stands.
@@ -93,27 +96,59 @@ pub fn state(dir: &Path, timeout: Duration) -> RunState {
     if dir.join(METRICS_FILE).is_file() {
         return RunState::Done;
     }
+    let lock = lock_state(dir, timeout);
+    if let Some(RunState::Running(info)) = lock {
+        return RunState::Running(info);
+    }
     if let Ok(reason) = fs::read_to_string(dir.join(FAILURE_FILE)) {
         return RunState::Failed(reason.trim().to_string());
     }
-    if dir.join(LOCK_FILE).exists() {
-        return match read_lock(dir) {
-            Some(info) if staleness(dir, &info, timeout).is_none() => RunState::Running(info),
-            Some(info) => RunState::Pending(Some(info)),
-            // A lock being written right now, or unreadable: treat as running until it ages.
-            None => match fs::metadata(dir.join(LOCK_FILE)).and_then(|m| m.modified()) {
-                Ok(t) if SystemTime::now().duration_since(t).unwrap_or_default() > timeout => {
-                    RunState::Pending(None)
-                }
-                _ => RunState::Running(LockInfo {
-                    host: "?".into(),
-                    pid: 0,
-                    started: 0,
-                }),
-            },
-        };
+    lock.unwrap_or(RunState::Pending(None))
+}
+
+/// `Running` for a live lock, `Pending(Some)` for a stale one, `Pending(None)` for an unreadable
+/// one older than the timeout, `None` without a lock.
+fn lock_state(dir: &Path, timeout: Duration) -> Option<RunState> {
+    let path = dir.join(LOCK_FILE);
+    let modified = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    Some(match read_lock(dir) {
+        Some(info) if staleness(dir, &info, timeout).is_none() => RunState::Running(info),
+        Some(info) => RunState::Pending(Some(info)),
+        // Being written right now, or unreadable: running until it ages past the timeout.
+        None if SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default()
+            > timeout =>
+        {
+            RunState::Pending(None)
+        }
+        None => RunState::Running(LockInfo {
+            host: "?".into(),
+            pid: 0,
+            started: 0,
+            nonce: 0,
+        }),
+    })
+}
+
+/// Removes a stale lock, atomically with respect to other processes doing the same: the lock is
+/// renamed to a name of our own, and put back (without overwriting) if what we moved was not the
+/// stale lock we judged but a fresh one. Returns whether the stale lock is gone.
+fn remove_stale_lock(dir: &Path, judged: &Option<LockInfo>, nonce: u64) -> bool {
+    let lock = dir.join(LOCK_FILE);
+    let moved = dir.join(format!(".lock.{nonce:016x}.stale"));
+    if fs::rename(&lock, &moved).is_err() {
+        return false; // someone else moved it first
     }
-    RunState::Pending(None)
+    let content: Option<LockInfo> = fs::read_to_string(&moved)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let ours_to_remove = content == *judged;
+    if !ours_to_remove {
+        let _ = fs::hard_link(&moved, &lock); // fails if a new lock exists: then that one stands
+    }
+    let _ = fs::remove_file(&moved);
+    ours_to_remove
 }
 
 /// An exclusive claim on a run; removing the lock when dropped (finished, failed or on error).
@@ -125,13 +160,21 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Rewrites the lock so other processes see this run is alive (at most every 10 s).
+    /// Rewrites the lock so other processes see this run is alive (at most every 10 s). Fails
+    /// with [`ClaimLost`] when another process has taken the run over.
     pub fn heartbeat(&self) -> Result<()> {
         let mut last = self.last_beat.lock().expect("heartbeat clock");
         if last.elapsed() < HEARTBEAT_INTERVAL {
             return Ok(());
         }
         *last = Instant::now();
+        if let Some(other) = read_lock(&self.dir).filter(|l| *l != self.info) {
+            return Err(ClaimLost {
+                dir: self.dir.clone(),
+                by: other,
+            }
+            .into());
+        }
         records::write_atomic(
             &self.dir.join(LOCK_FILE),
             serde_json::to_string(&self.info)?.as_bytes(),
@@ -150,6 +193,27 @@ impl Drop for Claim {
         }
     }
 }
+
+/// Another process took this run over (this one looked stale): its work must be dropped.
+#[derive(Debug)]
+pub struct ClaimLost {
+    pub dir: PathBuf,
+    pub by: LockInfo,
+}
+
+impl std::fmt::Display for ClaimLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{} was taken over by {}:{} (no heartbeat within --lock-timeout); this process drops it",
+            self.dir.display(),
+            self.by.host,
+            self.by.pid
+        )
+    }
+}
+
+impl std::error::Error for ClaimLost {}
 
 /// Outcome of trying to claim a run.
 #[derive(Debug)]
@@ -174,43 +238,33 @@ pub fn try_claim(
         RunState::Failed(reason) if !retry_failed => {
             return Ok(ClaimResult::Busy(RunState::Failed(reason)))
         }
-        RunState::Failed(_) | RunState::Pending(None) => {}
-        RunState::Pending(Some(old)) => {
-            // Only one process may take a stale lock over: the one that creates takeover.lock.
-            let guard = dir.join(TAKEOVER_FILE);
-            if let Ok(t) = fs::metadata(&guard).and_then(|m| m.modified()) {
-                if SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(60)
-                {
-                    let _ = fs::remove_file(&guard); // left by a process that died mid-takeover
-                }
-            }
-            if OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&guard)
-                .is_err()
-            {
-                return Ok(ClaimResult::Busy(RunState::Running(old)));
-            }
-            let still_stale = read_lock(dir)
-                .filter(|info| *info == old)
-                .and_then(|info| staleness(dir, &info, timeout));
-            if let Some(why) = still_stale {
-                notify(format!("taking over {}: stale lock ({why})", dir.display()));
-                let _ = fs::remove_file(dir.join(LOCK_FILE));
-            }
-            let _ = fs::remove_file(&guard);
+        RunState::Failed(_) | RunState::Pending(_) => {}
+    }
+    let nonce: u64 = rand::random();
+    // A stale (or unreadable and old) lock may still be there, also next to a failure note.
+    if let Some(RunState::Pending(judged)) = lock_state(dir, timeout) {
+        if !remove_stale_lock(dir, &judged, nonce) {
+            return Ok(ClaimResult::Busy(state(dir, timeout)));
         }
+        let who = judged.map_or("an unreadable lock".to_string(), |l| {
+            format!("{}:{}", l.host, l.pid)
+        });
+        notify(format!(
+            "taking over {} from {who} (stale lock)",
+            dir.display()
+        ));
     }
     let info = LockInfo {
         host: host_name(),
         pid: std::process::id(),
         started: now_secs(),
+        nonce,
     };
+    let lock_path = dir.join(LOCK_FILE);
     let created = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(dir.join(LOCK_FILE));
+        .open(&lock_path);
     let mut file = match created {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -218,9 +272,13 @@ pub fn try_claim(
         }
         Err(e) => return Err(e).with_context(|| format!("cannot lock {}", dir.display())),
     };
-    file.write_all(serde_json::to_string(&info)?.as_bytes())
+    if let Err(e) = file
+        .write_all(serde_json::to_string(&info)?.as_bytes())
         .and_then(|_| file.sync_all())
-        .with_context(|| format!("cannot write {}", dir.join(LOCK_FILE).display()))?;
+    {
+        let _ = fs::remove_file(&lock_path);
+        return Err(e).with_context(|| format!("cannot write {}", lock_path.display()));
+    }
     let claim = Claim {
         dir: dir.to_path_buf(),
         info: info.clone(),

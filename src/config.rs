@@ -398,7 +398,8 @@ fn default_weight_decay() -> f64 {
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     Constant,
-    /// Per-epoch cosine from `lr` to 0.
+    /// Per-epoch cosine annealing, lr·(1 + cos(π·e/E))/2 for epoch e of E (PyTorch's
+    /// `CosineAnnealingLR` with `T_max = E`, stepped per epoch).
     #[default]
     Cosine,
     /// `lr · lr_decay^(milestones passed)`.
@@ -437,11 +438,16 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Stable identifier: the first 16 hex digits of SHA-256 over the canonical JSON of the
-    /// resolved config without the data folder. Same on every machine (keys are sorted, floats
-    /// print in shortest round-trip form).
+    /// resolved config without the data folder and the method's display name. Same on every
+    /// machine (keys are sorted, floats print in shortest round-trip form).
     pub fn run_id(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut value = serde_json::to_value(self).expect("run config serialises");
+        // Display names do not change a result either: renaming a method keeps its runs.
+        if let Some(serde_json::Value::Object(method)) = value.get_mut("method") {
+            method.remove("name");
+            method.remove("label_text");
+        }
         // Where the data lives does not change a result: moving a dataset keeps the ids.
         if let Some(serde_json::Value::Object(fields)) = value
             .get_mut("dataset")
@@ -548,7 +554,7 @@ fn did_you_mean(message: &str) -> Option<String> {
         .map(|(_, cand)| cand.to_string())
 }
 
-fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
+fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
     let file = path.display();
     let fail =
         |place: &str, msg: String| -> anyhow::Error { anyhow::anyhow!("{file}: `{place}`: {msg}") };
@@ -603,6 +609,10 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
     }
     check_model(&exp.model).map_err(|m| fail("model", m))?;
     check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
+    if exp.train.schedule == Schedule::Multistep {
+        // Resolved, so that writing the default and leaving it out are the same run.
+        exp.train.lr_decay.get_or_insert(0.2);
+    }
     if exp.methods.is_empty() {
         return Err(fail(
             "methods",
@@ -643,6 +653,27 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
                 ));
             }
         }
+        let settings = |m: &Method| {
+            let mut v = serde_json::to_value(m).expect("method serialises");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("name");
+                o.remove("label_text");
+            }
+            v
+        };
+        if let Some(j) = methods
+            .iter()
+            .position(|m: &Method| settings(m) == settings(&method))
+        {
+            return Err(fail(
+                &format!("methods[{i}]"),
+                format!(
+                    "`{}` has the same settings as methods[{j}] (`{}`): they would be the same runs",
+                    method.label(),
+                    methods[j].label()
+                ),
+            ));
+        }
         if !labels.insert(method.label()) {
             return Err(fail(
                 &format!("methods[{i}]"),
@@ -664,8 +695,17 @@ fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
     if unique.len() != exp.seeds.len() {
         return Err(fail("seeds", "a seed is listed twice".into()));
     }
+    let mut table_names: BTreeSet<String> = BTreeSet::new();
     for (i, entry) in exp.tables.iter().enumerate() {
         crate::report::tables::check_entry(entry).map_err(|m| fail(&format!("tables[{i}]"), m))?;
+        for name in crate::report::tables::entry_files(entry) {
+            if !table_names.insert(name.clone()) {
+                return Err(fail(
+                    &format!("tables[{i}]"),
+                    format!("a table named `{name}` is already listed; table names name files and must differ"),
+                ));
+            }
+        }
     }
     Ok(LoadedExperiment {
         path: path.to_path_buf(),
@@ -692,8 +732,11 @@ fn check_model(model: &ModelSpec) -> std::result::Result<(), String> {
 }
 
 fn check_train(t: &TrainSpec) -> std::result::Result<(), (&'static str, String)> {
-    if t.epochs == 0 {
-        return Err(("epochs", "must be ≥ 1".into()));
+    if t.epochs == 0 || t.epochs > 1_000_000 {
+        return Err((
+            "epochs",
+            format!("must be between 1 and 1,000,000, got {}", t.epochs),
+        ));
     }
     if t.batch_size == 0 {
         return Err(("batch_size", "must be ≥ 1".into()));

@@ -81,7 +81,17 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
     let n = be_u32(bytes, 4, path)? as usize;
     let h = be_u32(bytes, 8, path)? as usize;
     let w = be_u32(bytes, 12, path)? as usize;
-    let need = 16 + n * h * w;
+    if h == 0 || w == 0 {
+        bail!(
+            "{}: images of {h}×{w} pixels in the header (bytes 8–15); not an image file",
+            path.display()
+        );
+    }
+    let need = n
+        .checked_mul(h)
+        .and_then(|x| x.checked_mul(w))
+        .and_then(|x| x.checked_add(16))
+        .with_context(|| format!("{}: header sizes {n}×{h}×{w} overflow", path.display()))?;
     if bytes.len() != need {
         bail!(
             "{}: {n} images of {h}×{w} need {need} bytes, the file has {} (wrong size from byte {})",

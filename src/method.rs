@@ -266,8 +266,8 @@ impl MethodEntry {
         if let Some(v) = p.regularised {
             m.regularised = v;
         }
-        if self.preset == "custom" && p.mixer.is_none() && p.target.is_none() {
-            return Err("`custom` needs at least `mixer:` and `target:` \
+        if self.preset == "custom" && (p.mixer.is_none() || p.target.is_none()) {
+            return Err("`custom` needs both `mixer:` and `target:` \
                  (e.g. `custom: {mixer: cutmix, label: remix, target: icm}`)"
                 .into());
         }
@@ -344,7 +344,9 @@ impl MethodEntry {
             }
         }
         m.label_text = match &p.name {
-            Some(n) if n.trim().is_empty() => return Err("`name` must not be empty".into()),
+            Some(n) if n.trim().is_empty() || n.contains('|') => {
+                return Err("`name` must be non-empty and without `|`".into())
+            }
             Some(n) => n.clone(),
             None => label_with_overrides(&self.preset, &preset, &m),
         };

@@ -72,9 +72,18 @@ pub fn predictions(probs: &[f64], labels: &[usize], classes: usize) -> Vec<Predi
 }
 
 /// Bin index of a confidence: bins are `(k/n, (k+1)/n]`, 0 goes to the first, 1.0 to the last.
+/// The estimate from `ceil(c·n) − 1` is corrected against the same edges `k/n` that the bins
+/// report, so a confidence one ulp above an edge never lands below it.
 pub fn bin_index(confidence: f64, bins: usize) -> usize {
-    let k = (confidence * bins as f64).ceil() as isize - 1;
-    k.clamp(0, bins as isize - 1) as usize
+    let n = bins as f64;
+    let mut k = ((confidence * n).ceil() as isize - 1).clamp(0, bins as isize - 1) as usize;
+    while k + 1 < bins && confidence > (k + 1) as f64 / n {
+        k += 1;
+    }
+    while k > 0 && confidence <= k as f64 / n {
+        k -= 1;
+    }
+    k
 }
 
 /// Equal-width reliability bins over top-label confidence.

@@ -74,9 +74,10 @@ pub fn mean_bins(per_seed: &[Vec<Bin>]) -> Vec<MeanBin> {
     };
     (0..first.len())
         .map(|k| {
+            // Seeds whose file has fewer bins do not contribute to the missing ones.
             let filled: Vec<&Bin> = per_seed
                 .iter()
-                .map(|b| &b[k])
+                .filter_map(|b| b.get(k))
                 .filter(|b| b.count > 0)
                 .collect();
             let accs: Vec<f64> = filled.iter().map(|b| b.accuracy).collect();
@@ -112,14 +113,21 @@ macro_rules! render {
     ($path:expr, $size:expr, |$root:ident| $body:expr) => {{
         register_fonts();
         let path: &Path = $path;
+        // Drawn to a temporary file and renamed: concurrent reports never leave a torn figure.
+        let tmp = crate::records::temp_beside(path);
         let result: Result<()> = if path.extension().is_some_and(|e| e == "svg") {
-            let $root = SVGBackend::new(path, $size).into_drawing_area();
+            let $root = SVGBackend::new(&tmp, $size).into_drawing_area();
             ($body).and_then(|_| $root.present().map_err(draw_err))
         } else {
-            let $root = BitMapBackend::new(path, $size).into_drawing_area();
+            let $root = BitMapBackend::new(&tmp, $size).into_drawing_area();
             ($body).and_then(|_| $root.present().map_err(draw_err))
         };
-        result.with_context(|| format!("cannot write {}", path.display()))
+        result
+            .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+            .with_context(|| format!("cannot write {}", path.display()))
     }};
 }
 

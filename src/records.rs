@@ -57,17 +57,28 @@ pub fn is_done(dir: &Path) -> bool {
     dir.join(METRICS_FILE).is_file()
 }
 
-/// Writes a file through a temporary name (unique to this process and thread), fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// A file name beside `path` unique to this host, process and call, keeping the extension.
+pub fn temp_beside(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.{}.{:?}.tmp",
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_string())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{name}.{}.{}.{:016x}.tmp.{ext}",
+        crate::claims::host_name(),
         std::process::id(),
-        std::thread::current().id()
-    ));
+        rand::random::<u64>()
+    ))
+}
+
+/// Writes a file through a temporary name, fsync and rename, so readers (and other processes
+/// writing the same file) never see it half written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path);
     let mut f =
         fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(bytes)

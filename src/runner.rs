@@ -27,7 +27,7 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Threads per run (matrix products).
     pub threads: usize,
-    /// `(k, n)`: only the runs whose id hashes to k mod n.
+    /// `(k, n)`: only shard k of n (see [`shard_runs`]).
     pub shard: Option<(usize, usize)>,
     /// Run failed runs again.
     pub retry_failed: bool,
@@ -71,16 +71,20 @@ pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
     }
 }
 
-/// Whether `run_id` belongs to shard k of n: its leading 8 hex digits mod n, so the split is
-/// deterministic and does not change when the YAML's lists are reordered.
-pub fn in_shard(run_id: &str, shard: Option<(usize, usize)>) -> bool {
-    match shard {
-        None => true,
-        Some((k, n)) => {
-            let h = u64::from_str_radix(&run_id[..8.min(run_id.len())], 16).unwrap_or(0);
-            (h % n as u64) as usize == k
-        }
-    }
+/// The runs of shard k of n: the grid's run ids are sorted and dealt out in turn, so shards
+/// differ in size by at most one run, and reordering the YAML's lists changes nothing.
+pub fn shard_runs(runs: Vec<RunConfig>, shard: Option<(usize, usize)>) -> Vec<RunConfig> {
+    let Some((k, n)) = shard else {
+        return runs;
+    };
+    let mut ids: Vec<String> = runs.iter().map(|r| r.run_id()).collect();
+    ids.sort();
+    runs.into_iter()
+        .filter(|r| {
+            let id = r.run_id();
+            ids.binary_search(&id).is_ok_and(|pos| pos % n == k)
+        })
+        .collect()
 }
 
 /// Counts of what a grid run did.
@@ -108,11 +112,7 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_subsets(exp, &data.train)?;
-    let runs: Vec<RunConfig> = exp
-        .runs()
-        .into_iter()
-        .filter(|r| in_shard(&r.run_id(), opts.shard))
-        .collect();
+    let runs = shard_runs(exp.runs(), opts.shard);
     let summary = Mutex::new(GridSummary {
         total: runs.len(),
         ..Default::default()

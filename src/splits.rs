@@ -41,6 +41,12 @@ pub fn long_tailed_counts(
 /// How many training images of each class a split keeps, given the pool's class counts.
 /// Long-tailed profiles start from the smallest pool class so every class can supply its share.
 pub fn split_counts(split: &Split, pool_counts: &[usize]) -> Result<Vec<usize>> {
+    if let Some(c) = pool_counts.iter().position(|&n| n == 0) {
+        bail!(
+            "the dataset's training set has no images of class {c} (counts {pool_counts:?}); \
+             every class needs training images"
+        );
+    }
     let smallest = *pool_counts.iter().min().unwrap_or(&0);
     let counts = match split {
         Split::Balanced => pool_counts.to_vec(),

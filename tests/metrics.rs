@@ -74,3 +74,17 @@ fn shot_groups() {
     assert!((s.few.unwrap() - 0.2).abs() < 1e-12);
     assert_eq!(shot_accuracies(&[0.5, 0.5], &[50, 60]).many, None);
 }
+
+/// A confidence one ulp above an edge belongs to the next bin, exactly at the edge to the lower.
+#[test]
+fn bin_edges_are_exact() {
+    for k in 1..15 {
+        let edge = k as f64 / 15.0;
+        assert_eq!(bin_index(edge, 15), k - 1, "edge {k}/15");
+        assert_eq!(
+            bin_index(f64::from_bits(edge.to_bits() + 1), 15),
+            k,
+            "above {k}/15"
+        );
+    }
+}

@@ -79,6 +79,7 @@ fn built(e: &LoadedExperiment) -> Vec<Table> {
     let records = fixed_records(e);
     let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
     let input = TableInput {
+        expected_n: Some(e.seeds.len()),
         dataset: &e.dataset,
         splits: &e.splits,
         methods: &e.methods,

@@ -20,7 +20,8 @@ pub struct RunRecord {
     pub metrics: RunMetrics,
 }
 
-/// A run folder without `metrics.json`: failed (with its reason) or interrupted.
+/// A run folder that is not aggregated: failed (with its reason), interrupted or still running,
+/// or unreadable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unfinished {
     pub dir: PathBuf,
@@ -34,7 +35,7 @@ pub struct Collection {
     pub unfinished: Vec<Unfinished>,
 }
 
-/// Walks `root` for run folders. Staging folders (`.<id>.partial`) count as interrupted runs.
+/// Walks `root` for run folders (those with a `config.yaml`).
 pub fn collect(root: &Path) -> Result<Collection> {
     if !root.is_dir() {
         bail!(
@@ -45,28 +46,36 @@ pub fn collect(root: &Path) -> Result<Collection> {
     let mut out = Collection::default();
     for entry in WalkDir::new(root).sort_by_file_name() {
         let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
-        if !entry.file_type().is_dir() {
+        let dir = entry.path();
+        if !entry.file_type().is_dir() || !dir.join(records::CONFIG_FILE).is_file() {
             continue;
         }
-        let dir = entry.path();
-        let name = entry.file_name().to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".partial") {
-            out.unfinished.push(Unfinished {
-                dir: dir.to_path_buf(),
-                reason: "interrupted while writing its results".into(),
+        let unfinished = |reason: String| Unfinished {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        if dir.join(records::METRICS_FILE).is_file() {
+            let read = records::read_config(&dir.join(records::CONFIG_FILE)).and_then(|config| {
+                Ok(RunRecord {
+                    dir: dir.to_path_buf(),
+                    config,
+                    metrics: records::read_metrics(&dir.join(records::METRICS_FILE))?,
+                })
             });
-        } else if dir.join(records::METRICS_FILE).is_file() {
-            out.runs.push(RunRecord {
-                dir: dir.to_path_buf(),
-                config: records::read_config(&dir.join(records::CONFIG_FILE))?,
-                metrics: records::read_metrics(&dir.join(records::METRICS_FILE))?,
-            });
+            match read {
+                Ok(run) => out.runs.push(run),
+                Err(e) => out
+                    .unfinished
+                    .push(unfinished(format!("unreadable: {e:#}"))),
+            }
         } else if dir.join(records::FAILURE_FILE).is_file() {
             let reason = fs::read_to_string(dir.join(records::FAILURE_FILE)).unwrap_or_default();
-            out.unfinished.push(Unfinished {
-                dir: dir.to_path_buf(),
-                reason: format!("failed: {}", reason.trim()),
-            });
+            out.unfinished
+                .push(unfinished(format!("failed: {}", reason.trim())));
+        } else {
+            out.unfinished.push(unfinished(
+                "not finished (running, or interrupted: `icm run` resumes it)".into(),
+            ));
         }
     }
     Ok(out)

@@ -121,7 +121,10 @@ pub fn write_index(
             (formats.csv, "csv"),
         ] {
             if on {
-                links.push(format!("<a href=\"tables/{}.{ext}\">{ext}</a>", t.name));
+                links.push(format!(
+                    "<a href=\"tables/{}.{ext}\">{ext}</a>",
+                    escape(&t.name)
+                ));
             }
         }
         if !links.is_empty() {

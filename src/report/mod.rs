@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{DatasetSpec, LoadedExperiment, Split};
+use crate::config::{DatasetSpec, LoadedExperiment, Profile, Split};
 use crate::method::Method;
 use crate::plots::{self, MeanBin, Series};
 use crate::records;
@@ -84,6 +84,8 @@ struct Grid {
     splits: Vec<Split>,
     methods: Vec<Method>,
     entries: Vec<TableEntry>,
+    /// Seeds per (method, split) the experiment asks for; unknown for a bare folder.
+    seeds: Option<usize>,
 }
 
 fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<Grid> {
@@ -95,6 +97,7 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             splits: exp.splits.clone(),
             methods: exp.methods.clone(),
             entries: exp.tables.clone(),
+            seeds: Some(exp.seeds.len()),
         },
         ReportSource::Folder(dir) => {
             let first = runs.first().context("no runs")?;
@@ -124,6 +127,7 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
                 splits: splits.into_values().collect(),
                 methods: methods.into_values().collect(),
                 entries: Vec::new(),
+                seeds: None,
             }
         }
     })
@@ -171,6 +175,7 @@ pub fn write_report(
     collect::write_runs_files(&mut frame, &out)?;
     let aggregates = aggregate::aggregate(&frame)?;
     let input = TableInput {
+        expected_n: grid.seeds,
         dataset: &grid.dataset,
         splits: &grid.splits,
         methods: &grid.methods,
@@ -178,15 +183,15 @@ pub fn write_report(
     };
     let tables = tables::tables(&input, &grid.entries);
     for t in &tables {
-        let base = out.join("tables").join(&t.name);
+        let file = |ext: &str| out.join("tables").join(format!("{}.{ext}", t.name));
         if formats.md {
-            records::write_atomic(&base.with_extension("md"), t.to_markdown().as_bytes())?;
+            records::write_atomic(&file("md"), t.to_markdown().as_bytes())?;
         }
         if formats.tex {
-            records::write_atomic(&base.with_extension("tex"), t.to_latex().as_bytes())?;
+            records::write_atomic(&file("tex"), t.to_latex().as_bytes())?;
         }
         if formats.csv {
-            records::write_atomic(&base.with_extension("csv"), t.to_csv().as_bytes())?;
+            records::write_atomic(&file("csv"), t.to_csv().as_bytes())?;
         }
     }
     let figures = write_figures(&grid, &found.runs, &out)?;
@@ -302,7 +307,11 @@ fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Result<Vec<Stri
             .splits
             .iter()
             .filter_map(|s| match s {
-                Split::LongTailed { ratio, .. } if kind == "long_tailed" => Some((*ratio, s)),
+                // One line per method: the exponential profile (step profiles are another curve).
+                Split::LongTailed {
+                    ratio,
+                    profile: Profile::Exp,
+                } if kind == "long_tailed" => Some((*ratio, s)),
                 Split::PerClass { k } if kind == "per_class" => Some((*k as f64, s)),
                 Split::Balanced if kind == "long_tailed" => Some((1.0, s)),
                 Split::Balanced => runs.iter().find(|r| r.metrics.split == s.slug()).map(|r| {

@@ -101,6 +101,19 @@ impl<'de> Deserialize<'de> for TableEntry {
     }
 }
 
+/// File stems an entry writes (for the uniqueness check).
+pub fn entry_files(entry: &TableEntry) -> Vec<String> {
+    match entry {
+        TableEntry::Custom(spec) => vec![spec.name.clone()],
+        TableEntry::Preset(Preset::Balanced) => vec!["balanced".into()],
+        TableEntry::Preset(Preset::LongTailed) => {
+            vec!["long_tailed".into(), "long_tailed_shots".into()]
+        }
+        TableEntry::Preset(Preset::DataConstrained) => vec!["data_constrained".into()],
+        TableEntry::Preset(Preset::IcmAxes) => vec!["icm_axes".into()],
+    }
+}
+
 /// Checks a custom table's metric name (presets need no check).
 pub fn check_entry(entry: &TableEntry) -> Result<(), String> {
     if let TableEntry::Custom(spec) = entry {
@@ -111,8 +124,16 @@ pub fn check_entry(entry: &TableEntry) -> Result<(), String> {
                 super::collect::METRICS.join(", ")
             ));
         }
-        if spec.name.is_empty() || spec.name.contains(['/', '\\']) {
-            return Err(format!("`{}` is not a usable file name", spec.name));
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "table name `{}` must be letters, digits, `-` or `_` (it names the table's files)",
+                spec.name
+            ));
         }
     }
     Ok(())
@@ -155,6 +176,8 @@ impl Axis {
 pub struct Table {
     pub name: String,
     pub title: String,
+    /// Seeds per cell the grid asks for, if known.
+    pub expected_n: Option<usize>,
     pub rows: Vec<Axis>,
     pub columns: Vec<Axis>,
     /// `cells[row][column]`.
@@ -165,6 +188,8 @@ pub struct Table {
 
 /// What the tables are built from.
 pub struct TableInput<'a> {
+    /// Seeds per cell the grid asks for (an experiment file's `seeds`), if known.
+    pub expected_n: Option<usize>,
     pub dataset: &'a DatasetSpec,
     pub splits: &'a [Split],
     pub methods: &'a [Method],
@@ -231,6 +256,7 @@ fn build(input: &TableInput, layout: Layout) -> Option<Table> {
     Some(Table {
         name: name.into(),
         title: title.into(),
+        expected_n: input.expected_n,
         rows,
         columns,
         cells,
@@ -642,8 +668,18 @@ pub fn latex_escape(text: &str) -> String {
             }
             '~' => out.push_str("\\textasciitilde{}"),
             '^' => out.push_str("\\textasciicircum{}"),
-            'ρ' => out.push_str("$\\rho$"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
+            '|' => out.push_str("\\textbar{}"),
             '–' => out.push_str("--"),
+            'α' => out.push_str("$\\alpha$"),
+            'γ' => out.push_str("$\\gamma$"),
+            'ε' => out.push_str("$\\varepsilon$"),
+            'κ' => out.push_str("$\\kappa$"),
+            'λ' => out.push_str("$\\lambda$"),
+            'ρ' => out.push_str("$\\rho$"),
+            'τ' => out.push_str("$\\tau$"),
+            '±' => out.push_str("$\\pm$"),
             other => out.push(other),
         }
     }
