@@ -29,6 +29,7 @@ pub struct Checkpoint {
     pub order: Vec<usize>,
     pub order_rng: ChaCha8Rng,
     pub mix_rng: ChaCha8Rng,
+    pub augment_rng: ChaCha8Rng,
     pub history: Vec<EpochRecord>,
     /// Training time spent so far, over all attempts.
     pub seconds: f64,

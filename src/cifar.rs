@@ -80,6 +80,7 @@ fn dataset(pixels: Vec<u8>, labels: Vec<usize>, classes: usize) -> Dataset {
         labels,
         shape: SHAPE,
         classes,
+        background: vec![0.0; PIXELS],
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::augment::Augment;
 use crate::cifar::Cifar100Labels;
 use crate::method::{LabelRule, Method, MethodEntry};
 use crate::report::tables::TableEntry;
@@ -93,6 +94,18 @@ impl DatasetSpec {
                 Cifar100Labels::Fine => "cifar100".into(),
                 Cifar100Labels::Coarse => "cifar100-coarse".into(),
             },
+        }
+    }
+
+    /// Augmentation used when `train.augment` is absent: the official CIFAR protocol's crop and
+    /// flip for CIFAR; none for digits and MNIST-format data (flipping digits changes them).
+    pub fn default_augment(&self) -> Option<Augment> {
+        match self {
+            DatasetSpec::Cifar10 { .. } | DatasetSpec::Cifar100 { .. } => Some(Augment {
+                crop_padding: 4,
+                flip: true,
+            }),
+            _ => None,
         }
     }
 
@@ -385,6 +398,10 @@ pub struct TrainSpec {
     pub milestones: Vec<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_decay: Option<f64>,
+    /// Random crop / flip of training images; absent: the dataset's default (CIFAR: crop 4 and
+    /// flip; digits and MNIST-format: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augment>,
 }
 
 fn default_momentum() -> f64 {
@@ -609,6 +626,12 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
     }
     check_model(&exp.model).map_err(|m| fail("model", m))?;
     check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
+    if exp.train.augment.is_none() {
+        exp.train.augment = exp.dataset.default_augment();
+    }
+    if exp.train.augment.is_some_and(|a| a.is_identity()) {
+        exp.train.augment = None; // no augmentation: the same runs as leaving it out
+    }
     if exp.train.schedule == Schedule::Multistep {
         // Resolved, so that writing the default and leaving it out are the same run.
         exp.train.lr_decay.get_or_insert(0.2);
@@ -808,6 +831,7 @@ mod tests {
             schedule: Schedule::Cosine,
             milestones: vec![],
             lr_decay: None,
+            augment: None,
         };
         assert!((t.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((t.lr_at(2) - 0.05).abs() < 1e-12);

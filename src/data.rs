@@ -17,6 +17,9 @@ pub struct Dataset {
     pub labels: Vec<usize>,
     pub shape: ImageShape,
     pub classes: usize,
+    /// Value of a black pixel at each feature after normalisation (the padding of random
+    /// crops); zeros before normalisation.
+    pub background: Vec<f32>,
 }
 
 impl Dataset {
@@ -53,6 +56,7 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             shape: self.shape,
             classes: self.classes,
+            background: self.background.clone(),
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn load_digits() -> TrainTest {
         labels,
         shape,
         classes,
+        background: vec![0.0; shape.numel()],
     };
     let mut train = all.subset(&train_idx);
     let mut test = all.subset(&test_idx);
@@ -143,6 +148,11 @@ fn standardise(train: &mut Dataset, test: &mut Dataset) {
                 *x = ((*x as f64 - m) / s) as f32;
             }
         }
+        set.background = mean
+            .iter()
+            .zip(&std)
+            .map(|(&m, &s)| (-m / s) as f32)
+            .collect();
     }
 }
 

@@ -174,6 +174,7 @@ fn load_pair(root: &Path, images: &str, labels: &str, classes: usize) -> Result<
             width: w,
         },
         classes,
+        background: vec![0.0; h * w],
     })
 }
 

@@ -35,6 +35,7 @@
 //! assert_eq!(grads.get(&w).as_vec().len(), 12);
 //! ```
 
+pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod cifar;

@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::augment::augment_image;
 use crate::checkpoint::{fault_point, Checkpoint};
 use crate::config::{Arch, RunConfig};
 use crate::data::Dataset;
@@ -162,6 +163,7 @@ pub fn train_run(
     let mut init_rng = stream(config.seed, 0);
     let mut order_rng = stream(config.seed, 1);
     let mut mix_rng = stream(config.seed, 2);
+    let mut augment_rng = stream(config.seed, 3);
 
     let mut model = match config.model.arch {
         Arch::Mlp => Mlp::new(&dev, d, &config.model.hidden, classes, &mut init_rng),
@@ -180,6 +182,7 @@ pub fn train_run(
             order = saved.order;
             order_rng = saved.order_rng;
             mix_rng = saved.mix_rng;
+            augment_rng = saved.augment_rng;
             history = saved.history;
             first_epoch = saved.epoch;
             earlier_seconds = saved.seconds;
@@ -196,6 +199,11 @@ pub fn train_run(
             let mut x = Vec::with_capacity(b * d);
             for &i in idx {
                 x.extend_from_slice(train.image(i));
+            }
+            if let Some(aug) = &spec.augment {
+                for image in x.chunks_mut(d) {
+                    augment_image(image, train.shape, aug, &train.background, &mut augment_rng);
+                }
             }
             let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
             let batch = Batch {
@@ -240,6 +248,7 @@ pub fn train_run(
                     order: order.clone(),
                     order_rng: order_rng.clone(),
                     mix_rng: mix_rng.clone(),
+                    augment_rng: augment_rng.clone(),
                     history: history.clone(),
                     seconds: earlier_seconds + start.elapsed().as_secs_f64(),
                 }

@@ -189,6 +189,16 @@ fn dataset_yaml_forms() {
     );
     let c = parse("{cifar100: {root: /c, labels: coarse}}").unwrap();
     assert_eq!(c.dataset.name(), "cifar100-coarse");
+    // CIFAR defaults to the official crop-and-flip augmentation; digits and idx to none.
+    let aug = c.train.augment.unwrap();
+    assert_eq!((aug.crop_padding, aug.flip), (4, true));
+    assert_eq!(parse("digits").unwrap().train.augment, None);
+    let off = GRID.replace("DATASET", "{cifar10: {root: /c}}").replace(
+        "lr: 0.05}",
+        "lr: 0.05, augment: {crop_padding: 0, flip: false}}",
+    );
+    let off = parse_experiment(&off, Path::new("x.yaml")).unwrap();
+    assert_eq!(off.train.augment, None, "explicitly off");
     let err = format!("{:#}", parse("fashion-mnst").unwrap_err());
     assert!(err.contains("did you mean `fashion-mnist`"), "{err}");
     let err = format!("{:#}", parse("cifar10").unwrap_err());

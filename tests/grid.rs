@@ -12,12 +12,13 @@ use icm::config::{parse_experiment, LoadedExperiment};
 use icm::records::{self, PREDICTIONS_FILE};
 use icm::runner::{run_grid, shard_runs, RunOptions};
 
-/// Four runs of a few hundred milliseconds each on the real digits.
+/// Four runs of a few hundred milliseconds each on the real digits, with random crops (so a
+/// resume must also restore the augmentation's random state).
 const GRID: &str = "\
 name: crash
 splits: [balanced]
 model: {arch: mlp, hidden: [64]}
-train: {epochs: 40, batch_size: 32, lr: 0.05}
+train: {epochs: 40, batch_size: 32, lr: 0.05, augment: {crop_padding: 1}}
 methods: [erm, icm-mixup]
 seeds: [0, 1]
 ";
