@@ -58,6 +58,31 @@ pub enum DatasetSpec {
         root: PathBuf,
         labels: Cifar100Labels,
     },
+    /// `root/<class>/*.{png,jpg}` (optionally with CUB-style split files), resized.
+    Folder {
+        root: PathBuf,
+        size: u32,
+        test_fraction: f64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderFields {
+    root: PathBuf,
+    /// Images are resized to size × size.
+    #[serde(default = "default_folder_size")]
+    size: u32,
+    /// Share of each class held out for testing when there are no split files.
+    #[serde(default = "default_test_fraction")]
+    test_fraction: f64,
+}
+
+fn default_folder_size() -> u32 {
+    32
+}
+fn default_test_fraction() -> f64 {
+    0.2
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +106,14 @@ struct Cifar100Fields {
     labels: Cifar100Labels,
 }
 
-const DATASETS: &[&str] = &["digits", "fashion-mnist", "idx", "cifar10", "cifar100"];
+const DATASETS: &[&str] = &[
+    "digits",
+    "fashion-mnist",
+    "idx",
+    "cifar10",
+    "cifar100",
+    "folder",
+];
 
 impl DatasetSpec {
     /// Short name for messages and reports.
@@ -94,6 +126,7 @@ impl DatasetSpec {
                 Cifar100Labels::Fine => "cifar100".into(),
                 Cifar100Labels::Coarse => "cifar100-coarse".into(),
             },
+            DatasetSpec::Folder { .. } => "folder".into(),
         }
     }
 
@@ -142,6 +175,18 @@ impl Serialize for DatasetSpec {
                     labels: *labels,
                 }))?,
             ),
+            DatasetSpec::Folder {
+                root,
+                size,
+                test_fraction,
+            } => (
+                "folder",
+                json(serde_json::to_value(FolderFields {
+                    root: root.clone(),
+                    size: *size,
+                    test_fraction: *test_fraction,
+                }))?,
+            ),
         };
         let mut m = s.serialize_map(Some(1))?;
         m.serialize_entry(key, &value)?;
@@ -161,7 +206,7 @@ impl<'de> Deserialize<'de> for DatasetSpec {
                 match v {
                     "digits" => Ok(DatasetSpec::Digits),
                     "fashion-mnist" => Ok(DatasetSpec::fashion_mnist(None)),
-                    "idx" | "cifar10" | "cifar100" => Err(E::custom(format!(
+                    "idx" | "cifar10" | "cifar100" | "folder" => Err(E::custom(format!(
                         "dataset `{v}` needs its folder: write `{v}: {{root: /path/to/data}}`"
                     ))),
                     other => Err(E::unknown_variant(other, DATASETS)),
@@ -195,6 +240,26 @@ impl<'de> Deserialize<'de> for DatasetSpec {
                         DatasetSpec::Cifar100 {
                             root: f.root,
                             labels: f.labels,
+                        }
+                    }
+                    "folder" => {
+                        let f: FolderFields = map.next_value()?;
+                        if !(1..=1024).contains(&f.size) {
+                            return Err(de::Error::custom(format!(
+                                "folder `size` must be between 1 and 1024 pixels, got {}",
+                                f.size
+                            )));
+                        }
+                        if !(f.test_fraction > 0.0 && f.test_fraction < 1.0) {
+                            return Err(de::Error::custom(format!(
+                                "folder `test_fraction` must be in (0, 1), got {}",
+                                f.test_fraction
+                            )));
+                        }
+                        DatasetSpec::Folder {
+                            root: f.root,
+                            size: f.size,
+                            test_fraction: f.test_fraction,
                         }
                     }
                     other => return Err(de::Error::unknown_variant(other, DATASETS)),

@@ -81,6 +81,11 @@ pub fn load(spec: &DatasetSpec) -> Result<TrainTest> {
         DatasetSpec::Idx { root, .. } => crate::idx::load(root)?,
         DatasetSpec::Cifar10 { root } => crate::cifar::load_cifar10(root)?,
         DatasetSpec::Cifar100 { root, labels } => crate::cifar::load_cifar100(root, *labels)?,
+        DatasetSpec::Folder {
+            root,
+            size,
+            test_fraction,
+        } => crate::folder::load(root, *size, *test_fraction)?,
     };
     standardise(&mut train, &mut test);
     Ok(TrainTest { train, test })

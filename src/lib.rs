@@ -42,6 +42,7 @@ pub mod cifar;
 pub mod claims;
 pub mod config;
 pub mod data;
+pub mod folder;
 pub mod idx;
 pub mod losses;
 pub mod method;

@@ -238,3 +238,68 @@ fn trains_on_an_idx_folder_and_fails_early_on_a_missing_one() {
         "nothing written before the data is checked"
     );
 }
+
+/// Writes an 4×4 RGB PNG whose every pixel is `rgb`.
+fn png(path: &Path, rgb: [u8; 3]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(4, 4, image::Rgb(rgb))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn image_folders_with_and_without_split_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("birds");
+    for i in 0..5 {
+        png(&root.join(format!("crow/{i}.png")), [0, 0, 255]);
+        png(&root.join(format!("robin/{i}.png")), [255, 0, 0]);
+    }
+    // Class folders in name order (crow = 0, robin = 1); 20 % of each class held out.
+    let (train, test) = icm::folder::load(&root, 2, 0.2).unwrap();
+    assert_eq!((train.len(), test.len(), train.classes), (8, 2, 2));
+    assert_eq!(test.class_counts(), vec![1, 1]);
+    assert_eq!(
+        (train.shape.channels, train.shape.height, train.shape.width),
+        (3, 2, 2)
+    );
+    let crow = train.labels.iter().position(|&y| y == 0).unwrap();
+    // Channel-major: R plane, G plane, B plane; a blue crow is (0, 0, 1).
+    assert_eq!(
+        train.image(crow),
+        &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    );
+
+    // CUB-style split files take precedence.
+    fs::create_dir_all(root.join("splits")).unwrap();
+    fs::write(
+        root.join("splits/trainval.txt"),
+        "crow/0.png 0\nrobin/0.png 1\nrobin/1.png 1\n",
+    )
+    .unwrap();
+    fs::write(root.join("splits/test.txt"), "crow/1.png 0\n").unwrap();
+    let (train, test) = icm::folder::load(&root, 2, 0.2).unwrap();
+    assert_eq!(
+        (train.labels.clone(), test.labels.clone()),
+        (vec![0, 1, 1], vec![0])
+    );
+
+    // An image that does not decode is named.
+    fs::write(root.join("crow/0.png"), b"not a png").unwrap();
+    let err = format!("{:#}", icm::folder::load(&root, 2, 0.2).unwrap_err());
+    assert!(
+        err.contains("cannot decode image") && err.contains("crow/0.png"),
+        "{err}"
+    );
+    fs::write(root.join("splits/test.txt"), "crow/1.png zero\n").unwrap();
+    let err = format!("{:#}", icm::folder::load(&root, 2, 0.2).unwrap_err());
+    assert!(
+        err.contains("test.txt:1") && err.contains("relative/path label"),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        icm::folder::load(&tmp.path().join("none"), 2, 0.2).unwrap_err()
+    );
+    assert!(err.contains("does not exist"), "{err}");
+}
