@@ -49,6 +49,7 @@ pub mod method;
 pub mod metrics;
 pub mod mixing;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod plots;
 pub mod records;

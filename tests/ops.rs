@@ -1,0 +1,290 @@
+//! The custom convolutional ops against naive reference implementations and against central
+//! finite differences of their outputs (gradients through the dfdx tape).
+
+use dfdx::prelude::*;
+use icm::ops::*;
+use rand::{Rng, SeedableRng};
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// Direct-loop convolution.
+fn naive_conv(
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    wt: &[f32],
+    bias: &[f32],
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    let (ho, wo, k) = (g.out_size(h), g.out_size(w), g.kernel);
+    let mut out = vec![0.0; n * g.out_channels * ho * wo];
+    for b in 0..n {
+        for co in 0..g.out_channels {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut s = bias[co] as f64;
+                    for ci in 0..g.in_channels {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * g.stride + ky) as isize - g.padding as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.padding as isize;
+                                if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                    s += (x[((b * g.in_channels + ci) * h + iy as usize) * w
+                                        + ix as usize]
+                                        * wt[((co * g.in_channels + ci) * k + ky) * k + kx])
+                                        as f64;
+                                }
+                            }
+                        }
+                    }
+                    out[((b * g.out_channels + co) * ho + oy) * wo + ox] = s as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks `analytic` against central differences of `f` at `at`.
+fn check_grad(
+    name: &str,
+    f: &dyn Fn(&[f32]) -> f64,
+    at: &[f32],
+    analytic: &[f32],
+    eps: f32,
+    tol: f64,
+) {
+    assert_eq!(at.len(), analytic.len(), "{name}");
+    for i in 0..at.len() {
+        let (mut up, mut down) = (at.to_vec(), at.to_vec());
+        up[i] += eps;
+        down[i] -= eps;
+        let numeric = (f(&up) - f(&down)) / (2.0 * eps as f64);
+        let err = (numeric - analytic[i] as f64).abs();
+        assert!(
+            err <= tol * (1.0 + numeric.abs()),
+            "{name}[{i}]: analytic {} vs numeric {numeric}",
+            analytic[i]
+        );
+    }
+}
+
+/// Σ out · r in f64: a scalar whose gradient w.r.t. the output is r.
+fn weighted_sum(out: &[f32], r: &[f32]) -> f64 {
+    out.iter().zip(r).map(|(a, b)| *a as f64 * *b as f64).sum()
+}
+
+#[test]
+fn conv2d_matches_reference_and_finite_differences() {
+    let dev = Cpu::default();
+    for g in [
+        ConvGeometry {
+            in_channels: 2,
+            out_channels: 3,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        ConvGeometry {
+            in_channels: 3,
+            out_channels: 2,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        ConvGeometry {
+            in_channels: 2,
+            out_channels: 4,
+            kernel: 1,
+            stride: 2,
+            padding: 0,
+        },
+    ] {
+        let (n, h, w) = (2, 5, 4);
+        let x = random(n * g.in_channels * h * w, 1);
+        let wt = random(g.out_channels * g.in_channels * g.kernel * g.kernel, 2);
+        let bias = random(g.out_channels, 3);
+        let want = naive_conv(&x, (n, h, w), &wt, &bias, &g);
+        let got = conv2d_forward(&x, (n, h, w), &wt, Some(&bias), &g);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{g:?}: {a} vs {b}");
+        }
+
+        let r = random(want.len(), 4);
+        let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, g.in_channels, h, w));
+        let wtt = dev.tensor_from_vec(wt.clone(), (wt.len(),));
+        let bt = dev.tensor_from_vec(bias.clone(), (bias.len(),));
+        let out = conv2d(
+            xt.leaky_trace(),
+            wtt.leaky_trace(),
+            Some(bt.leaky_trace()),
+            g,
+        );
+        let rt = dev.tensor_from_vec(r.clone(), *out.shape());
+        let grads = (out * rt).sum::<Rank0, _>().backward();
+        let f_x = |v: &[f32]| weighted_sum(&naive_conv(v, (n, h, w), &wt, &bias, &g), &r);
+        let f_w = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), v, &bias, &g), &r);
+        let f_b = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), &wt, v, &g), &r);
+        check_grad("dx", &f_x, &x, &grads.get(&xt).as_vec(), 1e-2, 1e-3);
+        check_grad("dw", &f_w, &wt, &grads.get(&wtt).as_vec(), 1e-2, 1e-3);
+        check_grad("db", &f_b, &bias, &grads.get(&bt).as_vec(), 1e-2, 1e-3);
+    }
+}
+
+/// Reference batch norm in f64 (training mode).
+fn naive_bn(
+    x: &[f32],
+    (n, c, plane): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    for ch in 0..c {
+        let idx: Vec<usize> = (0..n)
+            .flat_map(|b| (0..plane).map(move |i| (b * c + ch) * plane + i))
+            .collect();
+        let m = idx.len() as f64;
+        let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / m;
+        let var = idx
+            .iter()
+            .map(|&i| (x[i] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / m;
+        for &i in &idx {
+            out[i] = (gamma[ch] as f64 * (x[i] as f64 - mean) / (var + 1e-5).sqrt()
+                + beta[ch] as f64) as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn batch_norm_training_eval_running_stats_and_gradients() {
+    let dev = Cpu::default();
+    let (n, c, h, w) = (3, 2, 2, 3);
+    let x = random(n * c * h * w, 5);
+    let gamma = vec![1.5, -0.5];
+    let beta = vec![0.1, 0.2];
+    let want = naive_bn(&x, (n, c, h * w), &gamma, &beta);
+    let mut stats = BatchNormStats::new(c);
+    let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, c, h, w));
+    let gt = dev.tensor_from_vec(gamma.clone(), (c,));
+    let bt = dev.tensor_from_vec(beta.clone(), (c,));
+    let out = batch_norm2d(
+        xt.leaky_trace(),
+        gt.leaky_trace(),
+        bt.leaky_trace(),
+        &mut stats,
+        true,
+    );
+    for (a, b) in out.as_vec().iter().zip(&want) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    // Running statistics: 0.9 · initial + 0.1 · batch (unbiased variance).
+    let ch0: Vec<f64> = (0..n)
+        .flat_map(|b| x[b * c * h * w..b * c * h * w + h * w].to_vec())
+        .map(|v| v as f64)
+        .collect();
+    let mean0 = ch0.iter().sum::<f64>() / ch0.len() as f64;
+    let var0 = ch0.iter().map(|v| (v - mean0).powi(2)).sum::<f64>() / (ch0.len() - 1) as f64;
+    assert!((stats.mean[0] as f64 - 0.1 * mean0).abs() < 1e-5);
+    assert!((stats.var[0] as f64 - (0.9 + 0.1 * var0)).abs() < 1e-5);
+
+    let r = random(x.len(), 6);
+    let rt = dev.tensor_from_vec(r.clone(), (n, c, h, w));
+    let grads = (out * rt).sum::<Rank0, _>().backward();
+    let f_x = |v: &[f32]| weighted_sum(&naive_bn(v, (n, c, h * w), &gamma, &beta), &r);
+    let f_g = |v: &[f32]| weighted_sum(&naive_bn(&x, (n, c, h * w), v, &beta), &r);
+    let f_b = |v: &[f32]| weighted_sum(&naive_bn(&x, (n, c, h * w), &gamma, v), &r);
+    check_grad("bn dx", &f_x, &x, &grads.get(&xt).as_vec(), 1e-2, 2e-3);
+    check_grad(
+        "bn dgamma",
+        &f_g,
+        &gamma,
+        &grads.get(&gt).as_vec(),
+        1e-2,
+        2e-3,
+    );
+    check_grad(
+        "bn dbeta",
+        &f_b,
+        &beta,
+        &grads.get(&bt).as_vec(),
+        1e-2,
+        2e-3,
+    );
+
+    // Evaluation uses the running statistics.
+    let eval = batch_norm2d(
+        xt.clone(),
+        gt.clone(),
+        bt.clone(),
+        &mut stats.clone(),
+        false,
+    )
+    .as_vec();
+    let i = 4; // channel 0
+    let expect = gamma[0] * (x[i] - stats.mean[0]) / (stats.var[0] + 1e-5).sqrt() + beta[0];
+    assert!((eval[i] - expect).abs() < 1e-5);
+}
+
+#[test]
+fn max_pool_shortcut_and_global_pool() {
+    let dev = Cpu::default();
+    let (n, c, h, w) = (2, 2, 4, 5);
+    // Distinct values so the maxima are unique.
+    let x: Vec<f32> = (0..n * c * h * w)
+        .map(|i| ((i * 37) % 101) as f32 / 10.0)
+        .collect();
+    let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, c, h, w));
+    let pooled = max_pool2x2(xt.leaky_trace());
+    assert_eq!(*pooled.shape(), (2, 2, 2, 2));
+    let naive_pool = |v: &[f32]| -> Vec<f32> {
+        let mut o = Vec::new();
+        for p in 0..n * c {
+            for oy in 0..2 {
+                for ox in 0..2 {
+                    let at = |dy: usize, dx: usize| v[(p * h + 2 * oy + dy) * w + 2 * ox + dx];
+                    o.push(at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1)));
+                }
+            }
+        }
+        o
+    };
+    assert_eq!(pooled.as_vec(), naive_pool(&x));
+    let r = random(16, 7);
+    let rt = dev.tensor_from_vec(r.clone(), (2, 2, 2, 2));
+    let grads = (pooled * rt).sum::<Rank0, _>().backward();
+    check_grad(
+        "maxpool",
+        &|v| weighted_sum(&naive_pool(v), &r),
+        &x,
+        &grads.get(&xt).as_vec(),
+        1e-3,
+        1e-3,
+    );
+
+    // Option-A shortcut: stride-2 subsample, channels zero-padded 2 → 4.
+    let short = shortcut_a(xt.leaky_trace(), 4);
+    assert_eq!(*short.shape(), (2, 4, 2, 3));
+    let sv = short.as_vec();
+    assert_eq!(sv[0], x[0]);
+    assert_eq!(sv[1], x[2]);
+    assert_eq!(sv[3], x[2 * w]);
+    assert!(
+        sv[2 * 6..4 * 6].iter().all(|&v| v == 0.0),
+        "padded channels are zero"
+    );
+    let r = random(sv.len(), 8);
+    let rt = dev.tensor_from_vec(r.clone(), (2, 4, 2, 3));
+    let grads = (short * rt).sum::<Rank0, _>().backward();
+    let gx = grads.get(&xt).as_vec();
+    assert_eq!(gx[2], r[1]);
+    assert_eq!(gx[1], 0.0, "odd columns get no gradient");
+
+    let gap = global_avg_pool(xt.clone()).as_vec();
+    let first: f32 = x[..h * w].iter().sum::<f32>() / (h * w) as f32;
+    assert!((gap[0] - first).abs() < 1e-5);
+}
