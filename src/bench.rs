@@ -11,14 +11,15 @@ use rand_chacha::ChaCha8Rng;
 use crate::losses::{target_loss, Matrix};
 use crate::method::{Method, MethodEntry};
 use crate::mixing::{mix_batch, ImageShape};
-use crate::model::Mlp;
+use crate::model::Network;
 use crate::optim::Sgd;
 use crate::train::{train_step, Batch};
 
 /// What to time.
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
-    pub hidden: Vec<usize>,
+    /// The network (as in experiment files: `mlp` with `hidden`, `resnet20`, ...).
+    pub model: crate::config::ModelSpec,
     pub shape: ImageShape,
     pub batch: usize,
     pub classes: usize,
@@ -100,8 +101,8 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         .map(|_| rng.gen_range(0..spec.classes))
         .collect();
     let counts = vec![100; spec.classes];
-    let mut model = Mlp::new(&dev, d, &spec.hidden, spec.classes, &mut rng);
-    let mut sgd = Sgd::new(&model.params, 0.9, 5e-4);
+    let mut model = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
+    let mut sgd = Sgd::new(model.params(), 0.9, 5e-4);
     let batch = Batch {
         x: &x,
         labels: &labels,

@@ -25,6 +25,9 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     #[serde(with = "f32_bits")]
     pub velocity: Vec<f32>,
+    /// Batch-norm running statistics (empty for the MLP).
+    #[serde(default)]
+    pub bn_stats: Vec<crate::ops::BatchNormStats>,
     /// The training order after the last shuffle (each epoch shuffles the previous order).
     pub order: Vec<usize>,
     pub order_rng: ChaCha8Rng,
@@ -68,6 +71,7 @@ impl Checkpoint {
     pub fn check(
         &self,
         params: usize,
+        bn_layers: usize,
         train_size: usize,
         epochs: usize,
         path: &Path,
@@ -77,6 +81,7 @@ impl Checkpoint {
         let permutation = sorted.iter().enumerate().all(|(i, &v)| i == v);
         if self.params.len() != params
             || self.velocity.len() != params
+            || self.bn_stats.len() != bn_layers
             || self.order.len() != train_size
             || !permutation
             || self.epoch > epochs
@@ -93,7 +98,7 @@ impl Checkpoint {
 }
 
 /// Serialises `Vec<f32>` as the `u32` bit patterns of its values.
-mod f32_bits {
+pub mod f32_bits {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {

@@ -429,13 +429,9 @@ impl<'de> Deserialize<'de> for Split {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub arch: Arch,
-    /// Hidden layer widths of the MLP.
-    #[serde(default = "default_hidden")]
-    pub hidden: Vec<usize>,
-}
-
-fn default_hidden() -> Vec<usize> {
-    vec![128]
+    /// Hidden layer widths of the MLP (default [128]); not used by convolutional networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,6 +439,35 @@ fn default_hidden() -> Vec<usize> {
 pub enum Arch {
     /// Fully connected ReLU network on the flattened image.
     Mlp,
+    /// conv32-pool-conv64-pool-conv128, global average pooling (for 8×8 and 28×28 inputs).
+    SmallCnn,
+    /// CIFAR ResNets (He et al. 2016): 6n + 2 layers, widths 16/32/64.
+    Resnet20,
+    Resnet32,
+    Resnet44,
+    Resnet56,
+    Resnet110,
+    /// ResNet-18/34 in the official ICM code's CIFAR form.
+    Resnet18,
+    Resnet34,
+}
+
+impl Arch {
+    /// The convolutional architecture, `None` for the MLP.
+    pub fn conv(self) -> Option<crate::convnet::ConvArch> {
+        use crate::convnet::ConvArch;
+        Some(match self {
+            Arch::Mlp => return None,
+            Arch::SmallCnn => ConvArch::SmallCnn,
+            Arch::Resnet20 => ConvArch::Resnet(20),
+            Arch::Resnet32 => ConvArch::Resnet(32),
+            Arch::Resnet44 => ConvArch::Resnet(44),
+            Arch::Resnet56 => ConvArch::Resnet(56),
+            Arch::Resnet110 => ConvArch::Resnet(110),
+            Arch::Resnet18 => ConvArch::Resnet18,
+            Arch::Resnet34 => ConvArch::Resnet34,
+        })
+    }
 }
 
 /// Optimiser and schedule. SGD with momentum and weight decay, PyTorch conventions.
@@ -689,7 +714,7 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
             ));
         }
     }
-    check_model(&exp.model).map_err(|m| fail("model", m))?;
+    check_model(&mut exp.model).map_err(|m| fail("model", m))?;
     check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
     if exp.train.augment.is_none() {
         exp.train.augment = exp.dataset.default_augment();
@@ -809,12 +834,23 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
     })
 }
 
-fn check_model(model: &ModelSpec) -> std::result::Result<(), String> {
-    if model.hidden.contains(&0) {
-        return Err(format!(
-            "hidden layer widths must be ≥ 1, got {:?}",
-            model.hidden
-        ));
+/// Checks the model and fills the MLP's default widths.
+fn check_model(model: &mut ModelSpec) -> std::result::Result<(), String> {
+    match model.arch {
+        Arch::Mlp => {
+            let hidden = model.hidden.get_or_insert_with(|| vec![128]);
+            if hidden.contains(&0) {
+                return Err(format!("hidden layer widths must be ≥ 1, got {hidden:?}"));
+            }
+        }
+        _ => {
+            if model.hidden.is_some() {
+                return Err(
+                    "`hidden` sets the MLP's widths; convolutional networks have fixed widths"
+                        .into(),
+                );
+            }
+        }
     }
     Ok(())
 }

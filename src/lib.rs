@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod cifar;
 pub mod claims;
 pub mod config;
+pub mod convnet;
 pub mod data;
 pub mod folder;
 pub mod idx;

@@ -103,6 +103,9 @@ enum Command {
         /// Method preset (as in experiment files).
         #[arg(long, default_value = "icm-mixup")]
         method: String,
+        /// Network: mlp, small_cnn, resnet20/32/44/56/110, resnet18/34.
+        #[arg(long, default_value = "mlp")]
+        model: String,
         /// MLP hidden widths, comma separated.
         #[arg(long, value_delimiter = ',', default_value = "512,512")]
         hidden: Vec<usize>,
@@ -245,6 +248,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             method,
+            model,
             hidden,
             input,
             batch,
@@ -252,8 +256,13 @@ fn run(cli: Cli) -> Result<()> {
             warmup,
             steps,
         } => {
+            let arch: icm::config::Arch = serde_yaml::from_str(&model)
+                .map_err(|e| anyhow::anyhow!("--model `{model}`: {e}"))?;
             let spec = icm::bench::BenchSpec {
-                hidden,
+                model: icm::config::ModelSpec {
+                    arch,
+                    hidden: (arch == icm::config::Arch::Mlp).then_some(hidden),
+                },
                 shape: icm::bench::parse_shape(&input)?,
                 batch,
                 classes,
@@ -263,8 +272,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             let r = icm::bench::run(&spec)?;
             println!(
-                "mlp {:?} on {input}, B={batch}, {}: step {:.3} ms; mixing {:.3} ms + loss fwd/bwd {:.3} ms = {:.2}% of a step",
-                spec.hidden,
+                "{model}{} on {input}, B={batch}, {}: step {:.3} ms; mixing {:.3} ms + loss fwd/bwd {:.3} ms = {:.2}% of a step",
+                spec.model.hidden.as_ref().map_or(String::new(), |h| format!(" {h:?}")),
                 spec.method.label(),
                 r.step_ms,
                 r.mix_ms,

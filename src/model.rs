@@ -108,3 +108,79 @@ impl<D: Device<f32>> Mlp<D> {
         self.params.all.shape().0
     }
 }
+
+/// Any network the trainer can train: the MLP or a convolutional network.
+#[derive(Debug, Clone)]
+pub enum Network {
+    Mlp(Mlp<Cpu>),
+    Conv(crate::convnet::ConvNet),
+}
+
+impl Network {
+    /// Builds `spec` for images of `shape` and `classes` classes, initialised from `rng`.
+    pub fn new(
+        spec: &crate::config::ModelSpec,
+        shape: crate::mixing::ImageShape,
+        classes: usize,
+        dev: &Cpu,
+        rng: &mut ChaCha8Rng,
+    ) -> Network {
+        match spec.arch.conv() {
+            None => Network::Mlp(Mlp::new(
+                dev,
+                shape.numel(),
+                spec.hidden.as_deref().unwrap_or(&[128]),
+                classes,
+                rng,
+            )),
+            Some(arch) => {
+                Network::Conv(crate::convnet::ConvNet::new(arch, shape, classes, dev, rng))
+            }
+        }
+    }
+
+    pub fn params(&self) -> &FlatParams<f32, Cpu> {
+        match self {
+            Network::Mlp(m) => &m.params,
+            Network::Conv(c) => &c.params,
+        }
+    }
+
+    pub fn params_mut(&mut self) -> &mut FlatParams<f32, Cpu> {
+        match self {
+            Network::Mlp(m) => &mut m.params,
+            Network::Conv(c) => &mut c.params,
+        }
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.params().all.shape().0
+    }
+
+    /// Batch-norm running statistics (none for the MLP).
+    pub fn bn_stats(&self) -> &[crate::ops::BatchNormStats] {
+        match self {
+            Network::Mlp(_) => &[],
+            Network::Conv(c) => &c.bn_stats,
+        }
+    }
+
+    pub fn bn_stats_mut(&mut self) -> &mut [crate::ops::BatchNormStats] {
+        match self {
+            Network::Mlp(_) => &mut [],
+            Network::Conv(c) => &mut c.bn_stats,
+        }
+    }
+
+    /// Logits of a batch of flattened images; `training` selects batch-norm batch statistics.
+    pub fn forward<T: Tape<f32, Cpu>>(
+        &mut self,
+        x: Matrix<Cpu, T>,
+        training: bool,
+    ) -> Matrix<Cpu, T> {
+        match self {
+            Network::Mlp(m) => m.forward(x),
+            Network::Conv(c) => c.forward(x, training),
+        }
+    }
+}

@@ -134,6 +134,9 @@ fn col2im(col: &[f32], h: usize, w: usize, g: &ConvGeometry, x: &mut [f32]) {
     }
 }
 
+/// Images per partial weight gradient in the backward pass.
+const GRAD_GROUP: usize = 8;
+
 /// Forward convolution of a whole batch: (N, Cin, H, W) → (N, Cout, Ho, Wo).
 pub fn conv2d_forward(
     x: &[f32],
@@ -184,18 +187,17 @@ pub fn conv2d_backward(
     let (in_img, out_img) = (g.in_channels * h * w, g.out_channels * ho * wo);
     let mut dx = vec![0.0f32; n * in_img];
     let wlen = g.out_channels * g.patch();
-    let (dw, db) = dx
-        .par_chunks_mut(in_img)
+    // Partial weight gradients over fixed groups of images, summed in order afterwards: the
+    // result is bit-identical whatever the number of threads (runs are reproducible).
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(in_img * GRAD_GROUP)
         .enumerate()
-        .fold(
-            || {
-                (
-                    vec![0.0f32; wlen],
-                    vec![0.0f32; g.out_channels],
-                    vec![0.0f32; g.patch() * ho * wo],
-                )
-            },
-            |(mut dw, mut db, mut col), (b, dxb)| {
+        .map(|(group, dx_group)| {
+            let mut dw = vec![0.0f32; wlen];
+            let mut db = vec![0.0f32; g.out_channels];
+            let mut col = vec![0.0f32; g.patch() * ho * wo];
+            for (i, dxb) in dx_group.chunks_mut(in_img).enumerate() {
+                let b = group * GRAD_GROUP + i;
                 let gy = &grad_out[b * out_img..(b + 1) * out_img];
                 im2col(&x[b * in_img..(b + 1) * in_img], h, w, g, &mut col);
                 // dW += dY (Cout × P) · colᵀ (P × K)
@@ -226,18 +228,16 @@ pub fn conv2d_backward(
                     false,
                 );
                 col2im(&col, h, w, g, dxb);
-                (dw, db, col)
-            },
-        )
-        .map(|(dw, db, _)| (dw, db))
-        .reduce(
-            || (vec![0.0f32; wlen], vec![0.0f32; g.out_channels]),
-            |(mut a, mut b), (c, d)| {
-                a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
-                b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
-                (a, b)
-            },
-        );
+            }
+            (dw, db)
+        })
+        .collect();
+    let mut dw = vec![0.0f32; wlen];
+    let mut db = vec![0.0f32; g.out_channels];
+    for (pw, pb) in &partials {
+        add_into(&mut dw, pw);
+        add_into(&mut db, pb);
+    }
     (dx, dw, db)
 }
 
@@ -301,7 +301,9 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
 /// Running statistics of a batch-normalisation layer (not trained by SGD).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormStats {
+    #[serde(with = "crate::checkpoint::f32_bits")]
     pub mean: Vec<f32>,
+    #[serde(with = "crate::checkpoint::f32_bits")]
     pub var: Vec<f32>,
 }
 

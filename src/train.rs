@@ -12,13 +12,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::augment::augment_image;
 use crate::checkpoint::{fault_point, Checkpoint};
-use crate::config::{Arch, RunConfig};
+use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::losses::{regmixup_total, target_loss, Matrix};
 use crate::method::Method;
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
 use crate::mixing::{mix_batch, soft_targets, ImageShape};
-use crate::model::Mlp;
+use crate::model::Network;
 use crate::optim::Sgd;
 
 /// One line of `history.csv`.
@@ -62,12 +62,12 @@ pub fn batches(order: &[usize], batch_size: usize) -> Vec<&[usize]> {
 }
 
 /// Logits of a whole dataset, computed in batches without a tape.
-pub fn predict_logits(dev: &Cpu, model: &Mlp<Cpu>, data: &Dataset) -> Vec<f32> {
+pub fn predict_logits(dev: &Cpu, model: &mut Network, data: &Dataset) -> Vec<f32> {
     let d = data.shape.numel();
     let mut out = Vec::with_capacity(data.len() * data.classes);
     for rows in data.images.chunks(512 * d) {
         let x: Matrix<Cpu> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
-        out.extend(model.forward(x).as_vec());
+        out.extend(model.forward(x, false).as_vec());
     }
     out
 }
@@ -93,7 +93,7 @@ pub struct Batch<'a> {
 /// Returns the loss; a non-finite loss leaves the parameters untouched.
 pub fn train_step<R: rand::Rng>(
     dev: &Cpu,
-    model: &mut Mlp<Cpu>,
+    model: &mut Network,
     sgd: &mut Sgd<Cpu>,
     method: &Method,
     batch: &Batch,
@@ -110,10 +110,10 @@ pub fn train_step<R: rand::Rng>(
         batch.class_counts,
         rng,
     );
-    let grads = model.params.alloc_grads();
+    let grads = model.params().alloc_grads();
     let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
     let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
-    let logits = model.forward(inputs.traced(grads));
+    let logits = model.forward(inputs.traced(grads), true);
     let mut loss = target_loss(method, logits, targets)?;
     if method.regularised {
         // RegMixup: a second forward pass on the clean batch with hard labels.
@@ -121,13 +121,13 @@ pub fn train_step<R: rand::Rng>(
         let identity: Vec<usize> = (0..b).collect();
         let one_hot = soft_targets(batch.labels, &identity, &vec![1.0; b], classes);
         let one_hot: Matrix<Cpu> = dev.tensor_from_vec(one_hot, (b, classes));
-        let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>());
+        let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>(), true);
         loss = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
     }
     let value = loss.array();
     if value.is_finite() {
         let grads = loss.backward();
-        sgd.step(&mut model.params, &grads, lr);
+        sgd.step(model.params_mut(), &grads, lr);
     }
     Ok(value)
 }
@@ -165,19 +165,24 @@ pub fn train_run(
     let mut mix_rng = stream(config.seed, 2);
     let mut augment_rng = stream(config.seed, 3);
 
-    let mut model = match config.model.arch {
-        Arch::Mlp => Mlp::new(&dev, d, &config.model.hidden, classes, &mut init_rng),
-    };
-    let mut sgd = Sgd::new(&model.params, spec.momentum, spec.weight_decay);
+    let mut model = Network::new(&config.model, train.shape, classes, &dev, &mut init_rng);
+    let mut sgd = Sgd::new(model.params(), spec.momentum, spec.weight_decay);
     let mut history = Vec::with_capacity(spec.epochs);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut first_epoch = 0;
     let mut earlier_seconds = 0.0;
     if let Some(ck) = checkpointing {
         if let Some(saved) = Checkpoint::load(ck.path, &run_id)? {
-            saved.check(model.num_parameters(), order.len(), spec.epochs, ck.path)?;
+            saved.check(
+                model.num_parameters(),
+                model.bn_stats().len(),
+                order.len(),
+                spec.epochs,
+                ck.path,
+            )?;
             let n = saved.params.len();
-            model.params.all = dev.tensor_from_vec(saved.params, (n,));
+            model.params_mut().all = dev.tensor_from_vec(saved.params, (n,));
+            model.bn_stats_mut().clone_from_slice(&saved.bn_stats);
             sgd.velocity = dev.tensor_from_vec(saved.velocity, (n,));
             order = saved.order;
             order_rng = saved.order_rng;
@@ -225,7 +230,7 @@ pub fn train_run(
             loss_sum += value as f64 * b as f64;
             seen += b;
         }
-        let test_logits = predict_logits(&dev, &model, test);
+        let test_logits = predict_logits(&dev, &mut model, test);
         history.push(EpochRecord {
             epoch: epoch + 1,
             lr,
@@ -243,7 +248,8 @@ pub fn train_run(
                 Checkpoint {
                     run_id: run_id.clone(),
                     epoch: done,
-                    params: model.params.all.as_vec(),
+                    params: model.params().all.as_vec(),
+                    bn_stats: model.bn_stats().to_vec(),
                     velocity: sgd.velocity.as_vec(),
                     order: order.clone(),
                     order_rng: order_rng.clone(),
@@ -259,7 +265,7 @@ pub fn train_run(
         }
     }
 
-    let logits = predict_logits(&dev, &model, test);
+    let logits = predict_logits(&dev, &mut model, test);
     let probs = metrics::softmax_rows(&logits, classes);
     let (metrics, predictions, bins) = metrics::evaluate(&probs, &test.labels, classes);
     Ok(RunOutcome {

@@ -1,0 +1,280 @@
+//! Convolutional networks built from the custom ops in [`crate::ops`]: the CIFAR ResNet-(6n+2)
+//! of He et al. 2016 (widths 16/32/64, parameter-free "option A" shortcuts), ResNet-18/34 in the
+//! official ICM code's CIFAR form (3×3 stem, no max-pool, widths 64–512, BasicBlocks, 1×1
+//! projection shortcuts), and a small CNN for 8×8 and 28×28 inputs. As for the MLP, every
+//! parameter lives in one flat tensor; batch-norm running statistics are kept beside it.
+
+use std::ops::Range;
+
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::losses::Matrix;
+use crate::mixing::ImageShape;
+use crate::model::FlatParams;
+use crate::ops::{
+    batch_norm2d, conv2d, global_avg_pool, max_pool2x2, shortcut_a, BatchNormStats, ConvGeometry,
+    Image4,
+};
+
+/// Which convolutional network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvArch {
+    /// CIFAR ResNet with 6n + 2 layers.
+    Resnet(usize),
+    Resnet18,
+    Resnet34,
+    SmallCnn,
+}
+
+/// A bias-free convolution followed by batch normalisation.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    geometry: ConvGeometry,
+    weight: Range<usize>,
+    gamma: Range<usize>,
+    beta: Range<usize>,
+    /// Index of its running statistics.
+    bn: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Shortcut {
+    Identity,
+    /// Subsample and zero-pad channels (CIFAR ResNet-(6n+2)).
+    PadA(usize),
+    /// 1×1 convolution + batch norm (ResNet-18/34).
+    Projection(ConvBn),
+}
+
+#[derive(Debug, Clone)]
+enum Unit {
+    /// BasicBlock: conv-bn-relu-conv-bn, plus the shortcut, then relu.
+    Block(ConvBn, ConvBn, Shortcut),
+    /// conv-bn-relu, then 2×2 max pooling when `pool`.
+    ConvPool(ConvBn, bool),
+}
+
+/// A convolutional classifier: stem, units, global average pooling, linear head.
+#[derive(Debug, Clone)]
+pub struct ConvNet {
+    pub arch: ConvArch,
+    pub input: ImageShape,
+    pub classes: usize,
+    pub params: FlatParams<f32, Cpu>,
+    pub bn_stats: Vec<BatchNormStats>,
+    stem: ConvBn,
+    units: Vec<Unit>,
+    fc_weight: Range<usize>,
+    fc_bias: Range<usize>,
+    features: usize,
+}
+
+/// Collects parameter values while the network is laid out.
+struct Builder<'a> {
+    values: Vec<f32>,
+    bn_stats: Vec<BatchNormStats>,
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl Builder<'_> {
+    fn take(&mut self, values: impl IntoIterator<Item = f32>) -> Range<usize> {
+        let start = self.values.len();
+        self.values.extend(values);
+        start..self.values.len()
+    }
+
+    /// Kaiming-normal conv weights (fan-in, ReLU gain), BN γ = 1, β = 0.
+    fn conv_bn(&mut self, cin: usize, cout: usize, kernel: usize, stride: usize) -> ConvBn {
+        let geometry = ConvGeometry {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            stride,
+            padding: kernel / 2,
+        };
+        let fan_in = (cin * kernel * kernel) as f64;
+        let normal = Normal::new(0.0, (2.0 / fan_in).sqrt()).expect("valid std");
+        let n = cout * cin * kernel * kernel;
+        let weights: Vec<f32> = (0..n).map(|_| normal.sample(self.rng) as f32).collect();
+        let weight = self.take(weights);
+        let gamma = self.take(vec![1.0; cout]);
+        let beta = self.take(vec![0.0; cout]);
+        self.bn_stats.push(BatchNormStats::new(cout));
+        ConvBn {
+            geometry,
+            weight,
+            gamma,
+            beta,
+            bn: self.bn_stats.len() - 1,
+        }
+    }
+}
+
+impl ConvNet {
+    pub fn new(
+        arch: ConvArch,
+        input: ImageShape,
+        classes: usize,
+        dev: &Cpu,
+        rng: &mut ChaCha8Rng,
+    ) -> ConvNet {
+        let mut b = Builder {
+            values: Vec::new(),
+            bn_stats: Vec::new(),
+            rng,
+        };
+        let c = input.channels;
+        let (stem, units, features) = match arch {
+            ConvArch::Resnet(depth) => {
+                let n = (depth - 2) / 6;
+                let stem = b.conv_bn(c, 16, 3, 1);
+                let mut units = Vec::new();
+                let mut cin = 16;
+                for (stage, width) in [16, 32, 64].into_iter().enumerate() {
+                    for j in 0..n {
+                        let stride = if stage > 0 && j == 0 { 2 } else { 1 };
+                        let c1 = b.conv_bn(cin, width, 3, stride);
+                        let c2 = b.conv_bn(width, width, 3, 1);
+                        let shortcut = if stride != 1 || cin != width {
+                            Shortcut::PadA(width)
+                        } else {
+                            Shortcut::Identity
+                        };
+                        units.push(Unit::Block(c1, c2, shortcut));
+                        cin = width;
+                    }
+                }
+                (stem, units, 64)
+            }
+            ConvArch::Resnet18 | ConvArch::Resnet34 => {
+                let blocks = if arch == ConvArch::Resnet18 {
+                    [2, 2, 2, 2]
+                } else {
+                    [3, 4, 6, 3]
+                };
+                let stem = b.conv_bn(c, 64, 3, 1);
+                let mut units = Vec::new();
+                let mut cin = 64;
+                for (stage, (width, count)) in
+                    [64, 128, 256, 512].into_iter().zip(blocks).enumerate()
+                {
+                    for j in 0..count {
+                        let stride = if stage > 0 && j == 0 { 2 } else { 1 };
+                        let c1 = b.conv_bn(cin, width, 3, stride);
+                        let c2 = b.conv_bn(width, width, 3, 1);
+                        let shortcut = if stride != 1 || cin != width {
+                            Shortcut::Projection(b.conv_bn(cin, width, 1, stride))
+                        } else {
+                            Shortcut::Identity
+                        };
+                        units.push(Unit::Block(c1, c2, shortcut));
+                        cin = width;
+                    }
+                }
+                (stem, units, 512)
+            }
+            ConvArch::SmallCnn => {
+                let stem = b.conv_bn(c, 32, 3, 1);
+                let pool_first = input.height >= 4;
+                let second = b.conv_bn(32, 64, 3, 1);
+                let third = b.conv_bn(64, 128, 3, 1);
+                let units = vec![
+                    Unit::ConvPool(second, pool_first),
+                    Unit::ConvPool(third, input.height >= 8),
+                ];
+                (stem, units, 128)
+            }
+        };
+        let bound = 1.0 / (features as f32).sqrt();
+        let fc: Vec<f32> = (0..features * classes)
+            .map(|_| b.rng.gen_range(-bound..bound))
+            .collect();
+        let fc_weight = b.take(fc);
+        let fc_b: Vec<f32> = (0..classes)
+            .map(|_| b.rng.gen_range(-bound..bound))
+            .collect();
+        let fc_bias = b.take(fc_b);
+        let n = b.values.len();
+        ConvNet {
+            arch,
+            input,
+            classes,
+            params: FlatParams {
+                all: dev.tensor_from_vec(b.values, (n,)),
+            },
+            bn_stats: b.bn_stats,
+            stem,
+            units,
+            fc_weight,
+            fc_bias,
+            features,
+        }
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.params.all.shape().0
+    }
+
+    fn param<T: Tape<f32, Cpu>>(&self, range: &Range<usize>) -> Tensor<(usize,), f32, Cpu, T> {
+        self.params.all.retaped::<T>().slice((range.clone(),))
+    }
+
+    fn conv_bn<T: Tape<f32, Cpu>>(
+        &mut self,
+        layer: &ConvBn,
+        x: Image4<T>,
+        training: bool,
+    ) -> Image4<T> {
+        let y = conv2d(x, self.param(&layer.weight), None, layer.geometry);
+        let (gamma, beta) = (self.param(&layer.gamma), self.param(&layer.beta));
+        batch_norm2d(y, gamma, beta, &mut self.bn_stats[layer.bn], training)
+    }
+
+    /// Logits for a batch of flattened images (B × C·H·W). `training` uses batch statistics in
+    /// batch norm and updates the running ones.
+    pub fn forward<T: Tape<f32, Cpu>>(
+        &mut self,
+        x: Matrix<Cpu, T>,
+        training: bool,
+    ) -> Matrix<Cpu, T> {
+        let batch = x.shape().0;
+        let s = self.input;
+        let x: Image4<T> = x.reshape_like(&(batch, s.channels, s.height, s.width));
+        let stem = self.stem.clone();
+        let mut h = self.conv_bn(&stem, x, training).relu();
+        for unit in self.units.clone() {
+            h = match unit {
+                Unit::Block(c1, c2, shortcut) => {
+                    let skip = match &shortcut {
+                        Shortcut::Identity => h.with_empty_tape(),
+                        Shortcut::PadA(width) => shortcut_a(h.with_empty_tape(), *width),
+                        Shortcut::Projection(p) => self.conv_bn(p, h.with_empty_tape(), training),
+                    };
+                    let r = self.conv_bn(&c1, h, training).relu();
+                    let r = self.conv_bn(&c2, r, training);
+                    (r + skip).relu()
+                }
+                Unit::ConvPool(layer, pool) => {
+                    let y = self.conv_bn(&layer, h, training).relu();
+                    if pool {
+                        max_pool2x2(y)
+                    } else {
+                        y
+                    }
+                }
+            };
+        }
+        let features = global_avg_pool(h);
+        // The head's weight is stored features × classes, row-major.
+        let w = self
+            .param::<T>(&self.fc_weight.clone())
+            .reshape_like(&(self.features, self.classes));
+        let b = self
+            .param::<T>(&self.fc_bias.clone())
+            .broadcast_like::<_, Axis<0>>(&(batch, self.classes));
+        features.matmul(w) + b
+    }
+}
