@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::augment::Augment;
 use crate::cifar::Cifar100Labels;
+use crate::data::{Normalize, Preprocess};
 use crate::method::{LabelRule, Method, MethodEntry};
 use crate::report::tables::TableEntry;
 
@@ -33,6 +34,10 @@ pub struct Experiment {
     pub train: TrainSpec,
     pub methods: Vec<MethodEntry>,
     pub seeds: Vec<u64>,
+    /// Padding and normalisation of the images; the dataset's default when absent (CIFAR:
+    /// per-channel; others: per-pixel standardisation).
+    #[serde(default)]
+    pub preprocess: Option<Preprocess>,
     /// Tables of the report (presets or custom); defaults when absent.
     #[serde(default)]
     pub tables: Vec<TableEntry>,
@@ -127,6 +132,18 @@ impl DatasetSpec {
                 Cifar100Labels::Coarse => "cifar100-coarse".into(),
             },
             DatasetSpec::Folder { .. } => "folder".into(),
+        }
+    }
+
+    /// Preprocessing used when `preprocess` is absent: per-channel normalisation for CIFAR (its
+    /// protocol), per-pixel standardisation otherwise.
+    pub fn default_preprocess(&self) -> Preprocess {
+        match self {
+            DatasetSpec::Cifar10 { .. } | DatasetSpec::Cifar100 { .. } => Preprocess {
+                normalize: Normalize::PerChannel,
+                pad_to: None,
+            },
+            _ => Preprocess::default(),
         }
     }
 
@@ -535,6 +552,9 @@ impl TrainSpec {
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     pub dataset: DatasetSpec,
+    /// Left out when it is the default (per-pixel standardisation, no padding).
+    #[serde(default, skip_serializing_if = "Preprocess::is_default")]
+    pub preprocess: Preprocess,
     pub data_seed: u64,
     pub split: Split,
     pub model: ModelSpec,
@@ -581,6 +601,7 @@ pub struct LoadedExperiment {
     pub train: TrainSpec,
     pub methods: Vec<Method>,
     pub seeds: Vec<u64>,
+    pub preprocess: Preprocess,
     pub tables: Vec<TableEntry>,
 }
 
@@ -593,6 +614,7 @@ impl LoadedExperiment {
                 for &seed in &self.seeds {
                     out.push(RunConfig {
                         dataset: self.dataset.clone(),
+                        preprocess: self.preprocess,
                         data_seed: self.data_seed,
                         split: split.clone(),
                         model: self.model.clone(),
@@ -716,6 +738,17 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
     }
     check_model(&mut exp.model).map_err(|m| fail("model", m))?;
     check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
+    let preprocess = exp
+        .preprocess
+        .unwrap_or_else(|| exp.dataset.default_preprocess());
+    if let Some(size) = preprocess.pad_to {
+        if !(1..=1024).contains(&size) {
+            return Err(fail(
+                "preprocess.pad_to",
+                format!("must be between 1 and 1024, got {size}"),
+            ));
+        }
+    }
     if exp.train.augment.is_none() {
         exp.train.augment = exp.dataset.default_augment();
     }
@@ -830,6 +863,7 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
         train: exp.train,
         methods,
         seeds: exp.seeds,
+        preprocess,
         tables: exp.tables,
     })
 }

@@ -73,11 +73,43 @@ pub const DIGITS_SPLIT_SEED: u64 = 20230517;
 /// Test images per digits class (the other 138–147 per class are the training pool).
 pub const DIGITS_TEST_PER_CLASS: usize = 36;
 
-/// Loads a dataset's training pool and test set, standardised per pixel with the training
-/// pool's statistics. Fails with the missing or broken file and where the data comes from.
-pub fn load(spec: &DatasetSpec) -> Result<TrainTest> {
+/// How images are normalised, from the training pool's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Each pixel position to mean 0, std 1 (small grey images).
+    #[default]
+    PerPixel,
+    /// Each colour channel to mean 0, std 1 (the CIFAR protocol).
+    PerChannel,
+}
+
+/// Preprocessing applied once when the data is loaded (`preprocess:` in an experiment file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Zero-pad images to pad_to × pad_to (e.g. 28 → 32 so CIFAR networks fit MNIST data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to: Option<usize>,
+}
+
+impl Preprocess {
+    pub fn is_default(&self) -> bool {
+        *self == Preprocess::default()
+    }
+}
+
+/// Loads a dataset's training pool and test set, padded and normalised as `pre` says with the
+/// training pool's statistics. Fails with the missing or broken file and where the data comes
+/// from.
+pub fn load(spec: &DatasetSpec, pre: &Preprocess) -> Result<TrainTest> {
     let (mut train, mut test) = match spec {
-        DatasetSpec::Digits => return Ok(load_digits()),
+        DatasetSpec::Digits => {
+            let raw = load_digits_raw();
+            (raw.train, raw.test)
+        }
         DatasetSpec::Idx { root, .. } => crate::idx::load(root)?,
         DatasetSpec::Cifar10 { root } => crate::cifar::load_cifar10(root)?,
         DatasetSpec::Cifar100 { root, labels } => crate::cifar::load_cifar100(root, *labels)?,
@@ -87,14 +119,59 @@ pub fn load(spec: &DatasetSpec) -> Result<TrainTest> {
             test_fraction,
         } => crate::folder::load(root, *size, *test_fraction)?,
     };
-    standardise(&mut train, &mut test);
+    if let Some(size) = pre.pad_to {
+        train = pad(&train, size)?;
+        test = pad(&test, size)?;
+    }
+    standardise(&mut train, &mut test, pre.normalize);
     Ok(TrainTest { train, test })
+}
+
+/// Zero-pads every image to size × size, centred.
+fn pad(data: &Dataset, size: usize) -> Result<Dataset> {
+    let s = data.shape;
+    if size < s.height || size < s.width {
+        anyhow::bail!(
+            "preprocess.pad_to {size} is smaller than the images ({}×{})",
+            s.height,
+            s.width
+        );
+    }
+    let (top, left) = ((size - s.height) / 2, (size - s.width) / 2);
+    let shape = ImageShape {
+        channels: s.channels,
+        height: size,
+        width: size,
+    };
+    let mut images = vec![0.0f32; data.len() * shape.numel()];
+    for (i, out) in images.chunks_mut(shape.numel()).enumerate() {
+        let img = data.image(i);
+        for c in 0..s.channels {
+            for y in 0..s.height {
+                let from = (c * s.height + y) * s.width;
+                let to = (c * size + y + top) * size + left;
+                out[to..to + s.width].copy_from_slice(&img[from..from + s.width]);
+            }
+        }
+    }
+    Ok(Dataset {
+        images,
+        labels: data.labels.clone(),
+        shape,
+        classes: data.classes,
+        background: vec![0.0; shape.numel()],
+    })
 }
 
 /// UCI digits: a stratified split with exactly 36 test images per class (360 test, 1,437 train),
 /// drawn once with [`DIGITS_SPLIT_SEED`]; pixels scaled from 0..16 to 0..1, then standardised per
 /// pixel with the training pool's mean and standard deviation.
 pub fn load_digits() -> TrainTest {
+    load(&DatasetSpec::Digits, &Preprocess::default()).expect("the embedded digits load")
+}
+
+/// The digits split before normalisation.
+fn load_digits_raw() -> TrainTest {
     let raw = smartcore::dataset::digits::load_dataset();
     let shape = ImageShape {
         channels: 1,
@@ -121,14 +198,15 @@ pub fn load_digits() -> TrainTest {
         classes,
         background: vec![0.0; shape.numel()],
     };
-    let mut train = all.subset(&train_idx);
-    let mut test = all.subset(&test_idx);
-    standardise(&mut train, &mut test);
-    TrainTest { train, test }
+    TrainTest {
+        train: all.subset(&train_idx),
+        test: all.subset(&test_idx),
+    }
 }
 
-/// Per-pixel standardisation with the training pool's statistics (constant pixels keep std 1).
-fn standardise(train: &mut Dataset, test: &mut Dataset) {
+/// Standardisation with the training pool's statistics, per pixel or per channel (constant
+/// features keep std 1).
+fn standardise(train: &mut Dataset, test: &mut Dataset, how: Normalize) {
     let d = train.shape.numel();
     let n = train.len() as f64;
     let mut mean = vec![0.0f64; d];
@@ -141,6 +219,20 @@ fn standardise(train: &mut Dataset, test: &mut Dataset) {
     for row in train.images.chunks(d) {
         for ((v, &m), &x) in var.iter_mut().zip(&mean).zip(row) {
             *v += (x as f64 - m).powi(2) / n;
+        }
+    }
+    if how == Normalize::PerChannel {
+        // Pool each channel's pixels: E[x] and E[x²] over positions give the channel's moments.
+        let plane = train.shape.height * train.shape.width;
+        for c in 0..train.shape.channels {
+            let r = c * plane..(c + 1) * plane;
+            let m = mean[r.clone()].iter().sum::<f64>() / plane as f64;
+            let second = r.clone().map(|i| var[i] + mean[i] * mean[i]).sum::<f64>() / plane as f64;
+            let v = (second - m * m).max(0.0);
+            for i in r {
+                mean[i] = m;
+                var[i] = v;
+            }
         }
     }
     let std: Vec<f64> = var

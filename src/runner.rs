@@ -249,7 +249,7 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
 }
 
 fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
-    data::load(&exp.dataset).map_err(|e| {
+    data::load(&exp.dataset, &exp.preprocess).map_err(|e| {
         anyhow::anyhow!(
             "{}: dataset `{}`: {e:#}",
             exp.path.display(),

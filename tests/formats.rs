@@ -303,3 +303,84 @@ fn image_folders_with_and_without_split_files() {
     );
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn per_channel_normalisation_and_padding() {
+    use icm::data::{load, Normalize, Preprocess};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    fs::create_dir_all(&dir).unwrap();
+    for k in 1..=5u8 {
+        let mut bytes = cifar_record(&[k], 10 * k, 20, 30 + k);
+        bytes.extend(cifar_record(&[9], 200, 2, 3));
+        fs::write(dir.join(format!("data_batch_{k}.bin")), bytes).unwrap();
+    }
+    fs::write(dir.join("test_batch.bin"), cifar_record(&[7], 255, 0, 128)).unwrap();
+    let spec = DatasetSpec::Cifar10 {
+        root: tmp.path().to_path_buf(),
+    };
+    // CIFAR's default: per-channel.
+    let exp = parse_experiment(
+        &GRID.replace(
+            "DATASET",
+            &format!("{{cifar10: {{root: {}}}}}", tmp.path().display()),
+        ),
+        Path::new("x.yaml"),
+    )
+    .unwrap();
+    assert_eq!(exp.preprocess.normalize, Normalize::PerChannel);
+    let data = load(&spec, &exp.preprocess).unwrap();
+    let plane = 1024;
+    for c in 0..3 {
+        let vals: Vec<f64> = (0..data.train.len())
+            .flat_map(|i| data.train.image(i)[c * plane..(c + 1) * plane].to_vec())
+            .map(|v| v as f64)
+            .collect();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "channel {c}: {mean} {var}"
+        );
+    }
+    // Padding 3×2 idx images to 4×4: the image sits centred (rows 0..3 → 0..3 offset 0,
+    // columns offset 1), the border is a raw black pixel.
+    let idx_dir = tmp.path().join("idx");
+    write_idx(&idx_dir, 20, 10, false);
+    let pre = Preprocess {
+        normalize: Normalize::PerPixel,
+        pad_to: Some(4),
+    };
+    let padded = load(
+        &DatasetSpec::Idx {
+            name: "idx".into(),
+            root: idx_dir.clone(),
+        },
+        &pre,
+    )
+    .unwrap();
+    assert_eq!(
+        (padded.train.shape.height, padded.train.shape.width),
+        (4, 4)
+    );
+    assert_eq!(
+        padded.train.image(0)[0],
+        padded.train.background[0],
+        "corner is padding"
+    );
+    let err = load(
+        &DatasetSpec::Idx {
+            name: "idx".into(),
+            root: idx_dir,
+        },
+        &Preprocess {
+            normalize: Normalize::PerPixel,
+            pad_to: Some(2),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("smaller than the images"),
+        "{err:#}"
+    );
+}

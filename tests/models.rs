@@ -105,7 +105,7 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
         .replace("resnet20", "small_cnn");
     let exp = parse_experiment(&yaml, Path::new("resnet.yaml")).unwrap();
     let config = &exp.runs()[0];
-    let data = icm::data::load(&exp.dataset).unwrap();
+    let data = icm::data::load(&exp.dataset, &exp.preprocess).unwrap();
     let subsets = icm::runner::split_subsets(&exp, &data.train).unwrap();
     let train = &subsets["per_class-20"];
     let full = train_run(config, train, &data.test, None).unwrap();
