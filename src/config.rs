@@ -34,6 +34,10 @@ pub struct Experiment {
     pub train: TrainSpec,
     pub methods: Vec<MethodEntry>,
     pub seeds: Vec<u64>,
+    /// Share of each class of every split's training images held out for validation (scored
+    /// every epoch in `history.csv`); none when absent.
+    #[serde(default)]
+    pub validation: Option<f64>,
     /// Padding and normalisation of the images; the dataset's default when absent (CIFAR:
     /// per-channel; others: per-pixel standardisation).
     #[serde(default)]
@@ -555,6 +559,9 @@ pub struct RunConfig {
     /// Left out when it is the default (per-pixel standardisation, no padding).
     #[serde(default, skip_serializing_if = "Preprocess::is_default")]
     pub preprocess: Preprocess,
+    /// Validation hold-out share, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<f64>,
     pub data_seed: u64,
     pub split: Split,
     pub model: ModelSpec,
@@ -602,6 +609,7 @@ pub struct LoadedExperiment {
     pub methods: Vec<Method>,
     pub seeds: Vec<u64>,
     pub preprocess: Preprocess,
+    pub validation: Option<f64>,
     pub tables: Vec<TableEntry>,
 }
 
@@ -615,6 +623,7 @@ impl LoadedExperiment {
                     out.push(RunConfig {
                         dataset: self.dataset.clone(),
                         preprocess: self.preprocess,
+                        validation: self.validation,
                         data_seed: self.data_seed,
                         split: split.clone(),
                         model: self.model.clone(),
@@ -738,6 +747,14 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
     }
     check_model(&mut exp.model).map_err(|m| fail("model", m))?;
     check_train(&exp.train).map_err(|(k, m)| fail(&format!("train.{k}"), m))?;
+    if let Some(v) = exp.validation {
+        if !(v > 0.0 && v < 1.0) {
+            return Err(fail(
+                "validation",
+                format!("the held-out share must be in (0, 1), got {v}"),
+            ));
+        }
+    }
     let preprocess = exp
         .preprocess
         .unwrap_or_else(|| exp.dataset.default_preprocess());
@@ -864,6 +881,7 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
         methods,
         seeds: exp.seeds,
         preprocess,
+        validation: exp.validation,
         tables: exp.tables,
     })
 }

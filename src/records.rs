@@ -103,10 +103,11 @@ pub fn write_run(
         serde_yaml::to_string(config)?.as_bytes(),
     )?;
 
-    let mut history = String::from("epoch,lr,train_loss,test_accuracy\n");
+    let mut history = String::from("epoch,lr,train_loss,test_accuracy,val_accuracy\n");
     for h in &outcome.history {
+        let val = h.val_accuracy.map_or(String::new(), |v| v.to_string());
         history.push_str(&format!(
-            "{},{},{},{}\n",
+            "{},{},{},{},{val}\n",
             h.epoch, h.lr, h.train_loss, h.test_accuracy
         ));
     }
@@ -198,6 +199,7 @@ pub fn read_history(path: &Path) -> Result<Vec<crate::train::EpochRecord>> {
             lr: parse(1)?,
             train_loss: parse(2)?,
             test_accuracy: parse(3)?,
+            val_accuracy: f.get(4).and_then(|v| v.parse::<f64>().ok()),
         });
     }
     Ok(out)

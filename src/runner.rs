@@ -111,7 +111,7 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     let start = Instant::now();
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
-    let subsets = split_subsets(exp, &data.train)?;
+    let subsets = split_sets(exp, &data.train)?;
     let runs = shard_runs(exp.runs(), opts.shard);
     let summary = Mutex::new(GridSummary {
         total: runs.len(),
@@ -169,10 +169,34 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
                 every: opts.checkpoint_every,
                 after_epoch: &heartbeat,
             };
-            let train = &subsets[&config.split.slug()];
-            let outcome =
-                pool.install(|| train_run(config, train, &data.test, Some(&checkpointing)));
+            let (train, val) = &subsets[&config.split.slug()];
+            let outcome = pool.install(|| {
+                // A panic in training fails this run, not the grid.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    train_run(
+                        config,
+                        train,
+                        val.as_ref(),
+                        &data.test,
+                        Some(&checkpointing),
+                    )
+                }))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(anyhow::anyhow!("training panicked: {what}"))
+                })
+            });
             match outcome {
+                Err(e) if e.downcast_ref::<claims::ClaimLost>().is_some() => {
+                    // Another process owns the run now: write nothing.
+                    bar.println(format!("{e}"));
+                    bar.inc(1);
+                    continue;
+                }
                 Ok(outcome) => {
                     records::write_run(&dir, &exp.name, config, &outcome, data.test.len())?;
                     let mut s = summary.lock().expect("summary");
@@ -210,13 +234,33 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     Ok(summary)
 }
 
-/// The training subset of every split of `exp`, keyed by split slug.
+/// The training subset (and validation hold-out, when the experiment has one) of every split
+/// of `exp`, keyed by split slug.
 pub fn split_subsets(exp: &LoadedExperiment, pool: &Dataset) -> Result<BTreeMap<String, Dataset>> {
+    Ok(split_sets(exp, pool)?
+        .into_iter()
+        .map(|(k, (train, _))| (k, train))
+        .collect())
+}
+
+/// (training, validation) subsets of every split.
+pub fn split_sets(
+    exp: &LoadedExperiment,
+    pool: &Dataset,
+) -> Result<BTreeMap<String, (Dataset, Option<Dataset>)>> {
     let mut subsets = BTreeMap::new();
     for split in &exp.splits {
         let keep = splits::select(split, &pool.labels, pool.classes, exp.data_seed)
             .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
-        subsets.insert(split.slug(), pool.subset(&keep));
+        let sets = match exp.validation {
+            Some(fraction) => {
+                let (train, val) =
+                    splits::hold_out(&keep, &pool.labels, pool.classes, fraction, exp.data_seed);
+                (pool.subset(&train), Some(pool.subset(&val)))
+            }
+            None => (pool.subset(&keep), None),
+        };
+        subsets.insert(split.slug(), sets);
     }
     Ok(subsets)
 }
@@ -224,7 +268,7 @@ pub fn split_subsets(exp: &LoadedExperiment, pool: &Dataset) -> Result<BTreeMap<
 /// `icm data`: per-class training counts of every split, and the test-set size.
 pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
     let data = load_data(exp)?;
-    let subsets = split_subsets(exp, &data.train)?;
+    let subsets = split_sets(exp, &data.train)?;
     let mut out = format!(
         "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
         exp.name,
@@ -237,13 +281,22 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
         data.test.len()
     );
     for split in &exp.splits {
-        let counts = subsets[&split.slug()].class_counts();
+        let (train, val) = &subsets[&split.slug()];
+        let counts = train.class_counts();
         out.push_str(&format!(
             "{:<24} total {:>6}  per class {:?}\n",
             split.slug(),
             counts.iter().sum::<usize>(),
             counts
         ));
+        if let Some(val) = val {
+            out.push_str(&format!(
+                "{:<24} total {:>6}  per class {:?}\n",
+                "  validation",
+                val.len(),
+                val.class_counts()
+            ));
+        }
     }
     Ok(out)
 }

@@ -103,6 +103,38 @@ pub fn select(
     Ok(keep)
 }
 
+/// Splits a training subset into (train, validation): `fraction` of each class (rounded, at
+/// least one image when the class has two or more) goes to validation, drawn with the data seed.
+pub fn hold_out(
+    indices: &[usize],
+    labels: &[usize],
+    classes: usize,
+    fraction: f64,
+    data_seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for c in 0..classes {
+        let mut members: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| labels[i] == c)
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(data_seed);
+        rng.set_stream(1000 + c as u64);
+        members.shuffle(&mut rng);
+        let held = if members.len() >= 2 {
+            ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len() - 1)
+        } else {
+            0
+        };
+        val.extend_from_slice(&members[..held]);
+        train.extend_from_slice(&members[held..]);
+    }
+    train.sort_unstable();
+    val.sort_unstable();
+    (train, val)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +171,17 @@ mod tests {
         }
         let err = select(&Split::PerClass { k: 26 }, &labels, 4, 0).unwrap_err();
         assert!(err.to_string().contains("only 25"), "{err}");
+    }
+
+    #[test]
+    fn validation_hold_out_per_class() {
+        let labels: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let all: Vec<usize> = (0..40).collect();
+        let (train, val) = hold_out(&all, &labels, 2, 0.1, 3);
+        assert_eq!((train.len(), val.len()), (36, 4));
+        assert_eq!(val.iter().filter(|&&i| labels[i] == 0).count(), 2);
+        assert!(train.iter().all(|i| !val.contains(i)));
+        assert_eq!(hold_out(&all, &labels, 2, 0.1, 3), (train, val));
     }
 
     #[test]

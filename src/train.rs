@@ -28,6 +28,9 @@ pub struct EpochRecord {
     pub lr: f64,
     pub train_loss: f64,
     pub test_accuracy: f64,
+    /// Accuracy on the validation hold-out, when the experiment has one.
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
 }
 
 /// What a finished run produced.
@@ -145,11 +148,13 @@ pub struct Checkpointing<'a> {
     pub after_epoch: &'a (dyn Fn() -> Result<()> + Sync),
 }
 
-/// Trains `config` on `train` (already the split's subset) and evaluates on `test`, resuming
+/// Trains `config` on `train` (already the split's subset, less any validation hold-out `val`,
+/// which is scored every epoch) and evaluates on `test`, resuming
 /// from `checkpointing`'s file when it holds a checkpoint of this run.
 pub fn train_run(
     config: &RunConfig,
     train: &Dataset,
+    val: Option<&Dataset>,
     test: &Dataset,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<RunOutcome> {
@@ -236,6 +241,10 @@ pub fn train_run(
             lr,
             train_loss: loss_sum / seen.max(1) as f64,
             test_accuracy: accuracy(&test_logits, &test.labels, classes),
+            val_accuracy: val.map(|v| {
+                let logits = predict_logits(&dev, &mut model, v);
+                accuracy(&logits, &v.labels, classes)
+            }),
         });
         if let Some(ck) = checkpointing {
             let done = epoch + 1;

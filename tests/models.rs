@@ -108,7 +108,7 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
     let data = icm::data::load(&exp.dataset, &exp.preprocess).unwrap();
     let subsets = icm::runner::split_subsets(&exp, &data.train).unwrap();
     let train = &subsets["per_class-20"];
-    let full = train_run(config, train, &data.test, None).unwrap();
+    let full = train_run(config, train, None, &data.test, None).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("checkpoint.json");
@@ -118,14 +118,14 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
         every: Some(1),
         after_epoch: &crash,
     };
-    assert!(train_run(config, train, &data.test, Some(&ck)).is_err());
+    assert!(train_run(config, train, None, &data.test, Some(&ck)).is_err());
     let fine = || -> anyhow::Result<()> { Ok(()) };
     let ck = Checkpointing {
         path: &path,
         every: Some(1),
         after_epoch: &fine,
     };
-    let resumed = train_run(config, train, &data.test, Some(&ck)).unwrap();
+    let resumed = train_run(config, train, None, &data.test, Some(&ck)).unwrap();
     assert_eq!(resumed.metrics, full.metrics);
     assert_eq!(resumed.predictions, full.predictions);
     assert_eq!(resumed.history, full.history);

@@ -190,3 +190,36 @@ fn nan_loss_fails_the_run_not_the_grid() {
     let again = run_grid(&exp, &results, &retry).unwrap();
     assert_eq!((again.previously_failed, again.failed.len()), (0, 2));
 }
+
+/// A validation hold-out is taken from each split's training images and scored every epoch.
+#[test]
+fn validation_hold_out_is_scored_each_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = GRID
+        .replace("seeds: [0, 1]", "seeds: [0]\nvalidation: 0.1")
+        .replace("  - erm\n", "");
+    let exp = parse_experiment(&yaml, Path::new("val.yaml")).unwrap();
+    let text = icm::runner::describe_data(&exp).unwrap();
+    assert!(
+        text.contains("validation") && text.contains("total    145"),
+        "{text}"
+    );
+    run_grid(&exp, &tmp.path().join("r"), &RunOptions::default()).unwrap();
+    let run = &exp.runs()[0];
+    let dir = records::run_dir(&tmp.path().join("r"), "e2e", &run.run_id());
+    let m = records::read_metrics(&dir.join(records::METRICS_FILE)).unwrap();
+    assert_eq!(m.train_size, 1437 - 145);
+    let history = records::read_history(&dir.join(records::HISTORY_FILE)).unwrap();
+    assert!(history
+        .iter()
+        .all(|h| h.val_accuracy.is_some_and(|a| a > 0.0)));
+    let err = format!(
+        "{:#}",
+        parse_experiment(
+            &yaml.replace("validation: 0.1", "validation: 1.5"),
+            Path::new("val.yaml")
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("`validation`"), "{err}");
+}

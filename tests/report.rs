@@ -223,3 +223,23 @@ fn table_presets_from_yaml() {
     );
     assert!(err.contains("did you mean `balanced`"), "{err}");
 }
+
+/// When every cell misses a seed, n is still shown (measured against the grid's seed count).
+#[test]
+fn missing_seed_in_every_cell_still_shows_n() {
+    let e = exp();
+    let records: Vec<RunRecord> = fixed_records(&e)
+        .into_iter()
+        .filter(|r| r.config.seed != 2)
+        .collect();
+    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
+    let input = TableInput {
+        expected_n: Some(3),
+        dataset: &e.dataset,
+        splits: &e.splits,
+        methods: &e.methods,
+        aggregates: &agg,
+    };
+    let md = tables(&input, &[])[0].to_markdown();
+    assert!(md.contains("over 3 seeds") && md.contains("(n=2)"), "{md}");
+}

@@ -456,21 +456,24 @@ fn shot_table(input: &TableInput, method_rows: &[Axis]) -> Option<Table> {
 }
 
 impl Table {
-    /// The largest seed count of the table; cells with fewer show their n.
+    /// Seeds per cell: the grid's, or else the largest count in the table; cells with fewer
+    /// show their n.
     pub fn full_n(&self) -> usize {
-        self.cells
+        let seen = self
+            .cells
             .iter()
             .flatten()
             .flatten()
             .map(|c| c.n)
             .max()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.expected_n.unwrap_or(0).max(seen)
     }
 
+    /// The mean as displayed, read back: bolding compares exactly what the reader sees.
     fn rounded(&self, col: usize, v: f64) -> f64 {
-        let (_, scale, decimals) = self.formats[col];
-        let p = 10f64.powi(decimals as i32);
-        (v * scale * p).round() / p
+        let (_, scale, d) = self.formats[col];
+        format!("{:.d$}", v * scale).parse().unwrap_or(f64::NAN)
     }
 
     /// Whether cell (row, col) holds the best mean of its column (ties at display precision are
