@@ -157,3 +157,39 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         peak_rss_mib: peak_rss_mib(),
     })
 }
+
+/// Images per second the data pipeline ([`crate::train::assemble_batch`]: gather a shuffled batch
+/// and apply the CIFAR crop-and-flip augmentation) delivers on a synthetic dataset of `images`
+/// images of `shape`.
+pub fn loader_images_per_second(
+    shape: ImageShape,
+    images: usize,
+    batch: usize,
+    steps: usize,
+) -> f64 {
+    use rand::seq::SliceRandom;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let d = shape.numel();
+    let data = crate::data::Dataset {
+        images: (0..images * d).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        labels: (0..images).map(|i| i % 10).collect(),
+        shape,
+        classes: 10,
+        background: vec![0.0; d],
+    };
+    let aug = crate::augment::Augment {
+        crop_padding: 4,
+        flip: true,
+    };
+    let mut order: Vec<usize> = (0..images).collect();
+    order.shuffle(&mut rng);
+    let start = Instant::now();
+    let mut delivered = 0usize;
+    for step in 0..steps {
+        let at = (step * batch) % (images - batch + 1);
+        let (x, _) =
+            crate::train::assemble_batch(&data, &order[at..at + batch], Some(&aug), &mut rng);
+        delivered += std::hint::black_box(x).len() / d;
+    }
+    delivered as f64 / start.elapsed().as_secs_f64()
+}

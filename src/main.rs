@@ -120,6 +120,9 @@ enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 50)]
         steps: usize,
+        /// Also time the data pipeline (gather + crop/flip) and print its ratio to the trainer.
+        #[arg(long)]
+        loader: bool,
     },
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report {
@@ -255,6 +258,7 @@ fn run(cli: Cli) -> Result<()> {
             classes,
             warmup,
             steps,
+            loader,
         } => {
             let arch: icm::config::Arch = serde_yaml::from_str(&model)
                 .map_err(|e| anyhow::anyhow!("--model `{model}`: {e}"))?;
@@ -280,6 +284,13 @@ fn run(cli: Cli) -> Result<()> {
                 r.loss_ms,
                 r.method_share * 100.0
             );
+            if loader {
+                let fed = icm::bench::loader_images_per_second(spec.shape, 10_000, batch, 200);
+                println!(
+                    "data pipeline: {fed:.0} img/s = {:.1}x what the trainer consumes",
+                    fed / r.images_per_second
+                );
+            }
             println!(
                 "{:.1} img/s, peak memory {:.1} MiB",
                 r.images_per_second, r.peak_rss_mib

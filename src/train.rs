@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::augment_image;
+use crate::augment::{augment_image, Augment};
 use crate::checkpoint::{fault_point, Checkpoint};
 use crate::config::RunConfig;
 use crate::data::Dataset;
@@ -79,6 +79,27 @@ fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f64 {
     let probs = metrics::softmax_rows(logits, classes);
     let preds = metrics::predictions(&probs, labels, classes);
     preds.iter().filter(|p| p.label == p.predicted).count() as f64 / labels.len().max(1) as f64
+}
+
+/// The data pipeline: copies the images at `idx` out of the dataset (only this batch) and
+/// augments each one. Returns the B × D inputs and their labels.
+pub fn assemble_batch<R: rand::Rng>(
+    data: &Dataset,
+    idx: &[usize],
+    augment: Option<&Augment>,
+    rng: &mut R,
+) -> (Vec<f32>, Vec<usize>) {
+    let d = data.shape.numel();
+    let mut x = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        x.extend_from_slice(data.image(i));
+    }
+    if let Some(aug) = augment {
+        for image in x.chunks_mut(d) {
+            augment_image(image, data.shape, aug, &data.background, rng);
+        }
+    }
+    (x, idx.iter().map(|&i| data.labels[i]).collect())
 }
 
 /// One clean mini-batch, before mixing.
@@ -163,7 +184,7 @@ pub fn train_run(
     let dev = Cpu::seed_from_u64(config.seed);
     let method = &config.method;
     let spec = &config.train;
-    let (d, classes) = (train.shape.numel(), train.classes);
+    let classes = train.classes;
     let counts = train.class_counts();
     let mut init_rng = stream(config.seed, 0);
     let mut order_rng = stream(config.seed, 1);
@@ -206,16 +227,7 @@ pub fn train_run(
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         for (step, idx) in batches(&order, spec.batch_size).into_iter().enumerate() {
             let b = idx.len();
-            let mut x = Vec::with_capacity(b * d);
-            for &i in idx {
-                x.extend_from_slice(train.image(i));
-            }
-            if let Some(aug) = &spec.augment {
-                for image in x.chunks_mut(d) {
-                    augment_image(image, train.shape, aug, &train.background, &mut augment_rng);
-                }
-            }
-            let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
+            let (x, labels) = assemble_batch(train, idx, spec.augment.as_ref(), &mut augment_rng);
             let batch = Batch {
                 x: &x,
                 labels: &labels,

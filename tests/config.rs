@@ -138,3 +138,19 @@ fn icm_batch_of_one_and_unknown_preset_fail_before_training() {
     let err = error(&GOOD.replace("{axes: pair}", "{axes: rows}"));
     assert!(err.contains("unknown variant `rows`"), "{err}");
 }
+
+/// Every experiment file shipped in `experiments/` parses and passes the checks.
+#[test]
+fn shipped_experiments_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            icm::config::load_experiment(&path)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 6, "found {count} experiment files");
+}
