@@ -82,25 +82,50 @@ fn gemm(
     }
 }
 
-/// Unfolds one image (C × H × W) into columns (C·k·k × Ho·Wo).
+/// Output columns `ox` whose input column `ox·s + kx − p` lies inside `0..w`, as a range.
+fn valid_columns(wo: usize, w: usize, s: usize, kx: usize, p: usize) -> std::ops::Range<usize> {
+    // ox·s + kx ≥ p  and  ox·s + kx − p ≤ w − 1
+    let lo = p.saturating_sub(kx).div_ceil(s);
+    let hi = if w + p > kx {
+        ((w + p - kx - 1) / s + 1).min(wo)
+    } else {
+        0
+    };
+    lo.min(hi)..hi
+}
+
+/// Unfolds one image (C × H × W) into columns (C·k·k × Ho·Wo). Rows are filled a segment at a
+/// time: zeros outside the image, a copy (stride 1) or a strided gather inside.
 fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
-    let (k, s, p) = (g.kernel, g.stride, g.padding as isize);
+    let (k, s, p) = (g.kernel, g.stride, g.padding);
     for ci in 0..g.in_channels {
+        let plane = &x[ci * h * w..(ci + 1) * h * w];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
                 let out = &mut col[row * ho * wo..(row + 1) * ho * wo];
+                let cols = valid_columns(wo, w, s, kx, p);
                 for oy in 0..ho {
-                    let iy = (oy * s + ky) as isize - p;
-                    for ox in 0..wo {
-                        let ix = (ox * s + kx) as isize - p;
-                        out[oy * wo + ox] =
-                            if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                x[(ci * h + iy as usize) * w + ix as usize]
-                            } else {
-                                0.0
-                            };
+                    let dst = &mut out[oy * wo..(oy + 1) * wo];
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    dst[..cols.start].fill(0.0);
+                    dst[cols.end..].fill(0.0);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let first = cols.start * s + kx - p;
+                    if s == 1 {
+                        dst[cols.clone()].copy_from_slice(&src_row[first..first + cols.len()]);
+                    } else {
+                        for (j, v) in dst[cols.clone()].iter_mut().enumerate() {
+                            *v = src_row[first + j * s];
+                        }
                     }
                 }
             }
@@ -111,21 +136,29 @@ fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
 /// Folds columns back into an image, adding overlapping contributions (the adjoint of im2col).
 fn col2im(col: &[f32], h: usize, w: usize, g: &ConvGeometry, x: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
-    let (k, s, p) = (g.kernel, g.stride, g.padding as isize);
+    let (k, s, p) = (g.kernel, g.stride, g.padding);
     for ci in 0..g.in_channels {
+        let plane = &mut x[ci * h * w..(ci + 1) * h * w];
         for ky in 0..k {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
                 let src = &col[row * ho * wo..(row + 1) * ho * wo];
+                let cols = valid_columns(wo, w, s, kx, p);
                 for oy in 0..ho {
-                    let iy = (oy * s + ky) as isize - p;
-                    if iy < 0 || iy >= h as isize {
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize || cols.is_empty() {
                         continue;
                     }
-                    for ox in 0..wo {
-                        let ix = (ox * s + kx) as isize - p;
-                        if ix >= 0 && ix < w as isize {
-                            x[(ci * h + iy as usize) * w + ix as usize] += src[oy * wo + ox];
+                    let dst_row = &mut plane[iy as usize * w..(iy as usize + 1) * w];
+                    let seg = &src[oy * wo + cols.start..oy * wo + cols.end];
+                    let first = cols.start * s + kx - p;
+                    if s == 1 {
+                        for (d, v) in dst_row[first..first + seg.len()].iter_mut().zip(seg) {
+                            *d += v;
+                        }
+                    } else {
+                        for (j, v) in seg.iter().enumerate() {
+                            dst_row[first + j * s] += v;
                         }
                     }
                 }

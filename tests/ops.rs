@@ -288,3 +288,42 @@ fn max_pool_shortcut_and_global_pool() {
     let first: f32 = x[..h * w].iter().sum::<f32>() / (h * w) as f32;
     assert!((gap[0] - first).abs() < 1e-5);
 }
+
+/// Images smaller than the kernel and odd sizes: every geometry agrees with the reference.
+#[test]
+fn conv2d_edge_geometries() {
+    for (k, s, p, h, w) in [
+        (3, 1, 1, 1, 1),
+        (3, 2, 1, 1, 2),
+        (3, 2, 1, 3, 3),
+        (5, 2, 2, 2, 7),
+        (1, 1, 0, 2, 3),
+    ] {
+        let g = ConvGeometry {
+            in_channels: 2,
+            out_channels: 3,
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let x = random(2 * 2 * h * w, 11);
+        let wt = random(3 * 2 * k * k, 12);
+        let bias = random(3, 13);
+        let want = naive_conv(&x, (2, h, w), &wt, &bias, &g);
+        let got = conv2d_forward(&x, (2, h, w), &wt, Some(&bias), &g);
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{g:?} {h}x{w}: {a} vs {b}");
+        }
+        // The backward's input gradient is the adjoint: <conv(x), r> = <x, convᵀ(r)>.
+        let r = random(want.len(), 14);
+        let (dx, _, _) = conv2d_backward(&x, (2, h, w), &wt, &r, &g);
+        let no_bias = vec![0.0; 3];
+        let lhs = weighted_sum(&naive_conv(&x, (2, h, w), &wt, &no_bias, &g), &r);
+        let rhs = weighted_sum(&x, &dx);
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+            "{g:?}: {lhs} vs {rhs}"
+        );
+    }
+}
