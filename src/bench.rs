@@ -37,6 +37,8 @@ pub struct BenchResult {
     pub images_per_second: f64,
     /// Share of a step spent in mixing plus the loss (forward and backward).
     pub method_share: f64,
+    /// Evaluation (forward without a tape, running batch-norm statistics) images per second.
+    pub eval_images_per_second: f64,
     pub peak_rss_mib: f64,
 }
 
@@ -126,6 +128,10 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         step();
     }
     let step_ms = time_ms(spec.steps, step);
+    let inputs: Matrix<Cpu> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
+    let eval_ms = time_ms(spec.steps, || {
+        std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
+    });
 
     let mut mix_rng = ChaCha8Rng::seed_from_u64(1);
     let mut last = None;
@@ -154,6 +160,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         loss_ms,
         images_per_second: spec.batch as f64 / (step_ms / 1000.0),
         method_share: (mix_ms + loss_ms) / step_ms,
+        eval_images_per_second: spec.batch as f64 / (eval_ms / 1000.0),
         peak_rss_mib: peak_rss_mib(),
     })
 }

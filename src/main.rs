@@ -292,6 +292,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!(
+                "evaluation: {:.1} img/s ({:.1}x training)",
+                r.eval_images_per_second,
+                r.eval_images_per_second / r.images_per_second
+            );
+            println!(
                 "{:.1} img/s, peak memory {:.1} MiB",
                 r.images_per_second, r.peak_rss_mib
             );
