@@ -788,6 +788,12 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
         let method = entry
             .resolve()
             .map_err(|m| fail(&format!("methods[{i}] ({})", entry.preset_name()), m))?;
+        if exp.model.arch.conv().is_some() && exp.train.batch_size < 2 {
+            return Err(fail(
+                "train.batch_size",
+                "batch normalisation needs batches of at least 2 images".into(),
+            ));
+        }
         if method.uses_icm() && exp.train.batch_size < 2 {
             return Err(fail(
                 "train.batch_size",

@@ -178,12 +178,18 @@ impl ConvNet {
             }
             ConvArch::SmallCnn => {
                 let stem = b.conv_bn(c, 32, 3, 1);
-                let pool_first = input.height >= 4;
+                // Pool only while the feature map is at least 2×2 (8×8 → 4×4 → 2×2; 28 → 14 → 7).
+                let pool_first = input.height >= 2 && input.width >= 2;
+                let (h, w) = if pool_first {
+                    (input.height / 2, input.width / 2)
+                } else {
+                    (input.height, input.width)
+                };
                 let second = b.conv_bn(32, 64, 3, 1);
                 let third = b.conv_bn(64, 128, 3, 1);
                 let units = vec![
                     Unit::ConvPool(second, pool_first),
-                    Unit::ConvPool(third, input.height >= 8),
+                    Unit::ConvPool(third, h >= 2 && w >= 2),
                 ];
                 (stem, units, 128)
             }

@@ -90,7 +90,8 @@ pub enum Normalize {
 pub struct Preprocess {
     #[serde(default)]
     pub normalize: Normalize,
-    /// Zero-pad images to pad_to × pad_to (e.g. 28 → 32 so CIFAR networks fit MNIST data).
+    /// Zero-pad images to pad_to × pad_to (e.g. 28 → 32 so CIFAR networks fit MNIST data). The
+    /// padding happens first, so the normalisation statistics include the zero border.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_to: Option<usize>,
 }

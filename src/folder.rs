@@ -1,7 +1,8 @@
 //! Image folders: `root/<class>/*.{png,jpg,jpeg}`, decoded with the `image` crate as RGB and
-//! resized to `size × size`. Classes are the sub-folders in name order. The train/test split is
-//! the CUB/DEIC form `root/splits/{trainval,test}.txt` (one `relative/path label` per line) when
-//! present, else a fixed stratified split with `test_fraction` of every class held out.
+//! resized to `size × size`. With the CUB/DEIC split files `root/splits/{trainval,test}.txt` (one
+//! `relative/path label` per line, labels 0-based) the files give the images and labels; without
+//! them the classes are the sub-folders in name order and `test_fraction` of every class is held
+//! out with a fixed seed.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,13 @@ pub struct ConvGeometry {
 impl ConvGeometry {
     /// Output height or width for an input of `size`.
     pub fn out_size(&self, size: usize) -> usize {
+        assert!(
+            self.stride > 0 && size + 2 * self.padding >= self.kernel,
+            "convolution of a {size}-pixel side with kernel {}, padding {}, stride {}",
+            self.kernel,
+            self.padding,
+            self.stride
+        );
         (size + 2 * self.padding - self.kernel) / self.stride + 1
     }
     fn patch(&self) -> usize {
@@ -318,7 +325,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
     if T::OWNS_TAPE {
         let (xg, wg, og) = (x.ghost(), weight.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let gy = grads.get(&og).as_vec();
+            let gy = grads.get_or_alloc_mut(&og)?.clone();
             let (dx, dw, db) = conv2d_backward(&xv, (n, h, w), &wv, &gy, &g);
             add_into(grads.get_or_alloc_mut(&xg)?, &dx);
             add_into(grads.get_or_alloc_mut(&wg)?, &dw);
@@ -414,7 +421,7 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
     if T::OWNS_TAPE {
         let (xg, gg, bg, og) = (x.ghost(), gamma.ghost(), beta.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let dy = grads.get(&og).as_vec();
+            let dy = grads.get_or_alloc_mut(&og)?.clone();
             let mut dgamma = vec![0.0f32; c];
             let mut dbeta = vec![0.0f32; c];
             for b in 0..n {
@@ -461,8 +468,9 @@ pub fn max_pool2x2<T: Tape<f32, Cpu>>(x: Image4<T>) -> Image4<T> {
         for oy in 0..ho {
             for ox in 0..wo {
                 let o = (p * ho + oy) * wo + ox;
-                let mut best = (f32::NEG_INFINITY, 0);
-                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let first = (p * h + 2 * oy) * w + 2 * ox;
+                let mut best = (xv[first], first);
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
                     let i = (p * h + 2 * oy + dy) * w + 2 * ox + dx;
                     if xv[i] > best.0 {
                         best = (xv[i], i);
@@ -476,7 +484,7 @@ pub fn max_pool2x2<T: Tape<f32, Cpu>>(x: Image4<T>) -> Image4<T> {
     if T::OWNS_TAPE {
         let (xg, og) = (x.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let dy = grads.get(&og).as_vec();
+            let dy = grads.get_or_alloc_mut(&og)?.clone();
             let dx = grads.get_or_alloc_mut(&xg)?;
             for (o, &i) in argmax.iter().enumerate() {
                 dx[i] += dy[o];
@@ -519,7 +527,7 @@ pub fn shortcut_a<T: Tape<f32, Cpu>>(x: Image4<T>, out_channels: usize) -> Image
     if T::OWNS_TAPE {
         let (xg, og) = (x.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let dy = grads.get(&og).as_vec();
+            let dy = grads.get_or_alloc_mut(&og)?.clone();
             let dx = grads.get_or_alloc_mut(&xg)?;
             for b in 0..n {
                 for ch in 0..c {

@@ -114,7 +114,8 @@ pub struct Batch<'a> {
 }
 
 /// One SGD step of `method`: mix, forward, loss (plus RegMixup's clean pass), backward, update.
-/// Returns the loss; a non-finite loss leaves the parameters untouched.
+/// Returns the loss; a non-finite loss leaves the parameters untouched (batch-norm running
+/// statistics have already seen the batch).
 pub fn train_step<R: rand::Rng>(
     dev: &Cpu,
     model: &mut Network,
@@ -206,6 +207,17 @@ pub fn train_run(
                 spec.epochs,
                 ck.path,
             )?;
+            let layers_match = saved
+                .bn_stats
+                .iter()
+                .zip(model.bn_stats())
+                .all(|(a, b)| a.mean.len() == b.mean.len() && a.var.len() == b.var.len());
+            if !layers_match {
+                bail!(
+                    "{} holds batch-norm statistics of another network; delete it to restart the run",
+                    ck.path.display()
+                );
+            }
             let n = saved.params.len();
             model.params_mut().all = dev.tensor_from_vec(saved.params, (n,));
             model.bn_stats_mut().clone_from_slice(&saved.bn_stats);
@@ -253,7 +265,7 @@ pub fn train_run(
             lr,
             train_loss: loss_sum / seen.max(1) as f64,
             test_accuracy: accuracy(&test_logits, &test.labels, classes),
-            val_accuracy: val.map(|v| {
+            val_accuracy: val.filter(|v| !v.is_empty()).map(|v| {
                 let logits = predict_logits(&dev, &mut model, v);
                 accuracy(&logits, &v.labels, classes)
             }),
