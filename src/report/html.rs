@@ -47,19 +47,7 @@ pub fn table_html(t: &Table) -> String {
     for (i, r) in t.rows.iter().enumerate() {
         s.push_str(&format!("<tr><td>{}</td>", escape(&r.title)));
         for j in 0..t.columns.len() {
-            let text = match t.cell_parts(i, j) {
-                None => "–".to_string(),
-                Some((mean, std, n)) => {
-                    let mut x = mean;
-                    if let Some(sd) = std {
-                        x.push_str(&format!(" ± {sd}"));
-                    }
-                    if let Some(n) = n {
-                        x.push_str(&format!(" (n={n})"));
-                    }
-                    x
-                }
-            };
+            let text = t.cell_text(i, j);
             if t.is_best(i, j) {
                 s.push_str(&format!("<td><b>{}</b></td>", escape(&text)));
             } else {

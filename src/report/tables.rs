@@ -510,6 +510,23 @@ impl Table {
         ))
     }
 
+    /// The cell as plain text: `mean ± std`, `(n=k)` where seeds are missing, `–` when empty.
+    pub fn cell_text(&self, row: usize, col: usize) -> String {
+        match self.cell_parts(row, col) {
+            None => "–".to_string(),
+            Some((mean, std, n)) => {
+                let mut text = mean;
+                if let Some(sd) = std {
+                    text.push_str(&format!(" ± {sd}"));
+                }
+                if let Some(n) = n {
+                    text.push_str(&format!(" (n={n})"));
+                }
+                text
+            }
+        }
+    }
+
     /// Header of the row-label column.
     pub fn corner(&self) -> &'static str {
         if self.rows.first().is_none_or(|r| r.method.is_some()) {
@@ -544,19 +561,7 @@ impl Table {
         for (i, r) in self.rows.iter().enumerate() {
             s.push_str(&format!("| {} |", r.title));
             for j in 0..self.columns.len() {
-                let text = match self.cell_parts(i, j) {
-                    None => "–".to_string(),
-                    Some((mean, std, n)) => {
-                        let mut t = mean;
-                        if let Some(sd) = std {
-                            t.push_str(&format!(" ± {sd}"));
-                        }
-                        if let Some(n) = n {
-                            t.push_str(&format!(" (n={n})"));
-                        }
-                        t
-                    }
-                };
+                let text = self.cell_text(i, j);
                 if self.is_best(i, j) {
                     s.push_str(&format!(" **{text}** |"));
                 } else {
