@@ -149,11 +149,8 @@ pub fn write_report(
     if let ReportSource::Experiment(exp) = source {
         let ids: BTreeSet<String> = exp.runs().iter().map(|r| r.run_id()).collect();
         let in_grid = |dir: &Path| {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            ids.contains(name.trim_start_matches('.').trim_end_matches(".partial"))
+            dir.file_name()
+                .is_some_and(|n| ids.contains(n.to_string_lossy().as_ref()))
         };
         found.runs.retain(|r| ids.contains(&r.metrics.run_id));
         found.unfinished.retain(|u| in_grid(&u.dir));
