@@ -123,6 +123,9 @@ enum Command {
         /// Also time the data pipeline (gather + crop/flip) and print its ratio to the trainer.
         #[arg(long)]
         loader: bool,
+        /// Threads for the matrix products (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report {
@@ -259,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             warmup,
             steps,
             loader,
+            threads,
         } => {
             let arch: icm::config::Arch = serde_yaml::from_str(&model)
                 .map_err(|e| anyhow::anyhow!("--model `{model}`: {e}"))?;
@@ -274,7 +278,10 @@ fn run(cli: Cli) -> Result<()> {
                 steps: steps.max(1),
                 method: icm::bench::parse_method(&method)?,
             };
-            let r = icm::bench::run(&spec)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.unwrap_or_else(|| default_threads(1)))
+                .build()?;
+            let r = pool.install(|| icm::bench::run(&spec))?;
             println!(
                 "{model}{} on {input}, B={batch}, {}: step {:.3} ms; mixing {:.3} ms + loss fwd/bwd {:.3} ms = {:.2}% of a step",
                 spec.model.hidden.as_ref().map_or(String::new(), |h| format!(" {h:?}")),

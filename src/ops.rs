@@ -380,15 +380,26 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
     let xv = x.as_vec();
     let (gv, bv) = (gamma.as_vec(), beta.as_vec());
     let (mean, var): (Vec<f32>, Vec<f32>) = if training {
+        // Per-image sums (f64), added in image order: deterministic whatever the threads.
+        let sums: Vec<Vec<(f64, f64)>> = xv
+            .par_chunks(c * plane)
+            .map(|img| {
+                img.chunks(plane)
+                    .map(|p| {
+                        p.iter().fold((0.0f64, 0.0f64), |(s, s2), &v| {
+                            (s + v as f64, s2 + v as f64 * v as f64)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         (0..c)
             .map(|ch| {
-                let values =
-                    (0..n).flat_map(|b| &xv[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
-                let (s, s2) = values.fold((0.0f64, 0.0f64), |(s, s2), &v| {
-                    (s + v as f64, s2 + (v as f64) * (v as f64))
-                });
+                let (s, s2) = sums
+                    .iter()
+                    .fold((0.0, 0.0), |(a, b), img| (a + img[ch].0, b + img[ch].1));
                 let mu = s / m as f64;
-                ((mu) as f32, (s2 / m as f64 - mu * mu).max(0.0) as f32)
+                (mu as f32, (s2 / m as f64 - mu * mu).max(0.0) as f32)
             })
             .unzip()
     } else {
@@ -406,47 +417,70 @@ pub fn batch_norm2d<T: Tape<f32, Cpu>>(
         }
     }
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
+    // Images are independent in the element-wise passes: parallel over the batch.
+    let image = c * plane;
     let mut xhat = vec![0.0f32; xv.len()];
     let mut out = vec![0.0f32; xv.len()];
-    for b in 0..n {
-        for ch in 0..c {
-            let at = (b * c + ch) * plane;
-            for i in at..at + plane {
-                xhat[i] = (xv[i] - mean[ch]) * inv_std[ch];
-                out[i] = gv[ch] * xhat[i] + bv[ch];
+    xhat.par_chunks_mut(image)
+        .zip(out.par_chunks_mut(image))
+        .zip(xv.par_chunks(image))
+        .for_each(|((xh, o), xi)| {
+            for ch in 0..c {
+                let r = ch * plane..(ch + 1) * plane;
+                for ((xh, o), &v) in xh[r.clone()].iter_mut().zip(&mut o[r.clone()]).zip(&xi[r]) {
+                    *xh = (v - mean[ch]) * inv_std[ch];
+                    *o = gv[ch] * *xh + bv[ch];
+                }
             }
-        }
-    }
+        });
     let out = x.device().tensor_from_vec(out, (n, c, h, w));
     if T::OWNS_TAPE {
         let (xg, gg, bg, og) = (x.ghost(), gamma.ghost(), beta.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let dy = grads.get_or_alloc_mut(&og)?.clone();
+            // Per-image partial sums, added in image order (deterministic), then the
+            // element-wise pass in parallel over images.
+            let partials: Vec<(Vec<f32>, Vec<f32>)> = dy
+                .par_chunks(image)
+                .zip(xhat.par_chunks(image))
+                .map(|(d, xh)| {
+                    let mut db = vec![0.0f32; c];
+                    let mut dg = vec![0.0f32; c];
+                    for ch in 0..c {
+                        let r = ch * plane..(ch + 1) * plane;
+                        for (&dv, &x) in d[r.clone()].iter().zip(&xh[r]) {
+                            db[ch] += dv;
+                            dg[ch] += dv * x;
+                        }
+                    }
+                    (dg, db)
+                })
+                .collect();
             let mut dgamma = vec![0.0f32; c];
             let mut dbeta = vec![0.0f32; c];
-            for b in 0..n {
-                for ch in 0..c {
-                    let at = (b * c + ch) * plane;
-                    for i in at..at + plane {
-                        dbeta[ch] += dy[i];
-                        dgamma[ch] += dy[i] * xhat[i];
-                    }
-                }
+            for (dg, db) in &partials {
+                add_into(&mut dgamma, dg);
+                add_into(&mut dbeta, db);
             }
             let mut dx = vec![0.0f32; dy.len()];
-            for b in 0..n {
-                for ch in 0..c {
-                    let at = (b * c + ch) * plane;
-                    let k = gv[ch] * inv_std[ch];
-                    for i in at..at + plane {
-                        dx[i] = if training {
-                            k / m * (m * dy[i] - dbeta[ch] - xhat[i] * dgamma[ch])
-                        } else {
-                            k * dy[i]
-                        };
+            dx.par_chunks_mut(image)
+                .zip(dy.par_chunks(image))
+                .zip(xhat.par_chunks(image))
+                .for_each(|((dxi, d), xh)| {
+                    for ch in 0..c {
+                        let k = gv[ch] * inv_std[ch];
+                        let r = ch * plane..(ch + 1) * plane;
+                        for ((o, &dv), &x) in
+                            dxi[r.clone()].iter_mut().zip(&d[r.clone()]).zip(&xh[r])
+                        {
+                            *o = if training {
+                                k / m * (m * dv - dbeta[ch] - x * dgamma[ch])
+                            } else {
+                                k * dv
+                            };
+                        }
                     }
-                }
-            }
+                });
             add_into(grads.get_or_alloc_mut(&xg)?, &dx);
             add_into(grads.get_or_alloc_mut(&gg)?, &dgamma);
             add_into(grads.get_or_alloc_mut(&bg)?, &dbeta);
