@@ -233,6 +233,8 @@ pub fn train_run(
     }
 
     let mut last_save = Instant::now();
+    // The last epoch's test logits are the final predictions: evaluated once, not twice.
+    let mut test_logits = None;
     for epoch in first_epoch..spec.epochs {
         let lr = spec.lr_at(epoch);
         order.shuffle(&mut order_rng);
@@ -259,12 +261,14 @@ pub fn train_run(
             loss_sum += value as f64 * b as f64;
             seen += b;
         }
-        let test_logits = predict_logits(&dev, &mut model, test);
+        let logits = predict_logits(&dev, &mut model, test);
+        let test_accuracy = accuracy(&logits, &test.labels, classes);
+        test_logits = Some(logits);
         history.push(EpochRecord {
             epoch: epoch + 1,
             lr,
             train_loss: loss_sum / seen.max(1) as f64,
-            test_accuracy: accuracy(&test_logits, &test.labels, classes),
+            test_accuracy,
             val_accuracy: val.filter(|v| !v.is_empty()).map(|v| {
                 let logits = predict_logits(&dev, &mut model, v);
                 accuracy(&logits, &v.labels, classes)
@@ -298,7 +302,8 @@ pub fn train_run(
         }
     }
 
-    let logits = predict_logits(&dev, &mut model, test);
+    // A run resumed from its final checkpoint trained no epoch here: evaluate now.
+    let logits = test_logits.unwrap_or_else(|| predict_logits(&dev, &mut model, test));
     let probs = metrics::softmax_rows(&logits, classes);
     let (metrics, predictions, bins) = metrics::evaluate(&probs, &test.labels, classes);
     Ok(RunOutcome {

@@ -204,7 +204,8 @@ pub fn write_report(
         md.push_str(&t.to_markdown());
         md.push('\n');
     }
-    md.push_str(&methods_legend(&grid.methods));
+    let legend = methods_legend(&grid.methods);
+    md.push_str(&legend);
     if !found.unfinished.is_empty() || !aggregates.conflicts.is_empty() {
         md.push_str("## Not aggregated\n\n");
         for u in &found.unfinished {
@@ -226,7 +227,7 @@ pub fn write_report(
         figures,
         unfinished: found.unfinished,
     };
-    html::write_index(&output, &grid.name, &methods_legend(&grid.methods), formats)?;
+    html::write_index(&output, &grid.name, &legend, formats)?;
     Ok(output)
 }
 
