@@ -1,10 +1,16 @@
-//! Convolutional networks built from the custom ops in [`crate::ops`]: the CIFAR ResNet-(6n+2)
-//! of He et al. 2016 (widths 16/32/64, parameter-free "option A" shortcuts), ResNet-18/34 in the
-//! official ICM code's CIFAR form (3×3 stem, no max-pool, widths 64–512, BasicBlocks, 1×1
-//! projection shortcuts), and a small CNN for 8×8 and 28×28 inputs. As for the MLP, every
-//! parameter lives in one flat tensor; batch-norm running statistics are kept beside it.
+//! Convolutional networks: the CIFAR ResNet-(6n+2) of He et al. 2016 (widths 16/32/64,
+//! parameter-free "option A" shortcuts), ResNet-18/34 in the official ICM code's CIFAR form (3×3
+//! stem, no max-pool, widths 64–512, BasicBlocks, 1×1 projection shortcuts), and a small CNN for
+//! 8×8 and 28×28 inputs. As for the MLP, every parameter lives in one flat tensor; batch-norm
+//! running statistics are kept beside it.
+//!
+//! On the CPU the whole network is a single op on dfdx's tape: the forward pass chains the
+//! kernels of [`crate::ops`] on buffers of its own, keeping what the backward pass needs, and the
+//! backward pass walks the layers in reverse and adds into the flat parameter gradient. Fusing
+//! the network this way avoids a copy in and out of dfdx tensors at every layer.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use dfdx::prelude::*;
 use rand::Rng;
@@ -15,8 +21,10 @@ use crate::losses::Matrix;
 use crate::mixing::ImageShape;
 use crate::model::FlatParams;
 use crate::ops::{
-    batch_norm2d, conv2d, global_avg_pool, max_pool2x2, shortcut_a, BatchNormStats, ConvGeometry,
-    Image4,
+    add_into, batch_moments, batch_norm_backward, batch_norm_forward, conv2d_backward,
+    conv2d_forward, gemm, global_avg_pool_backward, global_avg_pool_forward, inverse_std,
+    max_pool2x2_backward, max_pool2x2_forward, relu_backward, shortcut_a_backward,
+    shortcut_a_forward, BatchNormStats, ConvGeometry,
 };
 
 /// Which convolutional network.
@@ -31,7 +39,7 @@ pub enum ConvArch {
 
 /// A bias-free convolution followed by batch normalisation.
 #[derive(Debug, Clone)]
-struct ConvBn {
+pub(crate) struct ConvBn {
     geometry: ConvGeometry,
     weight: Range<usize>,
     gamma: Range<usize>,
@@ -41,7 +49,7 @@ struct ConvBn {
 }
 
 #[derive(Debug, Clone)]
-enum Shortcut {
+pub(crate) enum Shortcut {
     Identity,
     /// Subsample and zero-pad channels (CIFAR ResNet-(6n+2)).
     PadA(usize),
@@ -50,7 +58,7 @@ enum Shortcut {
 }
 
 #[derive(Debug, Clone)]
-enum Unit {
+pub(crate) enum Unit {
     /// BasicBlock: conv-bn-relu-conv-bn, plus the shortcut, then relu.
     Block(ConvBn, ConvBn, Shortcut),
     /// conv-bn-relu, then 2×2 max pooling when `pool`.
@@ -65,11 +73,20 @@ pub struct ConvNet {
     pub classes: usize,
     pub params: FlatParams<f32, Cpu>,
     pub bn_stats: Vec<BatchNormStats>,
-    stem: ConvBn,
-    units: Vec<Unit>,
-    fc_weight: Range<usize>,
-    fc_bias: Range<usize>,
-    features: usize,
+    pub(crate) layout: Arc<Layout>,
+}
+
+/// Where each layer's parameters sit in the flat tensor, and how the layers connect.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub(crate) input: ImageShape,
+    pub(crate) classes: usize,
+    pub(crate) stem: ConvBn,
+    pub(crate) units: Vec<Unit>,
+    /// Head weight (features × classes, row-major) and bias.
+    pub(crate) fc_weight: Range<usize>,
+    pub(crate) fc_bias: Range<usize>,
+    pub(crate) features: usize,
 }
 
 /// Collects parameter values while the network is laid out.
@@ -212,11 +229,15 @@ impl ConvNet {
                 all: dev.tensor_from_vec(b.values, (n,)),
             },
             bn_stats: b.bn_stats,
-            stem,
-            units,
-            fc_weight,
-            fc_bias,
-            features,
+            layout: Arc::new(Layout {
+                input,
+                classes,
+                stem,
+                units,
+                fc_weight,
+                fc_bias,
+                features,
+            }),
         }
     }
 
@@ -224,63 +245,394 @@ impl ConvNet {
         self.params.all.shape().0
     }
 
-    fn param<T: Tape<f32, Cpu>>(&self, range: &Range<usize>) -> Tensor<(usize,), f32, Cpu, T> {
-        self.params.all.retaped::<T>().slice((range.clone(),))
-    }
-
-    fn conv_bn<T: Tape<f32, Cpu>>(
-        &mut self,
-        layer: &ConvBn,
-        x: Image4<T>,
-        training: bool,
-    ) -> Image4<T> {
-        let y = conv2d(x, self.param(&layer.weight), None, layer.geometry);
-        let (gamma, beta) = (self.param(&layer.gamma), self.param(&layer.beta));
-        batch_norm2d(y, gamma, beta, &mut self.bn_stats[layer.bn], training)
-    }
-
     /// Logits for a batch of flattened images (B × C·H·W). `training` uses batch statistics in
-    /// batch norm and updates the running ones.
+    /// batch norm and updates the running ones. With an owned tape, the backward pass adds the
+    /// parameters' gradient (the images are data: they get none).
     pub fn forward<T: Tape<f32, Cpu>>(
         &mut self,
         x: Matrix<Cpu, T>,
         training: bool,
     ) -> Matrix<Cpu, T> {
         let batch = x.shape().0;
+        let (x, x_tape) = x.split_tape();
+        let (params, p_tape) = self.params.all.retaped::<T>().split_tape();
+        let mut tape = x_tape.merge(p_tape);
+        let p = params.as_vec();
+        let (logits, trace) = self.layout.forward(
+            &p,
+            &mut self.bn_stats,
+            x.as_vec(),
+            batch,
+            training,
+            T::OWNS_TAPE,
+        );
+        let out = x.device().tensor_from_vec(logits, (batch, self.classes));
+        if let Some(trace) = trace {
+            let (pg, og) = (params.ghost(), out.ghost());
+            let layout = Arc::clone(&self.layout);
+            tape.add_backward_op(move |grads| {
+                let d = grads.get_or_alloc_mut(&og)?.clone();
+                let dp = layout.backward(&p, trace, &d, training);
+                add_into(grads.get_or_alloc_mut(&pg)?, &dp);
+                Ok(())
+            });
+        }
+        out.put_tape(tape)
+    }
+}
+
+/// Shape of a batch of feature maps, N × C × H × W.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Dims {
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn tuple(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.c, self.h, self.w)
+    }
+}
+
+/// What the backward pass needs from one convolution + batch-norm layer.
+struct ConvBnSaved {
+    input: Arc<Vec<f32>>,
+    in_dims: Dims,
+    /// The convolution's output, before batch norm.
+    conv: Vec<f32>,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// After batch norm and the epilogue (residual, ReLU).
+    out: Arc<Vec<f32>>,
+    out_dims: Dims,
+}
+
+enum UnitSaved {
+    Block {
+        first: ConvBnSaved,
+        second: ConvBnSaved,
+        projection: Option<Box<ConvBnSaved>>,
+        in_dims: Dims,
+    },
+    ConvPool {
+        layer: ConvBnSaved,
+        argmax: Option<Vec<u32>>,
+    },
+}
+
+/// Everything a training forward pass keeps for its backward pass.
+struct Trace {
+    stem: ConvBnSaved,
+    units: Vec<UnitSaved>,
+    /// Global average pooling's input size per channel, and its output (N × features).
+    pooled_plane: usize,
+    features: Vec<f32>,
+}
+
+impl Layout {
+    /// Convolution, batch norm, then `residual` and ReLU as asked.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn(
+        &self,
+        layer: &ConvBn,
+        p: &[f32],
+        input: Arc<Vec<f32>>,
+        in_dims: Dims,
+        stats: &mut BatchNormStats,
+        training: bool,
+        residual: Option<&[f32]>,
+        relu: bool,
+    ) -> ConvBnSaved {
+        let g = &layer.geometry;
+        let out_dims = Dims {
+            n: in_dims.n,
+            c: g.out_channels,
+            h: g.out_size(in_dims.h),
+            w: g.out_size(in_dims.w),
+        };
+        let conv = conv2d_forward(
+            &input,
+            (in_dims.n, in_dims.h, in_dims.w),
+            &p[layer.weight.clone()],
+            None,
+            g,
+        );
+        let (mean, var) = if training {
+            let (mean, var) = batch_moments(&conv, (out_dims.n, out_dims.c, out_dims.plane()));
+            stats.update(&mean, &var, out_dims.n * out_dims.plane());
+            (mean, var)
+        } else {
+            (stats.mean.clone(), stats.var.clone())
+        };
+        let inv_std = inverse_std(&var);
+        let out = batch_norm_forward(
+            &conv,
+            (out_dims.c, out_dims.plane()),
+            &mean,
+            &inv_std,
+            &p[layer.gamma.clone()],
+            &p[layer.beta.clone()],
+            residual,
+            relu,
+        );
+        ConvBnSaved {
+            input,
+            in_dims,
+            conv,
+            mean,
+            inv_std,
+            out: Arc::new(out),
+            out_dims,
+        }
+    }
+
+    /// Gradients of one convolution + batch-norm layer from `d`, the gradient at its batch-norm
+    /// output: adds into `dp` and returns the input's gradient when `need_dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_backward(
+        &self,
+        layer: &ConvBn,
+        p: &[f32],
+        saved: &ConvBnSaved,
+        d: &[f32],
+        training: bool,
+        dp: &mut [f32],
+        need_dx: bool,
+    ) -> Option<Vec<f32>> {
+        let od = saved.out_dims;
+        let (dy, dgamma, dbeta) = batch_norm_backward(
+            &saved.conv,
+            (od.n, od.c, od.plane()),
+            &saved.mean,
+            &saved.inv_std,
+            &p[layer.gamma.clone()],
+            d,
+            training,
+        );
+        add_into(&mut dp[layer.gamma.clone()], &dgamma);
+        add_into(&mut dp[layer.beta.clone()], &dbeta);
+        let id = saved.in_dims;
+        let (dx, dw, _) = conv2d_backward(
+            &saved.input,
+            (id.n, id.h, id.w),
+            &p[layer.weight.clone()],
+            &dy,
+            &layer.geometry,
+            need_dx,
+        );
+        add_into(&mut dp[layer.weight.clone()], &dw);
+        dx
+    }
+
+    /// Logits (N × classes) of `x` (N × C·H·W) under parameters `p`, and, when `keep`, what the
+    /// backward pass needs.
+    fn forward(
+        &self,
+        p: &[f32],
+        stats: &mut [BatchNormStats],
+        x: Vec<f32>,
+        n: usize,
+        training: bool,
+        keep: bool,
+    ) -> (Vec<f32>, Option<Trace>) {
         let s = self.input;
-        let x: Image4<T> = x.reshape_like(&(batch, s.channels, s.height, s.width));
-        let stem = self.stem.clone();
-        let mut h = self.conv_bn(&stem, x, training).relu();
-        for unit in self.units.clone() {
-            h = match unit {
+        let dims = Dims {
+            n,
+            c: s.channels,
+            h: s.height,
+            w: s.width,
+        };
+        let stem = &self.stem;
+        let stem = self.conv_bn(
+            stem,
+            p,
+            Arc::new(x),
+            dims,
+            &mut stats[stem.bn],
+            training,
+            None,
+            true,
+        );
+        let (mut h, mut dims) = (Arc::clone(&stem.out), stem.out_dims);
+        let mut units = Vec::new();
+        for unit in &self.units {
+            let saved = match unit {
                 Unit::Block(c1, c2, shortcut) => {
-                    let skip = match &shortcut {
-                        Shortcut::Identity => h.with_empty_tape(),
-                        Shortcut::PadA(width) => shortcut_a(h.with_empty_tape(), *width),
-                        Shortcut::Projection(p) => self.conv_bn(p, h.with_empty_tape(), training),
+                    let in_dims = dims;
+                    let (skip, projection) = match shortcut {
+                        Shortcut::Identity => (Arc::clone(&h), None),
+                        Shortcut::PadA(width) => {
+                            (Arc::new(shortcut_a_forward(&h, dims.tuple(), *width)), None)
+                        }
+                        Shortcut::Projection(l) => {
+                            let s = self.conv_bn(
+                                l,
+                                p,
+                                Arc::clone(&h),
+                                dims,
+                                &mut stats[l.bn],
+                                training,
+                                None,
+                                false,
+                            );
+                            (Arc::clone(&s.out), Some(Box::new(s)))
+                        }
                     };
-                    let r = self.conv_bn(&c1, h, training).relu();
-                    let r = self.conv_bn(&c2, r, training);
-                    (r + skip).relu()
-                }
-                Unit::ConvPool(layer, pool) => {
-                    let y = self.conv_bn(&layer, h, training).relu();
-                    if pool {
-                        max_pool2x2(y)
-                    } else {
-                        y
+                    let first =
+                        self.conv_bn(c1, p, h, dims, &mut stats[c1.bn], training, None, true);
+                    let second = self.conv_bn(
+                        c2,
+                        p,
+                        Arc::clone(&first.out),
+                        first.out_dims,
+                        &mut stats[c2.bn],
+                        training,
+                        Some(&skip),
+                        true,
+                    );
+                    (h, dims) = (Arc::clone(&second.out), second.out_dims);
+                    UnitSaved::Block {
+                        first,
+                        second,
+                        projection,
+                        in_dims,
                     }
                 }
+                Unit::ConvPool(l, pool) => {
+                    let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], training, None, true);
+                    let od = layer.out_dims;
+                    let argmax = if *pool {
+                        let (pooled, argmax) =
+                            max_pool2x2_forward(&layer.out, (od.n * od.c, od.h, od.w));
+                        h = Arc::new(pooled);
+                        dims = Dims {
+                            h: od.h / 2,
+                            w: od.w / 2,
+                            ..od
+                        };
+                        Some(argmax)
+                    } else {
+                        (h, dims) = (Arc::clone(&layer.out), od);
+                        None
+                    };
+                    UnitSaved::ConvPool { layer, argmax }
+                }
+            };
+            if keep {
+                units.push(saved);
+            }
+        }
+        let features = global_avg_pool_forward(&h, dims.plane());
+        let k = self.classes;
+        let mut logits: Vec<f32> = (0..n)
+            .flat_map(|_| p[self.fc_bias.clone()].to_vec())
+            .collect();
+        gemm(
+            n,
+            k,
+            self.features,
+            &features,
+            false,
+            &p[self.fc_weight.clone()],
+            false,
+            &mut logits,
+            true,
+        );
+        let trace = keep.then(|| Trace {
+            stem,
+            units,
+            pooled_plane: dims.plane(),
+            features,
+        });
+        (logits, trace)
+    }
+
+    /// The gradient of the flat parameters from the logits' gradient `d` (N × classes).
+    fn backward(&self, p: &[f32], trace: Trace, d: &[f32], training: bool) -> Vec<f32> {
+        let (k, f) = (self.classes, self.features);
+        let n = d.len() / k;
+        let mut dp = vec![0.0f32; p.len()];
+        // Head: dW = featuresᵀ · d, db = Σ rows of d, dfeatures = d · Wᵀ.
+        gemm(
+            f,
+            k,
+            n,
+            &trace.features,
+            true,
+            d,
+            false,
+            &mut dp[self.fc_weight.clone()],
+            false,
+        );
+        for row in d.chunks(k) {
+            add_into(&mut dp[self.fc_bias.clone()], row);
+        }
+        let mut dfeatures = vec![0.0f32; n * f];
+        gemm(
+            n,
+            f,
+            k,
+            d,
+            false,
+            &p[self.fc_weight.clone()],
+            true,
+            &mut dfeatures,
+            false,
+        );
+        let mut dh = global_avg_pool_backward(&dfeatures, trace.pooled_plane);
+        for (unit, saved) in self.units.iter().zip(trace.units).rev() {
+            dh = match (unit, saved) {
+                (
+                    Unit::Block(c1, c2, shortcut),
+                    UnitSaved::Block {
+                        first,
+                        second,
+                        projection,
+                        in_dims,
+                    },
+                ) => {
+                    // out = relu(bn2(conv2(relu(bn1(conv1(h))))) + skip(h))
+                    relu_backward(&second.out, &mut dh);
+                    let mut dr = self
+                        .conv_bn_backward(c2, p, &second, &dh, training, &mut dp, true)
+                        .expect("input gradient");
+                    relu_backward(&first.out, &mut dr);
+                    let mut dx = self
+                        .conv_bn_backward(c1, p, &first, &dr, training, &mut dp, true)
+                        .expect("input gradient");
+                    match (shortcut, projection) {
+                        (Shortcut::Identity, _) => add_into(&mut dx, &dh),
+                        (Shortcut::PadA(width), _) => {
+                            add_into(&mut dx, &shortcut_a_backward(&dh, in_dims.tuple(), *width))
+                        }
+                        (Shortcut::Projection(l), Some(s)) => add_into(
+                            &mut dx,
+                            &self
+                                .conv_bn_backward(l, p, &s, &dh, training, &mut dp, true)
+                                .expect("input gradient"),
+                        ),
+                        (Shortcut::Projection(_), None) => unreachable!("projection saved"),
+                    }
+                    dx
+                }
+                (Unit::ConvPool(l, _), UnitSaved::ConvPool { layer, argmax }) => {
+                    if let Some(argmax) = &argmax {
+                        dh = max_pool2x2_backward(argmax, &dh, layer.out.len());
+                    }
+                    relu_backward(&layer.out, &mut dh);
+                    self.conv_bn_backward(l, p, &layer, &dh, training, &mut dp, true)
+                        .expect("input gradient")
+                }
+                _ => unreachable!("the trace follows the layout"),
             };
         }
-        let features = global_avg_pool(h);
-        // The head's weight is stored features × classes, row-major.
-        let w = self
-            .param::<T>(&self.fc_weight.clone())
-            .reshape_like(&(self.features, self.classes));
-        let b = self
-            .param::<T>(&self.fc_bias.clone())
-            .broadcast_like::<_, Axis<0>>(&(batch, self.classes));
-        features.matmul(w) + b
+        relu_backward(&trace.stem.out, &mut dh);
+        self.conv_bn_backward(&self.stem, p, &trace.stem, &dh, training, &mut dp, false);
+        dp
     }
 }

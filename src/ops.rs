@@ -1,15 +1,12 @@
-//! Convolutional layers as custom dfdx ops on the CPU: dfdx 0.13 has no convolution or pooling on
-//! stable Rust (DESIGN §6). Each op computes its output with plain Rust kernels (im2col + the
-//! `gemm` crate, parallel over the batch with rayon) and records a backward closure on the tape
-//! through dfdx's public API (`split_tape`, `add_backward_op`, `ghost`, `put_tape`), which reads
-//! the output's gradient and adds into the inputs'. Every op is checked against a naive reference
-//! and finite differences in `tests/ops.rs`.
+//! CPU kernels of the convolutional layers, forward and backward, on plain slices in N × C × H × W
+//! layout: dfdx 0.13 has no convolution or pooling on stable Rust (DESIGN §6). Convolution is
+//! im2col + the `gemm` crate; everything runs in parallel over the batch with rayon, and every
+//! reduction over the batch adds fixed per-image (or per-group) partials in order, so results are
+//! bit-identical whatever the number of threads. [`crate::convnet`] chains these kernels into a
+//! network and puts the whole network on dfdx's tape as one op. Each kernel is checked against a
+//! naive reference and finite differences in `tests/ops.rs`.
 
-use dfdx::prelude::*;
 use rayon::prelude::*;
-
-/// A batch of images, N × C × H × W.
-pub type Image4<T = NoneTape> = Tensor<(usize, usize, usize, usize), f32, Cpu, T>;
 
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +38,7 @@ impl ConvGeometry {
 /// c (m × n) = a (m × k) · b (k × n), or += with `accumulate`; each operand row-major, or its
 /// transpose when the flag is set (a stored k × m, b stored n × k).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(crate) fn gemm(
     m: usize,
     n: usize,
     k: usize,
@@ -214,30 +211,38 @@ pub fn conv2d_forward(
     out
 }
 
-/// Gradients of a convolution: (dx, dweight, dbias) from the output gradient.
+/// Gradients of a convolution from the output gradient: (dx, dweight, dbias); dx only when
+/// `need_dx` (the first layer's input is data and needs none).
 pub fn conv2d_backward(
     x: &[f32],
     dims: (usize, usize, usize),
     weight: &[f32],
     grad_out: &[f32],
     g: &ConvGeometry,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (n, h, w) = dims;
     let (ho, wo) = (g.out_size(h), g.out_size(w));
     let (in_img, out_img) = (g.in_channels * h * w, g.out_channels * ho * wo);
-    let mut dx = vec![0.0f32; n * in_img];
+    let mut dx = vec![0.0f32; if need_dx { n * in_img } else { 0 }];
     let wlen = g.out_channels * g.patch();
+    let groups = n.div_ceil(GRAD_GROUP);
     // Partial weight gradients over fixed groups of images, summed in order afterwards: the
     // result is bit-identical whatever the number of threads (runs are reproducible).
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .par_chunks_mut(in_img * GRAD_GROUP)
+    let mut dx_groups: Vec<&mut [f32]> = if need_dx {
+        dx.chunks_mut(in_img * GRAD_GROUP).collect()
+    } else {
+        (0..groups).map(|_| <&mut [f32]>::default()).collect()
+    };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_groups
+        .par_iter_mut()
         .enumerate()
         .map(|(group, dx_group)| {
             let mut dw = vec![0.0f32; wlen];
             let mut db = vec![0.0f32; g.out_channels];
             let mut col = vec![0.0f32; g.patch() * ho * wo];
-            for (i, dxb) in dx_group.chunks_mut(in_img).enumerate() {
-                let b = group * GRAD_GROUP + i;
+            let images = group * GRAD_GROUP..((group + 1) * GRAD_GROUP).min(n);
+            for (i, b) in images.enumerate() {
                 let gy = &grad_out[b * out_img..(b + 1) * out_img];
                 im2col(&x[b * in_img..(b + 1) * in_img], h, w, g, &mut col);
                 // dW += dY (Cout × P) · colᵀ (P × K)
@@ -255,19 +260,21 @@ pub fn conv2d_backward(
                 for (co, plane) in gy.chunks(ho * wo).enumerate() {
                     db[co] += plane.iter().sum::<f32>();
                 }
-                // dcol = Wᵀ (K × Cout) · dY (Cout × P), then fold back into the image.
-                gemm(
-                    g.patch(),
-                    ho * wo,
-                    g.out_channels,
-                    weight,
-                    true,
-                    gy,
-                    false,
-                    &mut col,
-                    false,
-                );
-                col2im(&col, h, w, g, dxb);
+                if need_dx {
+                    // dcol = Wᵀ (K × Cout) · dY (Cout × P), then fold back into the image.
+                    gemm(
+                        g.patch(),
+                        ho * wo,
+                        g.out_channels,
+                        weight,
+                        true,
+                        gy,
+                        false,
+                        &mut col,
+                        false,
+                    );
+                    col2im(&col, h, w, g, &mut dx_group[i * in_img..(i + 1) * in_img]);
+                }
             }
             (dw, db)
         })
@@ -278,64 +285,12 @@ pub fn conv2d_backward(
         add_into(&mut dw, pw);
         add_into(&mut db, pb);
     }
-    (dx, dw, db)
+    (need_dx.then_some(dx), dw, db)
 }
 
 /// Adds `src` into `dst` element-wise.
-fn add_into(dst: &mut [f32], src: &[f32]) {
+pub fn add_into(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-}
-
-/// 2-D convolution on the tape. `weight` is (Cout, Cin, k, k) flattened, `bias` (Cout); both
-/// usually slices of a network's flat parameter tensor.
-pub fn conv2d<T: Tape<f32, Cpu>>(
-    x: Image4<T>,
-    weight: Tensor<(usize,), f32, Cpu, T>,
-    bias: Option<Tensor<(usize,), f32, Cpu, T>>,
-    g: ConvGeometry,
-) -> Image4<T> {
-    let (n, c, h, w) = *x.shape();
-    assert_eq!(
-        c, g.in_channels,
-        "conv2d: input has {c} channels, layer expects {}",
-        g.in_channels
-    );
-    assert_eq!(
-        weight.shape().0,
-        g.out_channels * g.patch(),
-        "conv2d: weight size"
-    );
-    let (x, x_tape) = x.split_tape();
-    let (weight, w_tape) = weight.split_tape();
-    let mut tape = x_tape.merge(w_tape);
-    let (bias, b_ghost) = match bias {
-        Some(b) => {
-            let (b, b_tape) = b.split_tape();
-            tape = tape.merge(b_tape);
-            let ghost = b.ghost();
-            (Some(b.as_vec()), Some(ghost))
-        }
-        None => (None, None),
-    };
-    let xv = x.as_vec();
-    let wv = weight.as_vec();
-    let out = conv2d_forward(&xv, (n, h, w), &wv, bias.as_deref(), &g);
-    let dev = x.device().clone();
-    let out = dev.tensor_from_vec(out, (n, g.out_channels, g.out_size(h), g.out_size(w)));
-    if T::OWNS_TAPE {
-        let (xg, wg, og) = (x.ghost(), weight.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let gy = grads.get_or_alloc_mut(&og)?.clone();
-            let (dx, dw, db) = conv2d_backward(&xv, (n, h, w), &wv, &gy, &g);
-            add_into(grads.get_or_alloc_mut(&xg)?, &dx);
-            add_into(grads.get_or_alloc_mut(&wg)?, &dw);
-            if let Some(bg) = &b_ghost {
-                add_into(grads.get_or_alloc_mut(bg)?, &db);
-            }
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
 }
 
 /// Running statistics of a batch-normalisation layer (not trained by SGD).
@@ -360,220 +315,268 @@ impl BatchNormStats {
 pub const BN_MOMENTUM: f32 = 0.1;
 pub const BN_EPS: f32 = 1e-5;
 
-/// 2-D batch normalisation on the tape. Training: normalise with the batch's per-channel mean
-/// and (biased) variance and update the running statistics with momentum 0.1 (unbiased
-/// variance, as PyTorch); evaluation: normalise with the running statistics.
-pub fn batch_norm2d<T: Tape<f32, Cpu>>(
-    x: Image4<T>,
-    gamma: Tensor<(usize,), f32, Cpu, T>,
-    beta: Tensor<(usize,), f32, Cpu, T>,
-    stats: &mut BatchNormStats,
-    training: bool,
-) -> Image4<T> {
-    let (n, c, h, w) = *x.shape();
-    let plane = h * w;
-    let m = (n * plane) as f32;
-    let (x, x_tape) = x.split_tape();
-    let (gamma, g_tape) = gamma.split_tape();
-    let (beta, b_tape) = beta.split_tape();
-    let mut tape = x_tape.merge(g_tape).merge(b_tape);
-    let xv = x.as_vec();
-    let (gv, bv) = (gamma.as_vec(), beta.as_vec());
-    let (mean, var): (Vec<f32>, Vec<f32>) = if training {
-        // Per-image sums (f64), added in image order: deterministic whatever the threads.
-        let sums: Vec<Vec<(f64, f64)>> = xv
-            .par_chunks(c * plane)
-            .map(|img| {
-                img.chunks(plane)
-                    .map(|p| {
-                        p.iter().fold((0.0f64, 0.0f64), |(s, s2), &v| {
-                            (s + v as f64, s2 + v as f64 * v as f64)
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        (0..c)
-            .map(|ch| {
-                let (s, s2) = sums
-                    .iter()
-                    .fold((0.0, 0.0), |(a, b), img| (a + img[ch].0, b + img[ch].1));
-                let mu = s / m as f64;
-                (mu as f32, (s2 / m as f64 - mu * mu).max(0.0) as f32)
-            })
-            .unzip()
-    } else {
-        (stats.mean.clone(), stats.var.clone())
-    };
-    if training {
-        for ch in 0..c {
-            let unbiased = if m > 1.0 {
+impl BatchNormStats {
+    /// Momentum update from a batch's moments over `count` values per channel (the running
+    /// variance takes the unbiased batch variance, as PyTorch).
+    pub fn update(&mut self, mean: &[f32], var: &[f32], count: usize) {
+        let m = count as f32;
+        for ch in 0..mean.len() {
+            let unbiased = if count > 1 {
                 var[ch] * m / (m - 1.0)
             } else {
                 var[ch]
             };
-            stats.mean[ch] = (1.0 - BN_MOMENTUM) * stats.mean[ch] + BN_MOMENTUM * mean[ch];
-            stats.var[ch] = (1.0 - BN_MOMENTUM) * stats.var[ch] + BN_MOMENTUM * unbiased;
+            self.mean[ch] = (1.0 - BN_MOMENTUM) * self.mean[ch] + BN_MOMENTUM * mean[ch];
+            self.var[ch] = (1.0 - BN_MOMENTUM) * self.var[ch] + BN_MOMENTUM * unbiased;
         }
     }
-    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
-    // Images are independent in the element-wise passes: parallel over the batch.
+}
+
+/// Per-channel mean and biased variance of `y` (N × C × plane). Per-image sums in f64, added in
+/// image order: deterministic whatever the threads.
+pub fn batch_moments(y: &[f32], (n, c, plane): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    let sums: Vec<Vec<(f64, f64)>> = y
+        .par_chunks(c * plane)
+        .map(|img| {
+            img.chunks(plane)
+                .map(|p| {
+                    p.iter().fold((0.0f64, 0.0f64), |(s, s2), &v| {
+                        (s + v as f64, s2 + v as f64 * v as f64)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let m = (n * plane) as f64;
+    (0..c)
+        .map(|ch| {
+            let (s, s2) = sums
+                .iter()
+                .fold((0.0, 0.0), |(a, b), img| (a + img[ch].0, b + img[ch].1));
+            let mu = s / m;
+            (mu as f32, (s2 / m - mu * mu).max(0.0) as f32)
+        })
+        .unzip()
+}
+
+/// 1 / √(var + ε) per channel.
+pub fn inverse_std(var: &[f32]) -> Vec<f32> {
+    var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect()
+}
+
+/// Batch normalisation with its epilogue fused in one pass:
+/// out = γ·(y − μ)·inv_std + β, plus `residual` when given, then ReLU when `relu`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward(
+    y: &[f32],
+    (c, plane): (usize, usize),
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let image = c * plane;
-    let mut xhat = vec![0.0f32; xv.len()];
-    let mut out = vec![0.0f32; xv.len()];
-    xhat.par_chunks_mut(image)
-        .zip(out.par_chunks_mut(image))
-        .zip(xv.par_chunks(image))
-        .for_each(|((xh, o), xi)| {
+    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let mut out = vec![0.0f32; y.len()];
+    out.par_chunks_mut(image)
+        .zip(y.par_chunks(image))
+        .enumerate()
+        .for_each(|(b, (o, yi))| {
             for ch in 0..c {
                 let r = ch * plane..(ch + 1) * plane;
-                for ((xh, o), &v) in xh[r.clone()].iter_mut().zip(&mut o[r.clone()]).zip(&xi[r]) {
-                    *xh = (v - mean[ch]) * inv_std[ch];
-                    *o = gv[ch] * *xh + bv[ch];
+                let (k, t) = (scale[ch], shift[ch]);
+                let o = &mut o[r.clone()];
+                for (o, &v) in o.iter_mut().zip(&yi[r.clone()]) {
+                    *o = v * k + t;
+                }
+                if let Some(res) = residual {
+                    let res = &res[b * image + r.start..b * image + r.end];
+                    o.iter_mut().zip(res).for_each(|(o, s)| *o += s);
+                }
+                if relu {
+                    o.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
             }
         });
-    let out = x.device().tensor_from_vec(out, (n, c, h, w));
-    if T::OWNS_TAPE {
-        let (xg, gg, bg, og) = (x.ghost(), gamma.ghost(), beta.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&og)?.clone();
-            // Per-image partial sums, added in image order (deterministic), then the
-            // element-wise pass in parallel over images.
-            let partials: Vec<(Vec<f32>, Vec<f32>)> = dy
-                .par_chunks(image)
-                .zip(xhat.par_chunks(image))
-                .map(|(d, xh)| {
-                    let mut db = vec![0.0f32; c];
-                    let mut dg = vec![0.0f32; c];
-                    for ch in 0..c {
-                        let r = ch * plane..(ch + 1) * plane;
-                        for (&dv, &x) in d[r.clone()].iter().zip(&xh[r]) {
-                            db[ch] += dv;
-                            dg[ch] += dv * x;
-                        }
-                    }
-                    (dg, db)
-                })
-                .collect();
-            let mut dgamma = vec![0.0f32; c];
-            let mut dbeta = vec![0.0f32; c];
-            for (dg, db) in &partials {
-                add_into(&mut dgamma, dg);
-                add_into(&mut dbeta, db);
-            }
-            let mut dx = vec![0.0f32; dy.len()];
-            dx.par_chunks_mut(image)
-                .zip(dy.par_chunks(image))
-                .zip(xhat.par_chunks(image))
-                .for_each(|((dxi, d), xh)| {
-                    for ch in 0..c {
-                        let k = gv[ch] * inv_std[ch];
-                        let r = ch * plane..(ch + 1) * plane;
-                        for ((o, &dv), &x) in
-                            dxi[r.clone()].iter_mut().zip(&d[r.clone()]).zip(&xh[r])
-                        {
-                            *o = if training {
-                                k / m * (m * dv - dbeta[ch] - x * dgamma[ch])
-                            } else {
-                                k * dv
-                            };
-                        }
-                    }
-                });
-            add_into(grads.get_or_alloc_mut(&xg)?, &dx);
-            add_into(grads.get_or_alloc_mut(&gg)?, &dgamma);
-            add_into(grads.get_or_alloc_mut(&bg)?, &dbeta);
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
+    out
 }
 
-/// 2 × 2 max pooling with stride 2 (odd trailing rows/columns are dropped, as PyTorch).
-pub fn max_pool2x2<T: Tape<f32, Cpu>>(x: Image4<T>) -> Image4<T> {
-    let (n, c, h, w) = *x.shape();
+/// Gradients through batch normalisation from `d`, the gradient at its output (before any
+/// epilogue: ReLU already applied by [`relu_backward`]): (dy, dγ, dβ). `batch_stats`: the
+/// normalisation used this batch's moments (training), so they are differentiated too.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    y: &[f32],
+    (n, c, plane): (usize, usize, usize),
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    d: &[f32],
+    batch_stats: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let image = c * plane;
+    // Per-image partial sums of d and d·x̂, added in image order (deterministic).
+    let partials: Vec<Vec<(f32, f32)>> = d
+        .par_chunks(image)
+        .zip(y.par_chunks(image))
+        .map(|(di, yi)| {
+            (0..c)
+                .map(|ch| {
+                    let r = ch * plane..(ch + 1) * plane;
+                    let (mu, s) = (mean[ch], inv_std[ch]);
+                    di[r.clone()]
+                        .iter()
+                        .zip(&yi[r])
+                        .fold((0.0f32, 0.0f32), |(db, dg), (&dv, &v)| {
+                            (db + dv, dg + dv * (v - mu) * s)
+                        })
+                })
+                .collect()
+        })
+        .collect();
+    let mut dbeta = vec![0.0f32; c];
+    let mut dgamma = vec![0.0f32; c];
+    for img in &partials {
+        for ch in 0..c {
+            dbeta[ch] += img[ch].0;
+            dgamma[ch] += img[ch].1;
+        }
+    }
+    let m = (n * plane) as f32;
+    let mut dy = vec![0.0f32; d.len()];
+    dy.par_chunks_mut(image)
+        .zip(d.par_chunks(image))
+        .zip(y.par_chunks(image))
+        .for_each(|((o, di), yi)| {
+            for ch in 0..c {
+                let r = ch * plane..(ch + 1) * plane;
+                let (mu, s) = (mean[ch], inv_std[ch]);
+                let k = gamma[ch] * s;
+                let o = o[r.clone()].iter_mut().zip(&di[r.clone()]).zip(&yi[r]);
+                if batch_stats {
+                    // k/m · (m·d − Σd − x̂·Σ(d·x̂))
+                    let (sb, sg) = (dbeta[ch] / m, dgamma[ch] / m);
+                    for ((o, &dv), &v) in o {
+                        *o = k * (dv - sb - (v - mu) * s * sg);
+                    }
+                } else {
+                    for ((o, &dv), _) in o {
+                        *o = k * dv;
+                    }
+                }
+            }
+        });
+    (dy, dgamma, dbeta)
+}
+
+/// Zeroes the gradient `d` wherever the ReLU's output `out` is not positive.
+pub fn relu_backward(out: &[f32], d: &mut [f32]) {
+    d.par_chunks_mut(1 << 14)
+        .zip(out.par_chunks(1 << 14))
+        .for_each(|(d, o)| {
+            d.iter_mut()
+                .zip(o)
+                .for_each(|(d, &o)| *d = if o > 0.0 { *d } else { 0.0 })
+        });
+}
+
+/// 2 × 2 max pooling with stride 2 of `planes` planes of h × w (odd trailing rows/columns are
+/// dropped, as PyTorch): the pooled values and the input index of each maximum.
+pub fn max_pool2x2_forward(
+    x: &[f32],
+    (planes, h, w): (usize, usize, usize),
+) -> (Vec<f32>, Vec<u32>) {
     let (ho, wo) = (h / 2, w / 2);
-    let (x, mut tape) = x.split_tape();
-    let xv = x.as_vec();
-    let mut out = vec![0.0f32; n * c * ho * wo];
-    let mut argmax = vec![0usize; out.len()];
-    for p in 0..n * c {
+    let mut out = vec![0.0f32; planes * ho * wo];
+    let mut argmax = vec![0u32; out.len()];
+    for p in 0..planes {
         for oy in 0..ho {
             for ox in 0..wo {
                 let o = (p * ho + oy) * wo + ox;
                 let first = (p * h + 2 * oy) * w + 2 * ox;
-                let mut best = (xv[first], first);
+                let mut best = (x[first], first);
                 for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
                     let i = (p * h + 2 * oy + dy) * w + 2 * ox + dx;
-                    if xv[i] > best.0 {
-                        best = (xv[i], i);
+                    if x[i] > best.0 {
+                        best = (x[i], i);
                     }
                 }
-                (out[o], argmax[o]) = best;
+                out[o] = best.0;
+                argmax[o] = best.1 as u32;
             }
         }
     }
-    let out = x.device().tensor_from_vec(out, (n, c, ho, wo));
-    if T::OWNS_TAPE {
-        let (xg, og) = (x.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&og)?.clone();
-            let dx = grads.get_or_alloc_mut(&xg)?;
-            for (o, &i) in argmax.iter().enumerate() {
-                dx[i] += dy[o];
-            }
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
+    (out, argmax)
 }
 
-/// Mean over each channel's H × W plane: (N, C, H, W) → (N, C).
-pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: Image4<T>) -> Tensor<(usize, usize), f32, Cpu, T> {
-    x.mean::<(usize, usize), Axes2<2, 3>>()
+/// Routes each pooled gradient to its maximum's place in an input of `input_len` values.
+pub fn max_pool2x2_backward(argmax: &[u32], d: &[f32], input_len: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f32; input_len];
+    for (&i, &g) in argmax.iter().zip(d) {
+        dx[i as usize] += g;
+    }
+    dx
+}
+
+/// Mean over each channel's plane: (N, C, plane) → (N, C).
+pub fn global_avg_pool_forward(x: &[f32], plane: usize) -> Vec<f32> {
+    x.chunks(plane)
+        .map(|p| p.iter().sum::<f32>() / plane as f32)
+        .collect()
+}
+
+/// Spreads each (N, C) gradient evenly over its plane.
+pub fn global_avg_pool_backward(d: &[f32], plane: usize) -> Vec<f32> {
+    d.iter()
+        .flat_map(|&g| std::iter::repeat_n(g / plane as f32, plane))
+        .collect()
 }
 
 /// The CIFAR ResNet's parameter-free "option A" shortcut: keep every second row and column and
 /// zero-pad the channels at the end, (N, Cin, H, W) → (N, Cout, ⌈H/2⌉, ⌈W/2⌉).
-pub fn shortcut_a<T: Tape<f32, Cpu>>(x: Image4<T>, out_channels: usize) -> Image4<T> {
-    let (n, c, h, w) = *x.shape();
+pub fn shortcut_a_forward(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    out_channels: usize,
+) -> Vec<f32> {
     assert!(out_channels >= c);
     let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-    let (x, mut tape) = x.split_tape();
-    let xv = x.as_vec();
     let mut out = vec![0.0f32; n * out_channels * ho * wo];
-    let src =
-        move |b: usize, ch: usize, oy: usize, ox: usize| ((b * c + ch) * h + 2 * oy) * w + 2 * ox;
-    let dst = move |b: usize, ch: usize, oy: usize, ox: usize| {
-        ((b * out_channels + ch) * ho + oy) * wo + ox
-    };
     for b in 0..n {
         for ch in 0..c {
+            let src = &x[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
+            let dst = &mut out[(b * out_channels + ch) * ho * wo..][..ho * wo];
             for oy in 0..ho {
                 for ox in 0..wo {
-                    out[dst(b, ch, oy, ox)] = xv[src(b, ch, oy, ox)];
+                    dst[oy * wo + ox] = src[2 * oy * w + 2 * ox];
                 }
             }
         }
     }
-    let out = x.device().tensor_from_vec(out, (n, out_channels, ho, wo));
-    if T::OWNS_TAPE {
-        let (xg, og) = (x.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&og)?.clone();
-            let dx = grads.get_or_alloc_mut(&xg)?;
-            for b in 0..n {
-                for ch in 0..c {
-                    for oy in 0..ho {
-                        for ox in 0..wo {
-                            dx[src(b, ch, oy, ox)] += dy[dst(b, ch, oy, ox)];
-                        }
-                    }
+    out
+}
+
+/// The option-A shortcut's input gradient: the kept pixels take their output's gradient.
+pub fn shortcut_a_backward(
+    d: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    out_channels: usize,
+) -> Vec<f32> {
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let mut dx = vec![0.0f32; n * c * h * w];
+    for b in 0..n {
+        for ch in 0..c {
+            let dst = &mut dx[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
+            let src = &d[(b * out_channels + ch) * ho * wo..][..ho * wo];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    dst[2 * oy * w + 2 * ox] = src[oy * wo + ox];
                 }
             }
-            Ok(())
-        });
+        }
     }
-    out.put_tape(tape)
+    dx
 }

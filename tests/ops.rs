@@ -1,7 +1,6 @@
-//! The custom convolutional ops against naive reference implementations and against central
-//! finite differences of their outputs (gradients through the dfdx tape).
+//! The CPU kernels of the convolutional layers against naive reference implementations, and their
+//! backward kernels against central finite differences of the references.
 
-use dfdx::prelude::*;
 use icm::ops::*;
 use rand::{Rng, SeedableRng};
 
@@ -78,7 +77,6 @@ fn weighted_sum(out: &[f32], r: &[f32]) -> f64 {
 
 #[test]
 fn conv2d_matches_reference_and_finite_differences() {
-    let dev = Cpu::default();
     for g in [
         ConvGeometry {
             in_channels: 2,
@@ -113,23 +111,17 @@ fn conv2d_matches_reference_and_finite_differences() {
         }
 
         let r = random(want.len(), 4);
-        let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, g.in_channels, h, w));
-        let wtt = dev.tensor_from_vec(wt.clone(), (wt.len(),));
-        let bt = dev.tensor_from_vec(bias.clone(), (bias.len(),));
-        let out = conv2d(
-            xt.leaky_trace(),
-            wtt.leaky_trace(),
-            Some(bt.leaky_trace()),
-            g,
-        );
-        let rt = dev.tensor_from_vec(r.clone(), *out.shape());
-        let grads = (out * rt).sum::<Rank0, _>().backward();
+        let (dx, dw, db) = conv2d_backward(&x, (n, h, w), &wt, &r, &g, true);
         let f_x = |v: &[f32]| weighted_sum(&naive_conv(v, (n, h, w), &wt, &bias, &g), &r);
         let f_w = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), v, &bias, &g), &r);
         let f_b = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), &wt, v, &g), &r);
-        check_grad("dx", &f_x, &x, &grads.get(&xt).as_vec(), 1e-2, 1e-3);
-        check_grad("dw", &f_w, &wt, &grads.get(&wtt).as_vec(), 1e-2, 1e-3);
-        check_grad("db", &f_b, &bias, &grads.get(&bt).as_vec(), 1e-2, 1e-3);
+        check_grad("dx", &f_x, &x, &dx.unwrap(), 1e-2, 1e-3);
+        check_grad("dw", &f_w, &wt, &dw, 1e-2, 1e-3);
+        check_grad("db", &f_b, &bias, &db, 1e-2, 1e-3);
+        // Without the input gradient, the weight gradient is the same.
+        let (none, dw2, _) = conv2d_backward(&x, (n, h, w), &wt, &r, &g, false);
+        assert!(none.is_none());
+        assert_eq!(dw2, dw);
     }
 }
 
@@ -160,29 +152,28 @@ fn naive_bn(
     out
 }
 
+/// Batch norm in training mode as the network uses it: batch moments, then the fused pass.
+fn bn_train(x: &[f32], dims: (usize, usize, usize), gamma: &[f32], beta: &[f32]) -> Vec<f32> {
+    let (mean, var) = batch_moments(x, dims);
+    let inv = inverse_std(&var);
+    batch_norm_forward(x, (dims.1, dims.2), &mean, &inv, gamma, beta, None, false)
+}
+
 #[test]
 fn batch_norm_training_eval_running_stats_and_gradients() {
-    let dev = Cpu::default();
     let (n, c, h, w) = (3, 2, 2, 3);
+    let dims = (n, c, h * w);
     let x = random(n * c * h * w, 5);
     let gamma = vec![1.5, -0.5];
     let beta = vec![0.1, 0.2];
-    let want = naive_bn(&x, (n, c, h * w), &gamma, &beta);
-    let mut stats = BatchNormStats::new(c);
-    let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, c, h, w));
-    let gt = dev.tensor_from_vec(gamma.clone(), (c,));
-    let bt = dev.tensor_from_vec(beta.clone(), (c,));
-    let out = batch_norm2d(
-        xt.leaky_trace(),
-        gt.leaky_trace(),
-        bt.leaky_trace(),
-        &mut stats,
-        true,
-    );
-    for (a, b) in out.as_vec().iter().zip(&want) {
+    let want = naive_bn(&x, dims, &gamma, &beta);
+    for (a, b) in bn_train(&x, dims, &gamma, &beta).iter().zip(&want) {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
     // Running statistics: 0.9 · initial + 0.1 · batch (unbiased variance).
+    let (mean, var) = batch_moments(&x, dims);
+    let mut stats = BatchNormStats::new(c);
+    stats.update(&mean, &var, n * h * w);
     let ch0: Vec<f64> = (0..n)
         .flat_map(|b| x[b * c * h * w..b * c * h * w + h * w].to_vec())
         .map(|v| v as f64)
@@ -192,55 +183,70 @@ fn batch_norm_training_eval_running_stats_and_gradients() {
     assert!((stats.mean[0] as f64 - 0.1 * mean0).abs() < 1e-5);
     assert!((stats.var[0] as f64 - (0.9 + 0.1 * var0)).abs() < 1e-5);
 
+    // Gradients through the batch moments.
     let r = random(x.len(), 6);
-    let rt = dev.tensor_from_vec(r.clone(), (n, c, h, w));
-    let grads = (out * rt).sum::<Rank0, _>().backward();
-    let f_x = |v: &[f32]| weighted_sum(&naive_bn(v, (n, c, h * w), &gamma, &beta), &r);
-    let f_g = |v: &[f32]| weighted_sum(&naive_bn(&x, (n, c, h * w), v, &beta), &r);
-    let f_b = |v: &[f32]| weighted_sum(&naive_bn(&x, (n, c, h * w), &gamma, v), &r);
-    check_grad("bn dx", &f_x, &x, &grads.get(&xt).as_vec(), 1e-2, 2e-3);
-    check_grad(
-        "bn dgamma",
-        &f_g,
-        &gamma,
-        &grads.get(&gt).as_vec(),
-        1e-2,
-        2e-3,
-    );
-    check_grad(
-        "bn dbeta",
-        &f_b,
-        &beta,
-        &grads.get(&bt).as_vec(),
-        1e-2,
-        2e-3,
-    );
+    let inv = inverse_std(&var);
+    let (dx, dgamma, dbeta) = batch_norm_backward(&x, dims, &mean, &inv, &gamma, &r, true);
+    let f_x = |v: &[f32]| weighted_sum(&naive_bn(v, dims, &gamma, &beta), &r);
+    let f_g = |v: &[f32]| weighted_sum(&naive_bn(&x, dims, v, &beta), &r);
+    let f_b = |v: &[f32]| weighted_sum(&naive_bn(&x, dims, &gamma, v), &r);
+    check_grad("bn dx", &f_x, &x, &dx, 1e-2, 2e-3);
+    check_grad("bn dgamma", &f_g, &gamma, &dgamma, 1e-2, 2e-3);
+    check_grad("bn dbeta", &f_b, &beta, &dbeta, 1e-2, 2e-3);
 
-    // Evaluation uses the running statistics.
-    let eval = batch_norm2d(
-        xt.clone(),
-        gt.clone(),
-        bt.clone(),
-        &mut stats.clone(),
+    // Evaluation uses the running statistics, and its input gradient is γ/σ · d.
+    let inv_run = inverse_std(&stats.var);
+    let eval = batch_norm_forward(
+        &x,
+        (c, h * w),
+        &stats.mean,
+        &inv_run,
+        &gamma,
+        &beta,
+        None,
         false,
-    )
-    .as_vec();
+    );
     let i = 4; // channel 0
     let expect = gamma[0] * (x[i] - stats.mean[0]) / (stats.var[0] + 1e-5).sqrt() + beta[0];
     assert!((eval[i] - expect).abs() < 1e-5);
+    let (dx, _, _) = batch_norm_backward(&x, dims, &stats.mean, &inv_run, &gamma, &r, false);
+    assert!((dx[i] - gamma[0] * inv_run[0] * r[i]).abs() < 1e-6);
+
+    // The fused epilogue: relu(bn(x) + residual), and the ReLU's backward mask.
+    let residual = random(x.len(), 9);
+    let fused = batch_norm_forward(
+        &x,
+        (c, h * w),
+        &mean,
+        &inv,
+        &gamma,
+        &beta,
+        Some(&residual),
+        true,
+    );
+    for ((f, b), s) in fused.iter().zip(&want).zip(&residual) {
+        assert!(
+            (f - (b + s).max(0.0)).abs() < 1e-4,
+            "{f} vs relu({b} + {s})"
+        );
+    }
+    assert!(fused.contains(&0.0) && fused.iter().any(|&v| v > 0.0));
+    let mut d = r.clone();
+    relu_backward(&fused, &mut d);
+    for ((g, o), r) in d.iter().zip(&fused).zip(&r) {
+        assert_eq!(*g, if *o > 0.0 { *r } else { 0.0 });
+    }
 }
 
 #[test]
 fn max_pool_shortcut_and_global_pool() {
-    let dev = Cpu::default();
     let (n, c, h, w) = (2, 2, 4, 5);
     // Distinct values so the maxima are unique.
     let x: Vec<f32> = (0..n * c * h * w)
         .map(|i| ((i * 37) % 101) as f32 / 10.0)
         .collect();
-    let xt: Image4 = dev.tensor_from_vec(x.clone(), (n, c, h, w));
-    let pooled = max_pool2x2(xt.leaky_trace());
-    assert_eq!(*pooled.shape(), (2, 2, 2, 2));
+    let (pooled, argmax) = max_pool2x2_forward(&x, (n * c, h, w));
+    assert_eq!(pooled.len(), n * c * 2 * 2);
     let naive_pool = |v: &[f32]| -> Vec<f32> {
         let mut o = Vec::new();
         for p in 0..n * c {
@@ -253,23 +259,20 @@ fn max_pool_shortcut_and_global_pool() {
         }
         o
     };
-    assert_eq!(pooled.as_vec(), naive_pool(&x));
+    assert_eq!(pooled, naive_pool(&x));
     let r = random(16, 7);
-    let rt = dev.tensor_from_vec(r.clone(), (2, 2, 2, 2));
-    let grads = (pooled * rt).sum::<Rank0, _>().backward();
     check_grad(
         "maxpool",
         &|v| weighted_sum(&naive_pool(v), &r),
         &x,
-        &grads.get(&xt).as_vec(),
+        &max_pool2x2_backward(&argmax, &r, x.len()),
         1e-3,
         1e-3,
     );
 
-    // Option-A shortcut: stride-2 subsample, channels zero-padded 2 → 4.
-    let short = shortcut_a(xt.leaky_trace(), 4);
-    assert_eq!(*short.shape(), (2, 4, 2, 3));
-    let sv = short.as_vec();
+    // Option-A shortcut: stride-2 subsample, channels zero-padded 2 → 4, output 2 × 3.
+    let sv = shortcut_a_forward(&x, (n, c, h, w), 4);
+    assert_eq!(sv.len(), n * 4 * 2 * 3);
     assert_eq!(sv[0], x[0]);
     assert_eq!(sv[1], x[2]);
     assert_eq!(sv[3], x[2 * w]);
@@ -278,15 +281,26 @@ fn max_pool_shortcut_and_global_pool() {
         "padded channels are zero"
     );
     let r = random(sv.len(), 8);
-    let rt = dev.tensor_from_vec(r.clone(), (2, 4, 2, 3));
-    let grads = (short * rt).sum::<Rank0, _>().backward();
-    let gx = grads.get(&xt).as_vec();
+    let gx = shortcut_a_backward(&r, (n, c, h, w), 4);
     assert_eq!(gx[2], r[1]);
     assert_eq!(gx[1], 0.0, "odd columns get no gradient");
+    // The backward is the forward's adjoint: <S x, r> = <x, Sᵀ r>.
+    let lhs = weighted_sum(&sv, &r);
+    assert!((lhs - weighted_sum(&x, &gx)).abs() < 1e-9 * (1.0 + lhs.abs()));
 
-    let gap = global_avg_pool(xt.clone()).as_vec();
+    let gap = global_avg_pool_forward(&x, h * w);
+    assert_eq!(gap.len(), n * c);
     let first: f32 = x[..h * w].iter().sum::<f32>() / (h * w) as f32;
     assert!((gap[0] - first).abs() < 1e-5);
+    let r = random(n * c, 10);
+    check_grad(
+        "global average pool",
+        &|v| weighted_sum(&global_avg_pool_forward(v, h * w), &r),
+        &x,
+        &global_avg_pool_backward(&r, h * w),
+        1e-2,
+        1e-3,
+    );
 }
 
 /// Images smaller than the kernel and odd sizes: every geometry agrees with the reference.
@@ -317,7 +331,7 @@ fn conv2d_edge_geometries() {
         }
         // The backward's input gradient is the adjoint: <conv(x), r> = <x, convᵀ(r)>.
         let r = random(want.len(), 14);
-        let (dx, _, _) = conv2d_backward(&x, (2, h, w), &wt, &r, &g);
+        let dx = conv2d_backward(&x, (2, h, w), &wt, &r, &g, true).0.unwrap();
         let no_bias = vec![0.0; 3];
         let lhs = weighted_sum(&naive_conv(&x, (2, h, w), &wt, &no_bias, &g), &r);
         let rhs = weighted_sum(&x, &dx);
