@@ -8,6 +8,8 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::convnet::ConvDevice;
+use crate::device::DeviceKind;
 use crate::losses::{target_loss, Matrix};
 use crate::method::{Method, MethodEntry};
 use crate::mixing::{mix_batch, ImageShape};
@@ -26,6 +28,7 @@ pub struct BenchSpec {
     pub warmup: usize,
     pub steps: usize,
     pub method: Method,
+    pub device: DeviceKind,
 }
 
 /// Mean times in milliseconds.
@@ -88,12 +91,23 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0 / reps as f64
 }
 
-/// Runs the benchmark.
+/// Runs the benchmark on the device `spec` asks for.
 pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.method.uses_icm() && spec.batch < 2 {
         bail!("--batch must be ≥ 2 for ICM methods");
     }
-    let dev = Cpu::seed_from_u64(0);
+    crate::device::check(spec.device)?;
+    match spec.device {
+        DeviceKind::Cpu => run_on(Cpu::seed_from_u64(0), spec),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => run_on(crate::device::cuda(0)?, spec),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("checked above"),
+    }
+}
+
+/// Every result reads back to the host (`as_vec`), which waits for an asynchronous device.
+fn run_on<D: ConvDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let d = spec.shape.numel();
     let x: Vec<f32> = (0..spec.batch * d)
@@ -128,7 +142,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         step();
     }
     let step_ms = time_ms(spec.steps, step);
-    let inputs: Matrix<Cpu> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
+    let inputs: Matrix<D> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
     let eval_ms = time_ms(spec.steps, || {
         std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
     });
@@ -147,12 +161,13 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
         ));
     });
     let mixed = last.expect("at least one step is timed");
-    let logits: Matrix<Cpu> = dev.sample_normal_like(&(spec.batch, spec.classes));
-    let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (spec.batch, spec.classes));
+    let logits: Matrix<D> = dev.sample_normal_like(&(spec.batch, spec.classes));
+    let targets: Matrix<D> = dev.tensor_from_vec(mixed.targets, (spec.batch, spec.classes));
     let loss_ms = time_ms(spec.steps, || {
         let loss =
             target_loss(&spec.method, logits.leaky_trace(), targets.clone()).expect("bench loss");
-        std::hint::black_box(loss.backward());
+        let grads = loss.backward();
+        std::hint::black_box(grads.get(&logits).as_vec());
     });
     Ok(BenchResult {
         step_ms,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::augment::Augment;
 use crate::cifar::Cifar100Labels;
 use crate::data::{Normalize, Preprocess};
+use crate::device::DeviceKind;
 use crate::method::{LabelRule, Method, MethodEntry};
 use crate::report::tables::TableEntry;
 
@@ -45,6 +46,9 @@ pub struct Experiment {
     /// Tables of the report (presets or custom); defaults when absent.
     #[serde(default)]
     pub tables: Vec<TableEntry>,
+    /// Where the runs train (`cpu` or `cuda`); `icm run --device` overrides it.
+    #[serde(default)]
+    pub device: DeviceKind,
 }
 
 /// Which dataset the runs train on. In YAML: `digits` (default, embedded), `fashion-mnist`
@@ -611,6 +615,7 @@ pub struct LoadedExperiment {
     pub preprocess: Preprocess,
     pub validation: Option<f64>,
     pub tables: Vec<TableEntry>,
+    pub device: DeviceKind,
 }
 
 impl LoadedExperiment {
@@ -889,6 +894,7 @@ fn check_experiment(mut exp: Experiment, path: &Path) -> Result<LoadedExperiment
         preprocess,
         validation: exp.validation,
         tables: exp.tables,
+        device: exp.device,
     })
 }
 

@@ -67,11 +67,11 @@ pub(crate) enum Unit {
 
 /// A convolutional classifier: stem, units, global average pooling, linear head.
 #[derive(Debug, Clone)]
-pub struct ConvNet {
+pub struct ConvNet<D: Device<f32> = Cpu> {
     pub arch: ConvArch,
     pub input: ImageShape,
     pub classes: usize,
-    pub params: FlatParams<f32, Cpu>,
+    pub params: FlatParams<f32, D>,
     pub bn_stats: Vec<BatchNormStats>,
     pub(crate) layout: Arc<Layout>,
 }
@@ -130,14 +130,14 @@ impl Builder<'_> {
     }
 }
 
-impl ConvNet {
+impl<D: Device<f32>> ConvNet<D> {
     pub fn new(
         arch: ConvArch,
         input: ImageShape,
         classes: usize,
-        dev: &Cpu,
+        dev: &D,
         rng: &mut ChaCha8Rng,
-    ) -> ConvNet {
+    ) -> ConvNet<D> {
         let mut b = Builder {
             values: Vec::new(),
             bn_stats: Vec::new(),
@@ -245,10 +245,101 @@ impl ConvNet {
         self.params.all.shape().0
     }
 
+    /// The network built from dfdx's own ops ([`crate::composed`]), on any device.
+    pub fn forward_composed<T: Tape<f32, D>>(
+        &mut self,
+        x: Matrix<D, T>,
+        training: bool,
+    ) -> Matrix<D, T> {
+        use crate::composed::{batch_norm2d, conv2d, global_avg_pool, max_pool2x2, shortcut_a};
+        let layout = Arc::clone(&self.layout);
+        let batch = x.shape().0;
+        let s = self.input;
+        let param = |range: &Range<usize>| self.params.all.retaped::<T>().slice((range.clone(),));
+        let stats = &mut self.bn_stats;
+        let mut conv_bn = |layer: &ConvBn, x| {
+            let y = conv2d(x, param(&layer.weight), &layer.geometry);
+            batch_norm2d(
+                y,
+                param(&layer.gamma),
+                param(&layer.beta),
+                &mut stats[layer.bn],
+                training,
+            )
+        };
+        let x = x.reshape_like(&(batch, s.channels, s.height, s.width));
+        let mut h = conv_bn(&layout.stem, x).relu();
+        for unit in &layout.units {
+            h = match unit {
+                Unit::Block(c1, c2, shortcut) => {
+                    let skip = match shortcut {
+                        Shortcut::Identity => h.with_empty_tape(),
+                        Shortcut::PadA(width) => shortcut_a(h.with_empty_tape(), *width),
+                        Shortcut::Projection(l) => conv_bn(l, h.with_empty_tape()),
+                    };
+                    let r = conv_bn(c1, h).relu();
+                    (conv_bn(c2, r) + skip).relu()
+                }
+                Unit::ConvPool(l, pool) => {
+                    let y = conv_bn(l, h).relu();
+                    if *pool {
+                        max_pool2x2(y)
+                    } else {
+                        y
+                    }
+                }
+            };
+        }
+        let features = global_avg_pool(h);
+        let w = param(&layout.fc_weight).reshape_like(&(layout.features, self.classes));
+        let b = param(&layout.fc_bias).broadcast_like::<_, Axis<0>>(&(batch, self.classes));
+        features.matmul(w) + b
+    }
+}
+
+/// Devices a convolutional network trains on: the CPU with the fused kernels of
+/// [`crate::ops`]; CUDA with the network composed from dfdx's ops.
+pub trait ConvDevice: Device<f32> {
+    fn convnet_forward<T: Tape<f32, Self>>(
+        net: &mut ConvNet<Self>,
+        x: Matrix<Self, T>,
+        training: bool,
+    ) -> Matrix<Self, T>;
+}
+
+impl ConvDevice for Cpu {
+    fn convnet_forward<T: Tape<f32, Cpu>>(
+        net: &mut ConvNet<Cpu>,
+        x: Matrix<Cpu, T>,
+        training: bool,
+    ) -> Matrix<Cpu, T> {
+        net.forward_native(x, training)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl ConvDevice for Cuda {
+    fn convnet_forward<T: Tape<f32, Cuda>>(
+        net: &mut ConvNet<Cuda>,
+        x: Matrix<Cuda, T>,
+        training: bool,
+    ) -> Matrix<Cuda, T> {
+        net.forward_composed(x, training)
+    }
+}
+
+impl<D: ConvDevice> ConvNet<D> {
     /// Logits for a batch of flattened images (B × C·H·W). `training` uses batch statistics in
-    /// batch norm and updates the running ones. With an owned tape, the backward pass adds the
-    /// parameters' gradient (the images are data: they get none).
-    pub fn forward<T: Tape<f32, Cpu>>(
+    /// batch norm and updates the running ones.
+    pub fn forward<T: Tape<f32, D>>(&mut self, x: Matrix<D, T>, training: bool) -> Matrix<D, T> {
+        D::convnet_forward(self, x, training)
+    }
+}
+
+impl ConvNet<Cpu> {
+    /// The network as one op on the tape, on the fused CPU kernels. With an owned tape, the
+    /// backward pass adds the parameters' gradient (the images are data: they get none).
+    pub fn forward_native<T: Tape<f32, Cpu>>(
         &mut self,
         x: Matrix<Cpu, T>,
         training: bool,

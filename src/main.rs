@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use icm::config::load_experiment;
+use icm::device::DeviceKind;
 use icm::report::{write_report, Formats, ReportSource};
 use icm::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
 
@@ -58,6 +59,9 @@ enum Command {
         /// Save a checkpoint every this many epochs (default: once a minute, and at the end).
         #[arg(long)]
         checkpoint_every: Option<usize>,
+        /// Train on `cpu` or `cuda` (default: the experiment's `device`, else cpu).
+        #[arg(long)]
+        device: Option<DeviceKind>,
     },
     /// Done / running / failed / pending runs per method, with an ETA.
     Status {
@@ -126,6 +130,9 @@ enum Command {
         /// Threads for the matrix products (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// `cpu` or `cuda`.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceKind,
     },
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report {
@@ -167,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             retry_failed,
             lock_timeout,
             checkpoint_every,
+            device,
         } => {
             let exp = load_experiment(&experiment)?;
             let opts = RunOptions {
@@ -177,6 +185,7 @@ fn run(cli: Cli) -> Result<()> {
                 retry_failed,
                 lock_timeout: Duration::from_secs(lock_timeout),
                 checkpoint_every,
+                device,
             };
             let summary = run_grid(&exp, &results, &opts)?;
             println!(
@@ -263,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             steps,
             loader,
             threads,
+            device,
         } => {
             let arch: icm::config::Arch = serde_yaml::from_str(&model)
                 .map_err(|e| anyhow::anyhow!("--model `{model}`: {e}"))?;
@@ -277,6 +287,7 @@ fn run(cli: Cli) -> Result<()> {
                 warmup,
                 steps: steps.max(1),
                 method: icm::bench::parse_method(&method)?,
+                device,
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads.unwrap_or_else(|| default_threads(1)))
@@ -304,8 +315,14 @@ fn run(cli: Cli) -> Result<()> {
                 r.eval_images_per_second / r.images_per_second
             );
             println!(
-                "{:.1} img/s, peak memory {:.1} MiB",
-                r.images_per_second, r.peak_rss_mib
+                "{:.1} img/s, peak {}memory {:.1} MiB",
+                r.images_per_second,
+                if device == DeviceKind::Cuda {
+                    "host "
+                } else {
+                    ""
+                },
+                r.peak_rss_mib
             );
             Ok(())
         }

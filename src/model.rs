@@ -10,6 +10,7 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::convnet::{ConvDevice, ConvNet};
 use crate::losses::Matrix;
 
 /// Every parameter of a network, concatenated into one tensor.
@@ -111,20 +112,20 @@ impl<D: Device<f32>> Mlp<D> {
 
 /// Any network the trainer can train: the MLP or a convolutional network.
 #[derive(Debug, Clone)]
-pub enum Network {
-    Mlp(Mlp<Cpu>),
-    Conv(crate::convnet::ConvNet),
+pub enum Network<D: ConvDevice = Cpu> {
+    Mlp(Mlp<D>),
+    Conv(ConvNet<D>),
 }
 
-impl Network {
+impl<D: ConvDevice> Network<D> {
     /// Builds `spec` for images of `shape` and `classes` classes, initialised from `rng`.
     pub fn new(
         spec: &crate::config::ModelSpec,
         shape: crate::mixing::ImageShape,
         classes: usize,
-        dev: &Cpu,
+        dev: &D,
         rng: &mut ChaCha8Rng,
-    ) -> Network {
+    ) -> Network<D> {
         match spec.arch.conv() {
             None => Network::Mlp(Mlp::new(
                 dev,
@@ -133,20 +134,18 @@ impl Network {
                 classes,
                 rng,
             )),
-            Some(arch) => {
-                Network::Conv(crate::convnet::ConvNet::new(arch, shape, classes, dev, rng))
-            }
+            Some(arch) => Network::Conv(ConvNet::new(arch, shape, classes, dev, rng)),
         }
     }
 
-    pub fn params(&self) -> &FlatParams<f32, Cpu> {
+    pub fn params(&self) -> &FlatParams<f32, D> {
         match self {
             Network::Mlp(m) => &m.params,
             Network::Conv(c) => &c.params,
         }
     }
 
-    pub fn params_mut(&mut self) -> &mut FlatParams<f32, Cpu> {
+    pub fn params_mut(&mut self) -> &mut FlatParams<f32, D> {
         match self {
             Network::Mlp(m) => &mut m.params,
             Network::Conv(c) => &mut c.params,
@@ -173,11 +172,7 @@ impl Network {
     }
 
     /// Logits of a batch of flattened images; `training` selects batch-norm batch statistics.
-    pub fn forward<T: Tape<f32, Cpu>>(
-        &mut self,
-        x: Matrix<Cpu, T>,
-        training: bool,
-    ) -> Matrix<Cpu, T> {
+    pub fn forward<T: Tape<f32, D>>(&mut self, x: Matrix<D, T>, training: bool) -> Matrix<D, T> {
         match self {
             Network::Mlp(m) => m.forward(x),
             Network::Conv(c) => c.forward(x, training),

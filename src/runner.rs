@@ -15,6 +15,7 @@ use crate::checkpoint::CHECKPOINT_FILE;
 use crate::claims::{self, ClaimResult, RunState};
 use crate::config::{LoadedExperiment, RunConfig};
 use crate::data::{self, Dataset};
+use crate::device::DeviceKind;
 use crate::records;
 use crate::splits;
 use crate::train::{train_run, Checkpointing};
@@ -35,6 +36,8 @@ pub struct RunOptions {
     pub lock_timeout: Duration,
     /// Save a checkpoint every this many epochs; `None`: once a minute (and always at the end).
     pub checkpoint_every: Option<usize>,
+    /// Overrides the experiment's `device`.
+    pub device: Option<DeviceKind>,
 }
 
 impl Default for RunOptions {
@@ -47,6 +50,7 @@ impl Default for RunOptions {
             retry_failed: false,
             lock_timeout: Duration::from_secs(3600),
             checkpoint_every: None,
+            device: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct GridSummary {
 /// Trains every pending run of `exp` (in the shard) under `results`.
 pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Result<GridSummary> {
     let start = Instant::now();
+    let device = opts.device.unwrap_or(exp.device);
+    crate::device::check(device)?;
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
@@ -175,6 +181,7 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     train_run(
                         config,
+                        device,
                         train,
                         val.as_ref(),
                         &data.test,

@@ -1,5 +1,5 @@
-//! Trains and evaluates one run on the CPU device: seeded mini-batches, the method's mixing and
-//! loss, SGD with the configured schedule, and per-epoch test accuracy.
+//! Trains and evaluates one run on the CPU or a CUDA device: seeded mini-batches, the method's
+//! mixing and loss, SGD with the configured schedule, and per-epoch test accuracy.
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,7 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::augment::{augment_image, Augment};
 use crate::checkpoint::{fault_point, Checkpoint};
 use crate::config::RunConfig;
+use crate::convnet::ConvDevice;
 use crate::data::Dataset;
+use crate::device::DeviceKind;
 use crate::losses::{regmixup_total, target_loss, Matrix};
 use crate::method::Method;
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
@@ -65,11 +67,11 @@ pub fn batches(order: &[usize], batch_size: usize) -> Vec<&[usize]> {
 }
 
 /// Logits of a whole dataset, computed in batches without a tape.
-pub fn predict_logits(dev: &Cpu, model: &mut Network, data: &Dataset) -> Vec<f32> {
+pub fn predict_logits<D: ConvDevice>(dev: &D, model: &mut Network<D>, data: &Dataset) -> Vec<f32> {
     let d = data.shape.numel();
     let mut out = Vec::with_capacity(data.len() * data.classes);
     for rows in data.images.chunks(512 * d) {
-        let x: Matrix<Cpu> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
+        let x: Matrix<D> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
         out.extend(model.forward(x, false).as_vec());
     }
     out
@@ -116,10 +118,10 @@ pub struct Batch<'a> {
 /// One SGD step of `method`: mix, forward, loss (plus RegMixup's clean pass), backward, update.
 /// Returns the loss; a non-finite loss leaves the parameters untouched (batch-norm running
 /// statistics have already seen the batch).
-pub fn train_step<R: rand::Rng>(
-    dev: &Cpu,
-    model: &mut Network,
-    sgd: &mut Sgd<Cpu>,
+pub fn train_step<D: ConvDevice, R: rand::Rng>(
+    dev: &D,
+    model: &mut Network<D>,
+    sgd: &mut Sgd<D>,
     method: &Method,
     batch: &Batch,
     lr: f64,
@@ -136,20 +138,20 @@ pub fn train_step<R: rand::Rng>(
         rng,
     );
     let grads = model.params().alloc_grads();
-    let inputs: Matrix<Cpu> = dev.tensor_from_vec(mixed.inputs, (b, d));
-    let targets: Matrix<Cpu> = dev.tensor_from_vec(mixed.targets, (b, classes));
+    let inputs: Matrix<D> = dev.tensor_from_vec(mixed.inputs, (b, d));
+    let targets: Matrix<D> = dev.tensor_from_vec(mixed.targets, (b, classes));
     let logits = model.forward(inputs.traced(grads), true);
     let mut loss = target_loss(method, logits, targets)?;
     if method.regularised {
         // RegMixup: a second forward pass on the clean batch with hard labels.
-        let clean: Matrix<Cpu> = dev.tensor_from_vec(batch.x.to_vec(), (b, d));
+        let clean: Matrix<D> = dev.tensor_from_vec(batch.x.to_vec(), (b, d));
         let identity: Vec<usize> = (0..b).collect();
         let one_hot = soft_targets(batch.labels, &identity, &vec![1.0; b], classes);
-        let one_hot: Matrix<Cpu> = dev.tensor_from_vec(one_hot, (b, classes));
-        let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, Cpu>>(), true);
+        let one_hot: Matrix<D> = dev.tensor_from_vec(one_hot, (b, classes));
+        let clean_logits = model.forward(clean.retaped::<OwnedTape<f32, D>>(), true);
         loss = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
     }
-    let value = loss.array();
+    let value = loss.as_vec()[0];
     if value.is_finite() {
         let grads = loss.backward();
         sgd.step(model.params_mut(), &grads, lr);
@@ -175,6 +177,39 @@ pub struct Checkpointing<'a> {
 /// from `checkpointing`'s file when it holds a checkpoint of this run.
 pub fn train_run(
     config: &RunConfig,
+    device: DeviceKind,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    test: &Dataset,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<RunOutcome> {
+    match device {
+        DeviceKind::Cpu => train_on(
+            Cpu::seed_from_u64(config.seed),
+            config,
+            train,
+            val,
+            test,
+            checkpointing,
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => train_on(
+            crate::device::cuda(config.seed)?,
+            config,
+            train,
+            val,
+            test,
+            checkpointing,
+        ),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => crate::device::check(device).map(|_| unreachable!()),
+    }
+}
+
+/// [`train_run`] on the device `dev`.
+fn train_on<D: ConvDevice>(
+    dev: D,
+    config: &RunConfig,
     train: &Dataset,
     val: Option<&Dataset>,
     test: &Dataset,
@@ -182,7 +217,6 @@ pub fn train_run(
 ) -> Result<RunOutcome> {
     let start = Instant::now();
     let run_id = config.run_id();
-    let dev = Cpu::seed_from_u64(config.seed);
     let method = &config.method;
     let spec = &config.train;
     let classes = train.classes;

@@ -154,3 +154,49 @@ fn shipped_experiments_are_valid() {
     }
     assert!(count >= 6, "found {count} experiment files");
 }
+
+/// `device:` takes `cpu` or `cuda`; it is an execution setting, so it does not change run ids.
+/// Asking for CUDA from a build without the `cuda` feature says how to get one, before any
+/// data loads or any run starts.
+#[test]
+fn device_is_checked_and_not_part_of_the_run_id() {
+    use icm::device::DeviceKind;
+    let cpu = parse(GOOD).unwrap();
+    assert_eq!(cpu.device, DeviceKind::Cpu);
+    let cuda = parse(&format!("{GOOD}device: cuda\n")).unwrap();
+    assert_eq!(cuda.device, DeviceKind::Cuda);
+    assert_eq!(cpu.runs()[0].run_id(), cuda.runs()[0].run_id());
+    let err = error(&format!("{GOOD}device: gpu\n"));
+    assert!(err.contains("unknown variant `gpu`"), "{err}");
+    assert!(err.contains("`cpu`") && err.contains("`cuda`"), "{err}");
+    assert!(err.contains("experiments/t.yaml:19:"), "{err}");
+
+    #[cfg(not(feature = "cuda"))]
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = icm::runner::run_grid(&cuda, tmp.path(), &Default::default()).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("built without CUDA"), "{err}");
+        assert!(err.contains("--features cuda"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "no run started"
+        );
+        // `--device cpu` overrides the file.
+        let opts = icm::runner::RunOptions {
+            device: Some(DeviceKind::Cpu),
+            ..Default::default()
+        };
+        let quick = parse(
+            &format!("{GOOD}device: cuda\n")
+                .replace("epochs: 2", "epochs: 1")
+                .replace("seeds: [0, 1, 2]", "seeds: [0]")
+                .replace("  - per_class: 20\n", "")
+                .replace("  - long_tailed: {ratio: 10}\n", ""),
+        )
+        .unwrap();
+        let summary = icm::runner::run_grid(&quick, tmp.path(), &opts).unwrap();
+        assert_eq!(summary.trained, 4);
+    }
+}

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use dfdx::prelude::*;
 use icm::config::{parse_experiment, Arch, ModelSpec};
+use icm::device::DeviceKind;
 use icm::losses::Matrix;
 use icm::mixing::ImageShape;
 use icm::model::Network;
@@ -108,7 +109,7 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
     let data = icm::data::load(&exp.dataset, &exp.preprocess).unwrap();
     let subsets = icm::runner::split_subsets(&exp, &data.train).unwrap();
     let train = &subsets["per_class-20"];
-    let full = train_run(config, train, None, &data.test, None).unwrap();
+    let full = train_run(config, DeviceKind::Cpu, train, None, &data.test, None).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("checkpoint.json");
@@ -118,15 +119,90 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
         every: Some(1),
         after_epoch: &crash,
     };
-    assert!(train_run(config, train, None, &data.test, Some(&ck)).is_err());
+    assert!(train_run(config, DeviceKind::Cpu, train, None, &data.test, Some(&ck)).is_err());
     let fine = || -> anyhow::Result<()> { Ok(()) };
     let ck = Checkpointing {
         path: &path,
         every: Some(1),
         after_epoch: &fine,
     };
-    let resumed = train_run(config, train, None, &data.test, Some(&ck)).unwrap();
+    let resumed = train_run(config, DeviceKind::Cpu, train, None, &data.test, Some(&ck)).unwrap();
     assert_eq!(resumed.metrics, full.metrics);
     assert_eq!(resumed.predictions, full.predictions);
     assert_eq!(resumed.history, full.history);
+}
+
+/// Largest |a − b| / (1 + |b|) over two equally long vectors.
+fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0, f32::max)
+}
+
+/// The network composed from dfdx's ops (the CUDA path) and the fused CPU kernels compute the
+/// same logits, parameter gradients and batch-norm statistics, in training and in evaluation.
+#[test]
+fn composed_network_matches_the_native_kernels() {
+    use icm::convnet::{ConvArch, ConvNet};
+    let dev = Cpu::default();
+    for (arch, shape) in [
+        (ConvArch::Resnet(8), CIFAR),
+        (
+            ConvArch::Resnet(8),
+            ImageShape {
+                channels: 2,
+                height: 7,
+                width: 5,
+            },
+        ),
+        (ConvArch::SmallCnn, DIGITS),
+        (
+            ConvArch::SmallCnn,
+            ImageShape {
+                channels: 1,
+                height: 9,
+                width: 7,
+            },
+        ),
+        (ConvArch::Resnet18, DIGITS),
+    ] {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut native = ConvNet::new(arch, shape, 5, &dev, &mut rng);
+        let mut composed = native.clone();
+        let x: Matrix<Cpu> = dev.sample_normal_like(&(4, shape.numel()));
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(4, 5));
+        let grads = native.params.alloc_grads();
+        let a = native.forward_native(x.clone().traced(grads), true);
+        let a_logits = a.as_vec();
+        let a_grad = (a * r.clone())
+            .sum::<Rank0, _>()
+            .backward()
+            .get(&native.params.all)
+            .as_vec();
+        let grads = composed.params.alloc_grads();
+        let b = composed.forward_composed(x.clone().traced(grads), true);
+        let b_logits = b.as_vec();
+        let b_grad = (b * r.clone())
+            .sum::<Rank0, _>()
+            .backward()
+            .get(&composed.params.all)
+            .as_vec();
+        let case = format!("{arch:?} on {shape:?}");
+        assert!(max_rel_diff(&a_logits, &b_logits) < 1e-4, "{case}: logits");
+        assert!(a_grad.iter().any(|&g| g != 0.0), "{case}: gradient");
+        // ResNet-18 on 8×8 ends at 1×1 maps: batch norm over 4 values amplifies rounding.
+        assert!(max_rel_diff(&a_grad, &b_grad) < 3e-3, "{case}: gradients");
+        for (s, t) in native.bn_stats.iter().zip(&composed.bn_stats) {
+            assert!(
+                max_rel_diff(&s.mean, &t.mean) < 1e-4,
+                "{case}: running mean"
+            );
+            assert!(max_rel_diff(&s.var, &t.var) < 1e-4, "{case}: running var");
+        }
+        let a = native.forward_native(x.clone(), false).as_vec();
+        let b = composed.forward_composed(x, false).as_vec();
+        assert!(max_rel_diff(&a, &b) < 1e-4, "{case}: evaluation logits");
+    }
 }
