@@ -98,8 +98,51 @@ fn valid_columns(wo: usize, w: usize, s: usize, kx: usize, p: usize) -> std::ops
     lo.min(hi)..hi
 }
 
+impl ConvGeometry {
+    /// Stride 1 with "same" padding: the output has the input's size, and each kernel tap's
+    /// im2col row is the input plane shifted by a constant offset.
+    fn is_same_stride1(&self) -> bool {
+        self.stride == 1 && 2 * self.padding + 1 == self.kernel
+    }
+}
+
+/// One im2col row of a same-size, stride-1 convolution: `out[y·w + x] = plane[(y+dy)·w + x+dx]`,
+/// zero where that falls outside the plane. One contiguous copy, then the rows and columns that
+/// wrapped around are zeroed.
+fn shifted_plane(plane: &[f32], h: usize, w: usize, dy: isize, dx: isize, out: &mut [f32]) {
+    let n = (h * w) as isize;
+    let shift = dy * w as isize + dx;
+    let (lo, hi) = ((-shift).max(0), (n - shift).min(n));
+    if lo >= hi {
+        out.fill(0.0);
+        return;
+    }
+    let (lo, hi) = (lo as usize, hi as usize);
+    out[..lo].fill(0.0);
+    out[hi..].fill(0.0);
+    let src = (lo as isize + shift) as usize;
+    out[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
+    // Rows whose source row is outside the plane.
+    let first_row = (-dy).clamp(0, h as isize) as usize;
+    let end_row = (h as isize - dy).clamp(0, h as isize) as usize;
+    out[..first_row * w].fill(0.0);
+    out[end_row * w..].fill(0.0);
+    // Columns whose source column is outside the plane.
+    let (c0, c1) = if dx < 0 {
+        (0, (-dx as usize).min(w))
+    } else {
+        (w.saturating_sub(dx as usize), w)
+    };
+    if c0 < c1 {
+        for row in out.chunks_mut(w) {
+            row[c0..c1].fill(0.0);
+        }
+    }
+}
+
 /// Unfolds one image (C × H × W) into columns (C·k·k × Ho·Wo). Rows are filled a segment at a
-/// time: zeros outside the image, a copy (stride 1) or a strided gather inside.
+/// time: zeros outside the image, a copy (stride 1) or a strided gather inside; a same-size
+/// stride-1 convolution fills each row as one shifted plane.
 fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
     let (k, s, p) = (g.kernel, g.stride, g.padding);
@@ -109,6 +152,11 @@ fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
             for kx in 0..k {
                 let row = (ci * k + ky) * k + kx;
                 let out = &mut col[row * ho * wo..(row + 1) * ho * wo];
+                if g.is_same_stride1() {
+                    let (dy, dx) = (ky as isize - p as isize, kx as isize - p as isize);
+                    shifted_plane(plane, h, w, dy, dx, out);
+                    continue;
+                }
                 let cols = valid_columns(wo, w, s, kx, p);
                 for oy in 0..ho {
                     let dst = &mut out[oy * wo..(oy + 1) * wo];
@@ -234,6 +282,29 @@ pub fn conv2d_backward(
     } else {
         (0..groups).map(|_| <&mut [f32]>::default()).collect()
     };
+    // A same-size stride-1 convolution's input gradient is the convolution of the output
+    // gradient with the flipped, transposed kernel: an im2col gather and one product per image
+    // instead of a product and a col2im scatter.
+    let transposed = (need_dx && g.is_same_stride1()).then(|| {
+        let k = g.kernel;
+        let gt = ConvGeometry {
+            in_channels: g.out_channels,
+            out_channels: g.in_channels,
+            ..*g
+        };
+        let mut wt = vec![0.0f32; wlen];
+        for co in 0..g.out_channels {
+            for ci in 0..g.in_channels {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        wt[((ci * g.out_channels + co) * k + k - 1 - ky) * k + k - 1 - kx] =
+                            weight[((co * g.in_channels + ci) * k + ky) * k + kx];
+                    }
+                }
+            }
+        }
+        (gt, wt)
+    });
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_groups
         .par_iter_mut()
         .enumerate()
@@ -241,6 +312,10 @@ pub fn conv2d_backward(
             let mut dw = vec![0.0f32; wlen];
             let mut db = vec![0.0f32; g.out_channels];
             let mut col = vec![0.0f32; g.patch() * ho * wo];
+            let mut col_t = match &transposed {
+                Some((gt, _)) => vec![0.0f32; gt.patch() * h * w],
+                None => Vec::new(),
+            };
             let images = group * GRAD_GROUP..((group + 1) * GRAD_GROUP).min(n);
             for (i, b) in images.enumerate() {
                 let gy = &grad_out[b * out_img..(b + 1) * out_img];
@@ -260,7 +335,25 @@ pub fn conv2d_backward(
                 for (co, plane) in gy.chunks(ho * wo).enumerate() {
                     db[co] += plane.iter().sum::<f32>();
                 }
-                if need_dx {
+                if !need_dx {
+                    continue;
+                }
+                let dxb = &mut dx_group[i * in_img..(i + 1) * in_img];
+                if let Some((gt, wt)) = &transposed {
+                    // dX (Cin × H·W) = W' (Cin × Cout·k·k) · im2col(dY)
+                    im2col(gy, ho, wo, gt, &mut col_t);
+                    gemm(
+                        g.in_channels,
+                        h * w,
+                        gt.patch(),
+                        wt,
+                        false,
+                        &col_t,
+                        false,
+                        dxb,
+                        false,
+                    );
+                } else {
                     // dcol = Wᵀ (K × Cout) · dY (Cout × P), then fold back into the image.
                     gemm(
                         g.patch(),
@@ -273,7 +366,7 @@ pub fn conv2d_backward(
                         &mut col,
                         false,
                     );
-                    col2im(&col, h, w, g, &mut dx_group[i * in_img..(i + 1) * in_img]);
+                    col2im(&col, h, w, g, dxb);
                 }
             }
             (dw, db)

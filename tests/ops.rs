@@ -312,6 +312,9 @@ fn conv2d_edge_geometries() {
         (3, 2, 1, 3, 3),
         (5, 2, 2, 2, 7),
         (1, 1, 0, 2, 3),
+        (5, 1, 2, 3, 2),
+        (5, 1, 2, 1, 6),
+        (3, 1, 1, 4, 1),
     ] {
         let g = ConvGeometry {
             in_channels: 2,
