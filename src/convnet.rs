@@ -23,8 +23,8 @@ use crate::model::FlatParams;
 use crate::ops::{
     add_into, batch_moments, batch_norm_backward, batch_norm_forward, conv2d_backward,
     conv2d_forward, gemm, global_avg_pool_backward, global_avg_pool_forward, inverse_std,
-    max_pool2x2_backward, max_pool2x2_forward, relu_backward, shortcut_a_backward,
-    shortcut_a_forward, BatchNormStats, ConvGeometry,
+    max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc, relu_backward, shortcut_a_backward,
+    shortcut_a_forward, BatchNormStats, ConvGeometry, Dims,
 };
 
 /// Which convolutional network.
@@ -372,24 +372,6 @@ impl ConvNet<Cpu> {
     }
 }
 
-/// Shape of a batch of feature maps, N × C × H × W.
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-}
-
-impl Dims {
-    fn plane(&self) -> usize {
-        self.h * self.w
-    }
-    fn tuple(&self) -> (usize, usize, usize, usize) {
-        (self.n, self.c, self.h, self.w)
-    }
-}
-
 /// What the backward pass needs from one convolution + batch-norm layer.
 struct ConvBnSaved {
     input: Arc<Vec<f32>>,
@@ -421,7 +403,7 @@ struct Trace {
     stem: ConvBnSaved,
     units: Vec<UnitSaved>,
     /// Global average pooling's input size per channel, and its output (N × features).
-    pooled_plane: usize,
+    pooled: Dims,
     features: Vec<f32>,
 }
 
@@ -440,21 +422,10 @@ impl Layout {
         relu: bool,
     ) -> ConvBnSaved {
         let g = &layer.geometry;
-        let out_dims = Dims {
-            n: in_dims.n,
-            c: g.out_channels,
-            h: g.out_size(in_dims.h),
-            w: g.out_size(in_dims.w),
-        };
-        let conv = conv2d_forward(
-            &input,
-            (in_dims.n, in_dims.h, in_dims.w),
-            &p[layer.weight.clone()],
-            None,
-            g,
-        );
+        let out_dims = in_dims.conv(g);
+        let conv = conv2d_forward(&input, in_dims, &p[layer.weight.clone()], None, g);
         let (mean, var) = if training {
-            let (mean, var) = batch_moments(&conv, (out_dims.n, out_dims.c, out_dims.plane()));
+            let (mean, var) = batch_moments(&conv, out_dims);
             stats.update(&mean, &var, out_dims.n * out_dims.plane());
             (mean, var)
         } else {
@@ -463,7 +434,7 @@ impl Layout {
         let inv_std = inverse_std(&var);
         let out = batch_norm_forward(
             &conv,
-            (out_dims.c, out_dims.plane()),
+            out_dims.c,
             &mean,
             &inv_std,
             &p[layer.gamma.clone()],
@@ -498,7 +469,7 @@ impl Layout {
         let od = saved.out_dims;
         let (dy, dgamma, dbeta) = batch_norm_backward(
             &saved.conv,
-            (od.n, od.c, od.plane()),
+            od,
             &saved.mean,
             &saved.inv_std,
             &p[layer.gamma.clone()],
@@ -507,10 +478,9 @@ impl Layout {
         );
         add_into(&mut dp[layer.gamma.clone()], &dgamma);
         add_into(&mut dp[layer.beta.clone()], &dbeta);
-        let id = saved.in_dims;
         let (dx, dw, _) = conv2d_backward(
             &saved.input,
-            (id.n, id.h, id.w),
+            saved.in_dims,
             &p[layer.weight.clone()],
             &dy,
             &layer.geometry,
@@ -542,7 +512,7 @@ impl Layout {
         let stem = self.conv_bn(
             stem,
             p,
-            Arc::new(x),
+            Arc::new(nchw_to_nhwc(&x, dims)),
             dims,
             &mut stats[stem.bn],
             training,
@@ -558,7 +528,7 @@ impl Layout {
                     let (skip, projection) = match shortcut {
                         Shortcut::Identity => (Arc::clone(&h), None),
                         Shortcut::PadA(width) => {
-                            (Arc::new(shortcut_a_forward(&h, dims.tuple(), *width)), None)
+                            (Arc::new(shortcut_a_forward(&h, dims, *width)), None)
                         }
                         Shortcut::Projection(l) => {
                             let s = self.conv_bn(
@@ -598,8 +568,7 @@ impl Layout {
                     let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], training, None, true);
                     let od = layer.out_dims;
                     let argmax = if *pool {
-                        let (pooled, argmax) =
-                            max_pool2x2_forward(&layer.out, (od.n * od.c, od.h, od.w));
+                        let (pooled, argmax) = max_pool2x2_forward(&layer.out, od);
                         h = Arc::new(pooled);
                         dims = Dims {
                             h: od.h / 2,
@@ -618,7 +587,7 @@ impl Layout {
                 units.push(saved);
             }
         }
-        let features = global_avg_pool_forward(&h, dims.plane());
+        let features = global_avg_pool_forward(&h, dims);
         let k = self.classes;
         let mut logits: Vec<f32> = (0..n)
             .flat_map(|_| p[self.fc_bias.clone()].to_vec())
@@ -634,10 +603,10 @@ impl Layout {
             &mut logits,
             true,
         );
-        let trace = keep.then(|| Trace {
+        let trace = keep.then_some(Trace {
             stem,
             units,
-            pooled_plane: dims.plane(),
+            pooled: dims,
             features,
         });
         (logits, trace)
@@ -675,7 +644,7 @@ impl Layout {
             &mut dfeatures,
             false,
         );
-        let mut dh = global_avg_pool_backward(&dfeatures, trace.pooled_plane);
+        let mut dh = global_avg_pool_backward(&dfeatures, trace.pooled);
         for (unit, saved) in self.units.iter().zip(trace.units).rev() {
             dh = match (unit, saved) {
                 (
@@ -699,7 +668,7 @@ impl Layout {
                     match (shortcut, projection) {
                         (Shortcut::Identity, _) => add_into(&mut dx, &dh),
                         (Shortcut::PadA(width), _) => {
-                            add_into(&mut dx, &shortcut_a_backward(&dh, in_dims.tuple(), *width))
+                            add_into(&mut dx, &shortcut_a_backward(&dh, in_dims, *width))
                         }
                         (Shortcut::Projection(l), Some(s)) => add_into(
                             &mut dx,

@@ -1,8 +1,11 @@
-//! CPU kernels of the convolutional layers, forward and backward, on plain slices in N × C × H × W
-//! layout: dfdx 0.13 has no convolution or pooling on stable Rust (DESIGN §6). Convolution is
-//! im2col + the `gemm` crate; everything runs in parallel over the batch with rayon, and every
-//! reduction over the batch adds fixed per-image (or per-group) partials in order, so results are
-//! bit-identical whatever the number of threads. [`crate::convnet`] chains these kernels into a
+//! CPU kernels of the convolutional layers, forward and backward, on plain slices in N × H × W × C
+//! layout (channels innermost): dfdx 0.13 has no convolution or pooling on stable Rust (DESIGN §6).
+//! A convolution gathers each output pixel's window into a patch row and multiplies the patches
+//! by the weight matrix with the `gemm` crate; in this layout the patch rows are contiguous
+//! copies and every product streams its operands without repacking (about twice the speed of
+//! N × C × H × W im2col here). Everything runs in parallel over the batch with rayon, and every
+//! reduction over the batch adds fixed per-image (or per-group) partials in order, so results
+//! are bit-identical whatever the number of threads. [`crate::convnet`] chains these kernels into a
 //! network and puts the whole network on dfdx's tape as one op. Each kernel is checked against a
 //! naive reference and finite differences in `tests/ops.rs`.
 
@@ -32,6 +35,10 @@ impl ConvGeometry {
     }
     fn patch(&self) -> usize {
         self.in_channels * self.kernel * self.kernel
+    }
+    /// Stride 1 with "same" padding: the output has the input's size.
+    fn is_same_stride1(&self) -> bool {
+        self.stride == 1 && 2 * self.padding + 1 == self.kernel
     }
 }
 
@@ -86,98 +93,147 @@ pub(crate) fn gemm(
     }
 }
 
-/// Output columns `ox` whose input column `ox·s + kx − p` lies inside `0..w`, as a range.
-fn valid_columns(wo: usize, w: usize, s: usize, kx: usize, p: usize) -> std::ops::Range<usize> {
-    // ox·s + kx ≥ p  and  ox·s + kx − p ≤ w − 1
-    let lo = p.saturating_sub(kx).div_ceil(s);
-    let hi = if w + p > kx {
-        ((w + p - kx - 1) / s + 1).min(wo)
-    } else {
-        0
-    };
-    lo.min(hi)..hi
+/// Shape of a batch of feature maps, stored N × H × W × C (channels innermost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
 }
 
-impl ConvGeometry {
-    /// Stride 1 with "same" padding: the output has the input's size, and each kernel tap's
-    /// im2col row is the input plane shifted by a constant offset.
-    fn is_same_stride1(&self) -> bool {
-        self.stride == 1 && 2 * self.padding + 1 == self.kernel
+impl Dims {
+    pub fn plane(&self) -> usize {
+        self.h * self.w
     }
-}
-
-/// One im2col row of a same-size, stride-1 convolution: `out[y·w + x] = plane[(y+dy)·w + x+dx]`,
-/// zero where that falls outside the plane. One contiguous copy, then the rows and columns that
-/// wrapped around are zeroed.
-fn shifted_plane(plane: &[f32], h: usize, w: usize, dy: isize, dx: isize, out: &mut [f32]) {
-    let n = (h * w) as isize;
-    let shift = dy * w as isize + dx;
-    let (lo, hi) = ((-shift).max(0), (n - shift).min(n));
-    if lo >= hi {
-        out.fill(0.0);
-        return;
+    pub fn image(&self) -> usize {
+        self.h * self.w * self.c
     }
-    let (lo, hi) = (lo as usize, hi as usize);
-    out[..lo].fill(0.0);
-    out[hi..].fill(0.0);
-    let src = (lo as isize + shift) as usize;
-    out[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
-    // Rows whose source row is outside the plane.
-    let first_row = (-dy).clamp(0, h as isize) as usize;
-    let end_row = (h as isize - dy).clamp(0, h as isize) as usize;
-    out[..first_row * w].fill(0.0);
-    out[end_row * w..].fill(0.0);
-    // Columns whose source column is outside the plane.
-    let (c0, c1) = if dx < 0 {
-        (0, (-dx as usize).min(w))
-    } else {
-        (w.saturating_sub(dx as usize), w)
-    };
-    if c0 < c1 {
-        for row in out.chunks_mut(w) {
-            row[c0..c1].fill(0.0);
+    pub fn len(&self) -> usize {
+        self.n * self.image()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The output of convolution `g` applied to maps of this shape.
+    pub fn conv(&self, g: &ConvGeometry) -> Dims {
+        Dims {
+            n: self.n,
+            h: g.out_size(self.h),
+            w: g.out_size(self.w),
+            c: g.out_channels,
         }
     }
 }
 
-/// Unfolds one image (C × H × W) into columns (C·k·k × Ho·Wo). Rows are filled a segment at a
-/// time: zeros outside the image, a copy (stride 1) or a strided gather inside; a same-size
-/// stride-1 convolution fills each row as one shifted plane.
-fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
+/// Reorders N × C × H × W values (the datasets' layout) to N × H × W × C.
+pub fn nchw_to_nhwc(x: &[f32], d: Dims) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(d.image())
+        .zip(x.par_chunks(d.image()))
+        .for_each(|(o, img)| {
+            for (ch, plane) in img.chunks(d.plane()).enumerate() {
+                for (p, &v) in plane.iter().enumerate() {
+                    o[p * d.c + ch] = v;
+                }
+            }
+        });
+    out
+}
+
+/// Reorders N × H × W × C values to N × C × H × W.
+pub fn nhwc_to_nchw(x: &[f32], d: Dims) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    for (o, img) in out.chunks_mut(d.image()).zip(x.chunks(d.image())) {
+        for (p, px) in img.chunks(d.c).enumerate() {
+            for (ch, &v) in px.iter().enumerate() {
+                o[ch * d.plane() + p] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Output pixels per matrix product: small maps are batched several images at a time so that
+/// each product has enough rows. Depends only on the map size, never on the thread count, so
+/// the sums it groups (weight gradients) are the same on every machine.
+const ROWS_PER_PRODUCT: usize = 1024;
+
+fn images_per_product(out_plane: usize) -> usize {
+    (ROWS_PER_PRODUCT / out_plane.max(1)).max(1)
+}
+
+/// The weights (Cout, Cin, k, k) as the (k·k·Cin) × Cout matrix of the NHWC product, rows
+/// ordered (ky, kx, ci) like the patches of [`im2row`].
+fn weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
+    let mut m = vec![0.0f32; weight.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for t in 0..k * k {
+                m[(t * cin + ci) * cout + co] = weight[(co * cin + ci) * k * k + t];
+            }
+        }
+    }
+    m
+}
+
+/// The gradient of [`weight_matrix`]'s layout, Cout × (k·k·Cin), back in (Cout, Cin, k, k).
+fn weight_grad_from_matrix(dm: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
+    let mut dw = vec![0.0f32; dm.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for t in 0..k * k {
+                dw[(co * cin + ci) * k * k + t] = dm[co * k * k * cin + t * cin + ci];
+            }
+        }
+    }
+    dw
+}
+
+/// For a same-size stride-1 convolution, the input gradient is the convolution of the output
+/// gradient with the flipped kernel, channels swapped: this is its (k·k·Cout) × Cin matrix.
+fn flipped_weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
+    let mut m = vec![0.0f32; weight.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let t = (k - 1 - ky) * k + (k - 1 - kx);
+                    m[(t * cout + co) * cin + ci] = weight[((co * cin + ci) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Unfolds one image (H × W × C) into patches: one row of k·k·C values per output pixel, taps
+/// in (ky, kx) order, each tap a copy of the C channels of one input pixel (zeros in the padding).
+fn im2row(x: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, out: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
     let (k, s, p) = (g.kernel, g.stride, g.padding);
-    for ci in 0..g.in_channels {
-        let plane = &x[ci * h * w..(ci + 1) * h * w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let out = &mut col[row * ho * wo..(row + 1) * ho * wo];
-                if g.is_same_stride1() {
-                    let (dy, dx) = (ky as isize - p as isize, kx as isize - p as isize);
-                    shifted_plane(plane, h, w, dy, dx, out);
+    let row_len = k * k * c;
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let row = &mut out[(oy * wo + ox) * row_len..][..row_len];
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - p as isize;
+                let taps = &mut row[ky * k * c..(ky + 1) * k * c];
+                if iy < 0 || iy >= h as isize {
+                    taps.fill(0.0);
                     continue;
                 }
-                let cols = valid_columns(wo, w, s, kx, p);
-                for oy in 0..ho {
-                    let dst = &mut out[oy * wo..(oy + 1) * wo];
-                    let iy = (oy * s + ky) as isize - p as isize;
-                    if iy < 0 || iy >= h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    dst[..cols.start].fill(0.0);
-                    dst[cols.end..].fill(0.0);
-                    if cols.is_empty() {
-                        continue;
-                    }
-                    let first = cols.start * s + kx - p;
-                    if s == 1 {
-                        dst[cols.clone()].copy_from_slice(&src_row[first..first + cols.len()]);
+                let src_row = &x[iy as usize * w * c..(iy as usize + 1) * w * c];
+                for kx in 0..k {
+                    let ix = (ox * s + kx) as isize - p as isize;
+                    let tap = &mut taps[kx * c..(kx + 1) * c];
+                    if ix < 0 || ix >= w as isize {
+                        tap.fill(0.0);
                     } else {
-                        for (j, v) in dst[cols.clone()].iter_mut().enumerate() {
-                            *v = src_row[first + j * s];
-                        }
+                        tap.copy_from_slice(&src_row[ix as usize * c..(ix as usize + 1) * c]);
                     }
                 }
             }
@@ -185,200 +241,164 @@ fn im2col(x: &[f32], h: usize, w: usize, g: &ConvGeometry, col: &mut [f32]) {
     }
 }
 
-/// Folds columns back into an image, adding overlapping contributions (the adjoint of im2col).
-fn col2im(col: &[f32], h: usize, w: usize, g: &ConvGeometry, x: &mut [f32]) {
+/// Adds patch rows back into an image (the adjoint of [`im2row`]).
+fn row2im(rows: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, x: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
     let (k, s, p) = (g.kernel, g.stride, g.padding);
-    for ci in 0..g.in_channels {
-        let plane = &mut x[ci * h * w..(ci + 1) * h * w];
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let src = &col[row * ho * wo..(row + 1) * ho * wo];
-                let cols = valid_columns(wo, w, s, kx, p);
-                for oy in 0..ho {
-                    let iy = (oy * s + ky) as isize - p as isize;
-                    if iy < 0 || iy >= h as isize || cols.is_empty() {
+    let row_len = k * k * c;
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let row = &rows[(oy * wo + ox) * row_len..][..row_len];
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix = (ox * s + kx) as isize - p as isize;
+                    if ix < 0 || ix >= w as isize {
                         continue;
                     }
-                    let dst_row = &mut plane[iy as usize * w..(iy as usize + 1) * w];
-                    let seg = &src[oy * wo + cols.start..oy * wo + cols.end];
-                    let first = cols.start * s + kx - p;
-                    if s == 1 {
-                        for (d, v) in dst_row[first..first + seg.len()].iter_mut().zip(seg) {
-                            *d += v;
-                        }
-                    } else {
-                        for (j, v) in seg.iter().enumerate() {
-                            dst_row[first + j * s] += v;
-                        }
-                    }
+                    let dst = &mut x[(iy as usize * w + ix as usize) * c..][..c];
+                    add_into(dst, &row[(ky * k + kx) * c..][..c]);
                 }
             }
         }
     }
 }
 
-/// Images per partial weight gradient in the backward pass.
-const GRAD_GROUP: usize = 8;
-
-/// Forward convolution of a whole batch: (N, Cin, H, W) → (N, Cout, Ho, Wo).
+/// Forward convolution of a batch in NHWC: (N, H, W, Cin) → (N, Ho, Wo, Cout); `weight` is
+/// (Cout, Cin, k, k) flattened.
 pub fn conv2d_forward(
     x: &[f32],
-    dims: (usize, usize, usize),
+    d: Dims,
     weight: &[f32],
     bias: Option<&[f32]>,
     g: &ConvGeometry,
 ) -> Vec<f32> {
-    let (n, h, w) = dims;
-    let (ho, wo) = (g.out_size(h), g.out_size(w));
-    let (in_img, out_img) = (g.in_channels * h * w, g.out_channels * ho * wo);
-    let mut out = vec![0.0f32; n * out_img];
-    out.par_chunks_mut(out_img).enumerate().for_each_init(
-        || vec![0.0f32; g.patch() * ho * wo],
-        |col, (b, y)| {
-            im2col(&x[b * in_img..(b + 1) * in_img], h, w, g, col);
-            gemm(
-                g.out_channels,
-                ho * wo,
-                g.patch(),
-                weight,
-                false,
-                col,
-                false,
-                y,
-                false,
-            );
+    assert_eq!(d.c, g.in_channels, "conv2d: input channels");
+    let od = d.conv(g);
+    let k = g.patch();
+    let wm = weight_matrix(weight, g);
+    let group = images_per_product(od.plane());
+    let mut out = vec![0.0f32; od.len()];
+    out.par_chunks_mut(group * od.image())
+        .zip(x.par_chunks(group * d.image()))
+        .for_each(|(y, xs)| {
+            let images = xs.len() / d.image();
+            let rows = images * od.plane();
+            let mut patches = vec![0.0f32; rows * k];
+            for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+                im2row(img, d.h, d.w, d.c, g, pt);
+            }
+            gemm(rows, od.c, k, &patches, false, &wm, false, y, false);
             if let Some(bias) = bias {
-                for (co, plane) in y.chunks_mut(ho * wo).enumerate() {
-                    plane.iter_mut().for_each(|v| *v += bias[co]);
+                for px in y.chunks_mut(od.c) {
+                    add_into(px, bias);
                 }
             }
-        },
-    );
+        });
     out
 }
 
-/// Gradients of a convolution from the output gradient: (dx, dweight, dbias); dx only when
-/// `need_dx` (the first layer's input is data and needs none).
+/// Gradients of a convolution from the output gradient (NHWC): (dx, dweight, dbias); dx only
+/// when `need_dx` (the first layer's input is data and needs none).
 pub fn conv2d_backward(
     x: &[f32],
-    dims: (usize, usize, usize),
+    d: Dims,
     weight: &[f32],
     grad_out: &[f32],
     g: &ConvGeometry,
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let (n, h, w) = dims;
-    let (ho, wo) = (g.out_size(h), g.out_size(w));
-    let (in_img, out_img) = (g.in_channels * h * w, g.out_channels * ho * wo);
-    let mut dx = vec![0.0f32; if need_dx { n * in_img } else { 0 }];
-    let wlen = g.out_channels * g.patch();
-    let groups = n.div_ceil(GRAD_GROUP);
-    // Partial weight gradients over fixed groups of images, summed in order afterwards: the
-    // result is bit-identical whatever the number of threads (runs are reproducible).
+    let od = d.conv(g);
+    let k = g.patch();
+    let group = images_per_product(od.plane());
+    // Same-size stride 1: dX is a convolution of dY (a gather and one product); otherwise
+    // dpatches = dY · Wᵀ, added back into the image.
+    let flipped = g
+        .is_same_stride1()
+        .then(|| flipped_weight_matrix(weight, g));
+    let wm = weight_matrix(weight, g);
+    let gt = ConvGeometry {
+        in_channels: g.out_channels,
+        out_channels: g.in_channels,
+        ..*g
+    };
+    let mut dx = vec![0.0f32; if need_dx { d.len() } else { 0 }];
+    let groups = d.n.div_ceil(group);
     let mut dx_groups: Vec<&mut [f32]> = if need_dx {
-        dx.chunks_mut(in_img * GRAD_GROUP).collect()
+        dx.chunks_mut(group * d.image()).collect()
     } else {
         (0..groups).map(|_| <&mut [f32]>::default()).collect()
     };
-    // A same-size stride-1 convolution's input gradient is the convolution of the output
-    // gradient with the flipped, transposed kernel: an im2col gather and one product per image
-    // instead of a product and a col2im scatter.
-    let transposed = (need_dx && g.is_same_stride1()).then(|| {
-        let k = g.kernel;
-        let gt = ConvGeometry {
-            in_channels: g.out_channels,
-            out_channels: g.in_channels,
-            ..*g
-        };
-        let mut wt = vec![0.0f32; wlen];
-        for co in 0..g.out_channels {
-            for ci in 0..g.in_channels {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        wt[((ci * g.out_channels + co) * k + k - 1 - ky) * k + k - 1 - kx] =
-                            weight[((co * g.in_channels + ci) * k + ky) * k + kx];
-                    }
-                }
-            }
-        }
-        (gt, wt)
-    });
+    // Partial weight gradients per group of images, summed in group order afterwards:
+    // bit-identical whatever the number of threads.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_groups
         .par_iter_mut()
         .enumerate()
-        .map(|(group, dx_group)| {
-            let mut dw = vec![0.0f32; wlen];
+        .map(|(gi, dx_group)| {
+            let first = gi * group;
+            let images = group.min(d.n - first);
+            let rows = images * od.plane();
+            let xs = &x[first * d.image()..(first + images) * d.image()];
+            let dy = &grad_out[first * od.image()..(first + images) * od.image()];
+            let mut patches = vec![0.0f32; rows * k];
+            for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+                im2row(img, d.h, d.w, d.c, g, pt);
+            }
+            // dW (Cout × K) = dYᵀ (Cout × rows) · patches (rows × K)
+            let mut dwm = vec![0.0f32; g.out_channels * k];
+            gemm(
+                g.out_channels,
+                k,
+                rows,
+                dy,
+                true,
+                &patches,
+                false,
+                &mut dwm,
+                false,
+            );
             let mut db = vec![0.0f32; g.out_channels];
-            let mut col = vec![0.0f32; g.patch() * ho * wo];
-            let mut col_t = match &transposed {
-                Some((gt, _)) => vec![0.0f32; gt.patch() * h * w],
-                None => Vec::new(),
-            };
-            let images = group * GRAD_GROUP..((group + 1) * GRAD_GROUP).min(n);
-            for (i, b) in images.enumerate() {
-                let gy = &grad_out[b * out_img..(b + 1) * out_img];
-                im2col(&x[b * in_img..(b + 1) * in_img], h, w, g, &mut col);
-                // dW += dY (Cout × P) · colᵀ (P × K)
-                gemm(
-                    g.out_channels,
-                    g.patch(),
-                    ho * wo,
-                    gy,
-                    false,
-                    &col,
-                    true,
-                    &mut dw,
-                    true,
-                );
-                for (co, plane) in gy.chunks(ho * wo).enumerate() {
-                    db[co] += plane.iter().sum::<f32>();
-                }
-                if !need_dx {
-                    continue;
-                }
-                let dxb = &mut dx_group[i * in_img..(i + 1) * in_img];
-                if let Some((gt, wt)) = &transposed {
-                    // dX (Cin × H·W) = W' (Cin × Cout·k·k) · im2col(dY)
-                    im2col(gy, ho, wo, gt, &mut col_t);
+            for px in dy.chunks(od.c) {
+                add_into(&mut db, px);
+            }
+            if need_dx {
+                if let Some(flipped) = &flipped {
+                    // dX (rows × Cin) = patches of dY (rows × k·k·Cout) · flipped
+                    let kt = gt.patch();
+                    let mut dpatches = vec![0.0f32; rows * kt];
+                    for (img, pt) in dy
+                        .chunks(od.image())
+                        .zip(dpatches.chunks_mut(d.plane() * kt))
+                    {
+                        im2row(img, od.h, od.w, od.c, &gt, pt);
+                    }
                     gemm(
-                        g.in_channels,
-                        h * w,
-                        gt.patch(),
-                        wt,
-                        false,
-                        &col_t,
-                        false,
-                        dxb,
-                        false,
+                        rows, d.c, kt, &dpatches, false, flipped, false, dx_group, false,
                     );
                 } else {
-                    // dcol = Wᵀ (K × Cout) · dY (Cout × P), then fold back into the image.
-                    gemm(
-                        g.patch(),
-                        ho * wo,
-                        g.out_channels,
-                        weight,
-                        true,
-                        gy,
-                        false,
-                        &mut col,
-                        false,
-                    );
-                    col2im(&col, h, w, g, dxb);
+                    // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
+                    gemm(rows, k, od.c, dy, false, &wm, true, &mut patches, false);
+                    for (pt, dxi) in patches
+                        .chunks(od.plane() * k)
+                        .zip(dx_group.chunks_mut(d.image()))
+                    {
+                        row2im(pt, d.h, d.w, d.c, g, dxi);
+                    }
                 }
             }
-            (dw, db)
+            (dwm, db)
         })
         .collect();
-    let mut dw = vec![0.0f32; wlen];
+    let mut dwm = vec![0.0f32; g.out_channels * k];
     let mut db = vec![0.0f32; g.out_channels];
     for (pw, pb) in &partials {
-        add_into(&mut dw, pw);
+        add_into(&mut dwm, pw);
         add_into(&mut db, pb);
     }
-    (need_dx.then_some(dx), dw, db)
+    (need_dx.then_some(dx), weight_grad_from_matrix(&dwm, g), db)
 }
 
 /// Adds `src` into `dst` element-wise.
@@ -425,27 +445,28 @@ impl BatchNormStats {
     }
 }
 
-/// Per-channel mean and biased variance of `y` (N × C × plane). Per-image sums in f64, added in
-/// image order: deterministic whatever the threads.
-pub fn batch_moments(y: &[f32], (n, c, plane): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
-    let sums: Vec<Vec<(f64, f64)>> = y
-        .par_chunks(c * plane)
+/// Per-channel mean and biased variance of `y` (NHWC). Per-image sums in f64, added in image
+/// order: deterministic whatever the threads.
+pub fn batch_moments(y: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
+    let sums: Vec<(Vec<f64>, Vec<f64>)> = y
+        .par_chunks(d.image())
         .map(|img| {
-            img.chunks(plane)
-                .map(|p| {
-                    p.iter().fold((0.0f64, 0.0f64), |(s, s2), &v| {
-                        (s + v as f64, s2 + v as f64 * v as f64)
-                    })
-                })
-                .collect()
+            let (mut s, mut s2) = (vec![0.0f64; d.c], vec![0.0f64; d.c]);
+            for px in img.chunks(d.c) {
+                for ((s, s2), &v) in s.iter_mut().zip(s2.iter_mut()).zip(px) {
+                    *s += v as f64;
+                    *s2 += v as f64 * v as f64;
+                }
+            }
+            (s, s2)
         })
         .collect();
-    let m = (n * plane) as f64;
-    (0..c)
+    let m = (d.n * d.plane()) as f64;
+    (0..d.c)
         .map(|ch| {
             let (s, s2) = sums
                 .iter()
-                .fold((0.0, 0.0), |(a, b), img| (a + img[ch].0, b + img[ch].1));
+                .fold((0.0, 0.0), |(a, b), img| (a + img.0[ch], b + img.1[ch]));
             let mu = s / m;
             (mu as f32, (s2 / m - mu * mu).max(0.0) as f32)
         })
@@ -457,12 +478,12 @@ pub fn inverse_std(var: &[f32]) -> Vec<f32> {
     var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect()
 }
 
-/// Batch normalisation with its epilogue fused in one pass:
+/// Batch normalisation (NHWC) with its epilogue fused in one pass:
 /// out = γ·(y − μ)·inv_std + β, plus `residual` when given, then ReLU when `relu`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward(
     y: &[f32],
-    (c, plane): (usize, usize),
+    channels: usize,
     mean: &[f32],
     inv_std: &[f32],
     gamma: &[f32],
@@ -470,24 +491,22 @@ pub fn batch_norm_forward(
     residual: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    let image = c * plane;
+    let c = channels;
     let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let chunk = c * 256;
     let mut out = vec![0.0f32; y.len()];
-    out.par_chunks_mut(image)
-        .zip(y.par_chunks(image))
+    out.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk))
         .enumerate()
-        .for_each(|(b, (o, yi))| {
-            for ch in 0..c {
-                let r = ch * plane..(ch + 1) * plane;
-                let (k, t) = (scale[ch], shift[ch]);
-                let o = &mut o[r.clone()];
-                for (o, &v) in o.iter_mut().zip(&yi[r.clone()]) {
+        .for_each(|(i, (o, yi))| {
+            let res = residual.map(|r| &r[i * chunk..i * chunk + yi.len()]);
+            for (j, (o, yp)) in o.chunks_mut(c).zip(yi.chunks(c)).enumerate() {
+                for ((o, &v), (&k, &t)) in o.iter_mut().zip(yp).zip(scale.iter().zip(&shift)) {
                     *o = v * k + t;
                 }
-                if let Some(res) = residual {
-                    let res = &res[b * image + r.start..b * image + r.end];
-                    o.iter_mut().zip(res).for_each(|(o, s)| *o += s);
+                if let Some(res) = res {
+                    add_into(o, &res[j * c..(j + 1) * c]);
                 }
                 if relu {
                     o.iter_mut().for_each(|o| *o = o.max(0.0));
@@ -497,68 +516,59 @@ pub fn batch_norm_forward(
     out
 }
 
-/// Gradients through batch normalisation from `d`, the gradient at its output (before any
-/// epilogue: ReLU already applied by [`relu_backward`]): (dy, dγ, dβ). `batch_stats`: the
+/// Gradients through batch normalisation (NHWC) from `d`, the gradient at its output (before
+/// any epilogue: ReLU already applied by [`relu_backward`]): (dy, dγ, dβ). `batch_stats`: the
 /// normalisation used this batch's moments (training), so they are differentiated too.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     y: &[f32],
-    (n, c, plane): (usize, usize, usize),
+    dims: Dims,
     mean: &[f32],
     inv_std: &[f32],
     gamma: &[f32],
     d: &[f32],
     batch_stats: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let image = c * plane;
+    let c = dims.c;
     // Per-image partial sums of d and d·x̂, added in image order (deterministic).
-    let partials: Vec<Vec<(f32, f32)>> = d
-        .par_chunks(image)
-        .zip(y.par_chunks(image))
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = d
+        .par_chunks(dims.image())
+        .zip(y.par_chunks(dims.image()))
         .map(|(di, yi)| {
-            (0..c)
-                .map(|ch| {
-                    let r = ch * plane..(ch + 1) * plane;
-                    let (mu, s) = (mean[ch], inv_std[ch]);
-                    di[r.clone()]
-                        .iter()
-                        .zip(&yi[r])
-                        .fold((0.0f32, 0.0f32), |(db, dg), (&dv, &v)| {
-                            (db + dv, dg + dv * (v - mu) * s)
-                        })
-                })
-                .collect()
+            let (mut db, mut dg) = (vec![0.0f32; c], vec![0.0f32; c]);
+            for (dp, yp) in di.chunks(c).zip(yi.chunks(c)) {
+                for ch in 0..c {
+                    db[ch] += dp[ch];
+                    dg[ch] += dp[ch] * (yp[ch] - mean[ch]) * inv_std[ch];
+                }
+            }
+            (db, dg)
         })
         .collect();
     let mut dbeta = vec![0.0f32; c];
     let mut dgamma = vec![0.0f32; c];
-    for img in &partials {
-        for ch in 0..c {
-            dbeta[ch] += img[ch].0;
-            dgamma[ch] += img[ch].1;
-        }
+    for (db, dg) in &partials {
+        add_into(&mut dbeta, db);
+        add_into(&mut dgamma, dg);
     }
-    let m = (n * plane) as f32;
+    let m = (dims.n * dims.plane()) as f32;
+    let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
+    let (sb, sg): (Vec<f32>, Vec<f32>) = if batch_stats {
+        (0..c).map(|ch| (dbeta[ch] / m, dgamma[ch] / m)).unzip()
+    } else {
+        (vec![0.0; c], vec![0.0; c])
+    };
+    let chunk = c * 256;
     let mut dy = vec![0.0f32; d.len()];
-    dy.par_chunks_mut(image)
-        .zip(d.par_chunks(image))
-        .zip(y.par_chunks(image))
+    dy.par_chunks_mut(chunk)
+        .zip(d.par_chunks(chunk))
+        .zip(y.par_chunks(chunk))
         .for_each(|((o, di), yi)| {
-            for ch in 0..c {
-                let r = ch * plane..(ch + 1) * plane;
-                let (mu, s) = (mean[ch], inv_std[ch]);
-                let k = gamma[ch] * s;
-                let o = o[r.clone()].iter_mut().zip(&di[r.clone()]).zip(&yi[r]);
-                if batch_stats {
-                    // k/m · (m·d − Σd − x̂·Σ(d·x̂))
-                    let (sb, sg) = (dbeta[ch] / m, dgamma[ch] / m);
-                    for ((o, &dv), &v) in o {
-                        *o = k * (dv - sb - (v - mu) * s * sg);
-                    }
-                } else {
-                    for ((o, &dv), _) in o {
-                        *o = k * dv;
-                    }
+            for ((o, dp), yp) in o.chunks_mut(c).zip(di.chunks(c)).zip(yi.chunks(c)) {
+                for ch in 0..c {
+                    // k · (d − Σd/m − x̂ · Σ(d·x̂)/m); the sums are zero with running statistics.
+                    let xhat = (yp[ch] - mean[ch]) * inv_std[ch];
+                    o[ch] = k[ch] * (dp[ch] - sb[ch] - xhat * sg[ch]);
                 }
             }
         });
@@ -576,29 +586,30 @@ pub fn relu_backward(out: &[f32], d: &mut [f32]) {
         });
 }
 
-/// 2 × 2 max pooling with stride 2 of `planes` planes of h × w (odd trailing rows/columns are
-/// dropped, as PyTorch): the pooled values and the input index of each maximum.
-pub fn max_pool2x2_forward(
-    x: &[f32],
-    (planes, h, w): (usize, usize, usize),
-) -> (Vec<f32>, Vec<u32>) {
-    let (ho, wo) = (h / 2, w / 2);
-    let mut out = vec![0.0f32; planes * ho * wo];
+/// 2 × 2 max pooling with stride 2 (NHWC; odd trailing rows/columns are dropped, as PyTorch):
+/// the pooled values and the input index of each maximum.
+pub fn max_pool2x2_forward(x: &[f32], d: Dims) -> (Vec<f32>, Vec<u32>) {
+    let (ho, wo, c) = (d.h / 2, d.w / 2, d.c);
+    let mut out = vec![0.0f32; d.n * ho * wo * c];
     let mut argmax = vec![0u32; out.len()];
-    for p in 0..planes {
+    for b in 0..d.n {
         for oy in 0..ho {
             for ox in 0..wo {
-                let o = (p * ho + oy) * wo + ox;
-                let first = (p * h + 2 * oy) * w + 2 * ox;
-                let mut best = (x[first], first);
-                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                    let i = (p * h + 2 * oy + dy) * w + 2 * ox + dx;
-                    if x[i] > best.0 {
-                        best = (x[i], i);
+                for ch in 0..c {
+                    let at = |dy: usize, dx: usize| {
+                        ((b * d.h + 2 * oy + dy) * d.w + 2 * ox + dx) * c + ch
+                    };
+                    let mut best = (x[at(0, 0)], at(0, 0));
+                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                        let i = at(dy, dx);
+                        if x[i] > best.0 {
+                            best = (x[i], i);
+                        }
                     }
+                    let o = ((b * ho + oy) * wo + ox) * c + ch;
+                    out[o] = best.0;
+                    argmax[o] = best.1 as u32;
                 }
-                out[o] = best.0;
-                argmax[o] = best.1 as u32;
             }
         }
     }
@@ -614,38 +625,43 @@ pub fn max_pool2x2_backward(argmax: &[u32], d: &[f32], input_len: usize) -> Vec<
     dx
 }
 
-/// Mean over each channel's plane: (N, C, plane) → (N, C).
-pub fn global_avg_pool_forward(x: &[f32], plane: usize) -> Vec<f32> {
-    x.chunks(plane)
-        .map(|p| p.iter().sum::<f32>() / plane as f32)
-        .collect()
+/// Mean over each image's pixels, per channel: (N, H, W, C) → (N, C).
+pub fn global_avg_pool_forward(x: &[f32], d: Dims) -> Vec<f32> {
+    let mut out = vec![0.0f32; d.n * d.c];
+    for (o, img) in out.chunks_mut(d.c).zip(x.chunks(d.image())) {
+        for px in img.chunks(d.c) {
+            add_into(o, px);
+        }
+        o.iter_mut().for_each(|v| *v /= d.plane() as f32);
+    }
+    out
 }
 
-/// Spreads each (N, C) gradient evenly over its plane.
-pub fn global_avg_pool_backward(d: &[f32], plane: usize) -> Vec<f32> {
-    d.iter()
-        .flat_map(|&g| std::iter::repeat_n(g / plane as f32, plane))
-        .collect()
+/// Spreads each (N, C) gradient evenly over the image's pixels.
+pub fn global_avg_pool_backward(g: &[f32], d: Dims) -> Vec<f32> {
+    let mut dx = vec![0.0f32; d.len()];
+    for (img, gi) in dx.chunks_mut(d.image()).zip(g.chunks(d.c)) {
+        for px in img.chunks_mut(d.c) {
+            for (v, &gv) in px.iter_mut().zip(gi) {
+                *v = gv / d.plane() as f32;
+            }
+        }
+    }
+    dx
 }
 
-/// The CIFAR ResNet's parameter-free "option A" shortcut: keep every second row and column and
-/// zero-pad the channels at the end, (N, Cin, H, W) → (N, Cout, ⌈H/2⌉, ⌈W/2⌉).
-pub fn shortcut_a_forward(
-    x: &[f32],
-    (n, c, h, w): (usize, usize, usize, usize),
-    out_channels: usize,
-) -> Vec<f32> {
-    assert!(out_channels >= c);
-    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-    let mut out = vec![0.0f32; n * out_channels * ho * wo];
-    for b in 0..n {
-        for ch in 0..c {
-            let src = &x[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
-            let dst = &mut out[(b * out_channels + ch) * ho * wo..][..ho * wo];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    dst[oy * wo + ox] = src[2 * oy * w + 2 * ox];
-                }
+/// The CIFAR ResNet's parameter-free "option A" shortcut (NHWC): keep every second row and
+/// column and zero-pad the channels at the end, (N, H, W, Cin) → (N, ⌈H/2⌉, ⌈W/2⌉, Cout).
+pub fn shortcut_a_forward(x: &[f32], d: Dims, out_channels: usize) -> Vec<f32> {
+    assert!(out_channels >= d.c);
+    let (ho, wo) = (d.h.div_ceil(2), d.w.div_ceil(2));
+    let mut out = vec![0.0f32; d.n * ho * wo * out_channels];
+    for b in 0..d.n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let src = ((b * d.h + 2 * oy) * d.w + 2 * ox) * d.c;
+                let dst = ((b * ho + oy) * wo + ox) * out_channels;
+                out[dst..dst + d.c].copy_from_slice(&x[src..src + d.c]);
             }
         }
     }
@@ -653,21 +669,15 @@ pub fn shortcut_a_forward(
 }
 
 /// The option-A shortcut's input gradient: the kept pixels take their output's gradient.
-pub fn shortcut_a_backward(
-    d: &[f32],
-    (n, c, h, w): (usize, usize, usize, usize),
-    out_channels: usize,
-) -> Vec<f32> {
-    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-    let mut dx = vec![0.0f32; n * c * h * w];
-    for b in 0..n {
-        for ch in 0..c {
-            let dst = &mut dx[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
-            let src = &d[(b * out_channels + ch) * ho * wo..][..ho * wo];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    dst[2 * oy * w + 2 * ox] = src[oy * wo + ox];
-                }
+pub fn shortcut_a_backward(g: &[f32], d: Dims, out_channels: usize) -> Vec<f32> {
+    let (ho, wo) = (d.h.div_ceil(2), d.w.div_ceil(2));
+    let mut dx = vec![0.0f32; d.len()];
+    for b in 0..d.n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let dst = ((b * d.h + 2 * oy) * d.w + 2 * ox) * d.c;
+                let src = ((b * ho + oy) * wo + ox) * out_channels;
+                dx[dst..dst + d.c].copy_from_slice(&g[src..src + d.c]);
             }
         }
     }

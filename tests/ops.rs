@@ -1,7 +1,98 @@
 //! The CPU kernels of the convolutional layers against naive reference implementations, and their
-//! backward kernels against central finite differences of the references.
+//! backward kernels against central finite differences of the references. The kernels work in
+//! N × H × W × C; the references and the wrappers below speak N × C × H × W, so every test also
+//! covers the layout conversion.
 
 use icm::ops::*;
+
+fn dims(n: usize, c: usize, h: usize, w: usize) -> Dims {
+    Dims { n, h, w, c }
+}
+
+fn conv_forward(
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    let d = dims(n, g.in_channels, h, w);
+    let y = conv2d_forward(&nchw_to_nhwc(x, d), d, wt, bias, g);
+    nhwc_to_nchw(&y, d.conv(g))
+}
+
+type ConvGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>);
+
+fn conv_backward(
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    wt: &[f32],
+    r: &[f32],
+    g: &ConvGeometry,
+    need_dx: bool,
+) -> ConvGrads {
+    let d = dims(n, g.in_channels, h, w);
+    let r = nchw_to_nhwc(r, d.conv(g));
+    let (dx, dw, db) = conv2d_backward(&nchw_to_nhwc(x, d), d, wt, &r, g, need_dx);
+    (dx.map(|dx| nhwc_to_nchw(&dx, d)), dw, db)
+}
+
+/// N × C × plane values seen as maps of plane × 1 pixels.
+fn plane_dims((n, c, plane): (usize, usize, usize)) -> Dims {
+    dims(n, c, plane, 1)
+}
+
+fn moments(x: &[f32], shape: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+    let d = plane_dims(shape);
+    batch_moments(&nchw_to_nhwc(x, d), d)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bn_forward(
+    x: &[f32],
+    shape: (usize, usize, usize),
+    mean: &[f32],
+    inv: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let d = plane_dims(shape);
+    let residual = residual.map(|r| nchw_to_nhwc(r, d));
+    let out = batch_norm_forward(
+        &nchw_to_nhwc(x, d),
+        d.c,
+        mean,
+        inv,
+        gamma,
+        beta,
+        residual.as_deref(),
+        relu,
+    );
+    nhwc_to_nchw(&out, d)
+}
+
+fn bn_backward(
+    x: &[f32],
+    shape: (usize, usize, usize),
+    stats: (&[f32], &[f32]),
+    gamma: &[f32],
+    r: &[f32],
+    batch_stats: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = plane_dims(shape);
+    let (dy, dg, db) = batch_norm_backward(
+        &nchw_to_nhwc(x, d),
+        d,
+        stats.0,
+        stats.1,
+        gamma,
+        &nchw_to_nhwc(r, d),
+        batch_stats,
+    );
+    (nhwc_to_nchw(&dy, d), dg, db)
+}
 use rand::{Rng, SeedableRng};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -105,13 +196,13 @@ fn conv2d_matches_reference_and_finite_differences() {
         let wt = random(g.out_channels * g.in_channels * g.kernel * g.kernel, 2);
         let bias = random(g.out_channels, 3);
         let want = naive_conv(&x, (n, h, w), &wt, &bias, &g);
-        let got = conv2d_forward(&x, (n, h, w), &wt, Some(&bias), &g);
+        let got = conv_forward(&x, (n, h, w), &wt, Some(&bias), &g);
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{g:?}: {a} vs {b}");
         }
 
         let r = random(want.len(), 4);
-        let (dx, dw, db) = conv2d_backward(&x, (n, h, w), &wt, &r, &g, true);
+        let (dx, dw, db) = conv_backward(&x, (n, h, w), &wt, &r, &g, true);
         let f_x = |v: &[f32]| weighted_sum(&naive_conv(v, (n, h, w), &wt, &bias, &g), &r);
         let f_w = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), v, &bias, &g), &r);
         let f_b = |v: &[f32]| weighted_sum(&naive_conv(&x, (n, h, w), &wt, v, &g), &r);
@@ -119,7 +210,7 @@ fn conv2d_matches_reference_and_finite_differences() {
         check_grad("dw", &f_w, &wt, &dw, 1e-2, 1e-3);
         check_grad("db", &f_b, &bias, &db, 1e-2, 1e-3);
         // Without the input gradient, the weight gradient is the same.
-        let (none, dw2, _) = conv2d_backward(&x, (n, h, w), &wt, &r, &g, false);
+        let (none, dw2, _) = conv_backward(&x, (n, h, w), &wt, &r, &g, false);
         assert!(none.is_none());
         assert_eq!(dw2, dw);
     }
@@ -154,9 +245,9 @@ fn naive_bn(
 
 /// Batch norm in training mode as the network uses it: batch moments, then the fused pass.
 fn bn_train(x: &[f32], dims: (usize, usize, usize), gamma: &[f32], beta: &[f32]) -> Vec<f32> {
-    let (mean, var) = batch_moments(x, dims);
+    let (mean, var) = moments(x, dims);
     let inv = inverse_std(&var);
-    batch_norm_forward(x, (dims.1, dims.2), &mean, &inv, gamma, beta, None, false)
+    bn_forward(x, dims, &mean, &inv, gamma, beta, None, false)
 }
 
 #[test]
@@ -171,7 +262,7 @@ fn batch_norm_training_eval_running_stats_and_gradients() {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
     // Running statistics: 0.9 · initial + 0.1 · batch (unbiased variance).
-    let (mean, var) = batch_moments(&x, dims);
+    let (mean, var) = moments(&x, dims);
     let mut stats = BatchNormStats::new(c);
     stats.update(&mean, &var, n * h * w);
     let ch0: Vec<f64> = (0..n)
@@ -186,7 +277,7 @@ fn batch_norm_training_eval_running_stats_and_gradients() {
     // Gradients through the batch moments.
     let r = random(x.len(), 6);
     let inv = inverse_std(&var);
-    let (dx, dgamma, dbeta) = batch_norm_backward(&x, dims, &mean, &inv, &gamma, &r, true);
+    let (dx, dgamma, dbeta) = bn_backward(&x, dims, (&mean, &inv), &gamma, &r, true);
     let f_x = |v: &[f32]| weighted_sum(&naive_bn(v, dims, &gamma, &beta), &r);
     let f_g = |v: &[f32]| weighted_sum(&naive_bn(&x, dims, v, &beta), &r);
     let f_b = |v: &[f32]| weighted_sum(&naive_bn(&x, dims, &gamma, v), &r);
@@ -196,34 +287,16 @@ fn batch_norm_training_eval_running_stats_and_gradients() {
 
     // Evaluation uses the running statistics, and its input gradient is γ/σ · d.
     let inv_run = inverse_std(&stats.var);
-    let eval = batch_norm_forward(
-        &x,
-        (c, h * w),
-        &stats.mean,
-        &inv_run,
-        &gamma,
-        &beta,
-        None,
-        false,
-    );
+    let eval = bn_forward(&x, dims, &stats.mean, &inv_run, &gamma, &beta, None, false);
     let i = 4; // channel 0
     let expect = gamma[0] * (x[i] - stats.mean[0]) / (stats.var[0] + 1e-5).sqrt() + beta[0];
     assert!((eval[i] - expect).abs() < 1e-5);
-    let (dx, _, _) = batch_norm_backward(&x, dims, &stats.mean, &inv_run, &gamma, &r, false);
+    let (dx, _, _) = bn_backward(&x, dims, (&stats.mean, &inv_run), &gamma, &r, false);
     assert!((dx[i] - gamma[0] * inv_run[0] * r[i]).abs() < 1e-6);
 
     // The fused epilogue: relu(bn(x) + residual), and the ReLU's backward mask.
     let residual = random(x.len(), 9);
-    let fused = batch_norm_forward(
-        &x,
-        (c, h * w),
-        &mean,
-        &inv,
-        &gamma,
-        &beta,
-        Some(&residual),
-        true,
-    );
+    let fused = bn_forward(&x, dims, &mean, &inv, &gamma, &beta, Some(&residual), true);
     for ((f, b), s) in fused.iter().zip(&want).zip(&residual) {
         assert!(
             (f - (b + s).max(0.0)).abs() < 1e-4,
@@ -245,7 +318,10 @@ fn max_pool_shortcut_and_global_pool() {
     let x: Vec<f32> = (0..n * c * h * w)
         .map(|i| ((i * 37) % 101) as f32 / 10.0)
         .collect();
-    let (pooled, argmax) = max_pool2x2_forward(&x, (n * c, h, w));
+    let d = dims(n, c, h, w);
+    let pd = dims(n, c, h / 2, w / 2);
+    let (pooled, argmax) = max_pool2x2_forward(&nchw_to_nhwc(&x, d), d);
+    let pooled = nhwc_to_nchw(&pooled, pd);
     assert_eq!(pooled.len(), n * c * 2 * 2);
     let naive_pool = |v: &[f32]| -> Vec<f32> {
         let mut o = Vec::new();
@@ -265,13 +341,17 @@ fn max_pool_shortcut_and_global_pool() {
         "maxpool",
         &|v| weighted_sum(&naive_pool(v), &r),
         &x,
-        &max_pool2x2_backward(&argmax, &r, x.len()),
+        &nhwc_to_nchw(
+            &max_pool2x2_backward(&argmax, &nchw_to_nhwc(&r, pd), x.len()),
+            d,
+        ),
         1e-3,
         1e-3,
     );
 
     // Option-A shortcut: stride-2 subsample, channels zero-padded 2 → 4, output 2 × 3.
-    let sv = shortcut_a_forward(&x, (n, c, h, w), 4);
+    let sd = dims(n, 4, 2, 3);
+    let sv = nhwc_to_nchw(&shortcut_a_forward(&nchw_to_nhwc(&x, d), d, 4), sd);
     assert_eq!(sv.len(), n * 4 * 2 * 3);
     assert_eq!(sv[0], x[0]);
     assert_eq!(sv[1], x[2]);
@@ -281,31 +361,34 @@ fn max_pool_shortcut_and_global_pool() {
         "padded channels are zero"
     );
     let r = random(sv.len(), 8);
-    let gx = shortcut_a_backward(&r, (n, c, h, w), 4);
+    let gx = nhwc_to_nchw(&shortcut_a_backward(&nchw_to_nhwc(&r, sd), d, 4), d);
     assert_eq!(gx[2], r[1]);
     assert_eq!(gx[1], 0.0, "odd columns get no gradient");
     // The backward is the forward's adjoint: <S x, r> = <x, Sᵀ r>.
     let lhs = weighted_sum(&sv, &r);
     assert!((lhs - weighted_sum(&x, &gx)).abs() < 1e-9 * (1.0 + lhs.abs()));
 
-    let gap = global_avg_pool_forward(&x, h * w);
+    let gap = global_avg_pool_forward(&nchw_to_nhwc(&x, d), d);
     assert_eq!(gap.len(), n * c);
     let first: f32 = x[..h * w].iter().sum::<f32>() / (h * w) as f32;
     assert!((gap[0] - first).abs() < 1e-5);
     let r = random(n * c, 10);
     check_grad(
         "global average pool",
-        &|v| weighted_sum(&global_avg_pool_forward(v, h * w), &r),
+        &|v| weighted_sum(&global_avg_pool_forward(&nchw_to_nhwc(v, d), d), &r),
         &x,
-        &global_avg_pool_backward(&r, h * w),
+        &nhwc_to_nchw(&global_avg_pool_backward(&r, d), d),
         1e-2,
         1e-3,
     );
 }
 
-/// Images smaller than the kernel and odd sizes: every geometry agrees with the reference.
+/// Images smaller than the kernel, odd sizes, and maps large enough that the batch is split
+/// into several products (three images of 24 × 24): every geometry agrees with the reference,
+/// and both gradients are the adjoints of the forward pass.
 #[test]
 fn conv2d_edge_geometries() {
+    let n = 3;
     for (k, s, p, h, w) in [
         (3, 1, 1, 1, 1),
         (3, 2, 1, 1, 2),
@@ -315,6 +398,8 @@ fn conv2d_edge_geometries() {
         (5, 1, 2, 3, 2),
         (5, 1, 2, 1, 6),
         (3, 1, 1, 4, 1),
+        (3, 1, 1, 24, 24),
+        (3, 2, 1, 24, 24),
     ] {
         let g = ConvGeometry {
             in_channels: 2,
@@ -323,24 +408,36 @@ fn conv2d_edge_geometries() {
             stride: s,
             padding: p,
         };
-        let x = random(2 * 2 * h * w, 11);
+        let x = random(n * 2 * h * w, 11);
         let wt = random(3 * 2 * k * k, 12);
         let bias = random(3, 13);
-        let want = naive_conv(&x, (2, h, w), &wt, &bias, &g);
-        let got = conv2d_forward(&x, (2, h, w), &wt, Some(&bias), &g);
+        let want = naive_conv(&x, (n, h, w), &wt, &bias, &g);
+        let got = conv_forward(&x, (n, h, w), &wt, Some(&bias), &g);
         assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{g:?} {h}x{w}: {a} vs {b}");
         }
         // The backward's input gradient is the adjoint: <conv(x), r> = <x, convᵀ(r)>.
         let r = random(want.len(), 14);
-        let dx = conv2d_backward(&x, (2, h, w), &wt, &r, &g, true).0.unwrap();
+        let (dx, dw, db) = conv_backward(&x, (n, h, w), &wt, &r, &g, true);
         let no_bias = vec![0.0; 3];
-        let lhs = weighted_sum(&naive_conv(&x, (2, h, w), &wt, &no_bias, &g), &r);
-        let rhs = weighted_sum(&x, &dx);
+        let lhs = weighted_sum(&naive_conv(&x, (n, h, w), &wt, &no_bias, &g), &r);
+        let rhs = weighted_sum(&x, &dx.unwrap());
         assert!(
             (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
-            "{g:?}: {lhs} vs {rhs}"
+            "{g:?} dx: {lhs} vs {rhs}"
+        );
+        // The output is linear in the weights too: <conv(x; W), r> = <W, dW>.
+        let rhs = weighted_sum(&wt, &dw);
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+            "{g:?} dW: {lhs} vs {rhs}"
+        );
+        let r_sum: f64 = r.iter().map(|&v| v as f64).sum();
+        let db_sum: f64 = db.iter().map(|&v| v as f64).sum();
+        assert!(
+            (r_sum - db_sum).abs() < 1e-4 * (1.0 + r_sum.abs()),
+            "{g:?} db"
         );
     }
 }
