@@ -211,7 +211,9 @@ fn flipped_weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
 }
 
 /// Unfolds one image (H × W × C) into patches: one row of k·k·C values per output pixel, taps
-/// in (ky, kx) order, each tap a copy of the C channels of one input pixel (zeros in the padding).
+/// in (ky, kx) order, each tap the C channels of one input pixel (zeros in the padding). The k
+/// taps of one kernel row are adjacent in the input row too: inside the image they are a single
+/// copy of k·C values. Every value of `out` is written.
 fn im2row(x: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, out: &mut [f32]) {
     let (ho, wo) = (g.out_size(h), g.out_size(w));
     let (k, s, p) = (g.kernel, g.stride, g.padding);
@@ -219,6 +221,8 @@ fn im2row(x: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, out: &mut [
     for oy in 0..ho {
         for ox in 0..wo {
             let row = &mut out[(oy * wo + ox) * row_len..][..row_len];
+            let ix0 = (ox * s) as isize - p as isize;
+            let inside = ix0 >= 0 && ix0 as usize + k <= w;
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
                 let taps = &mut row[ky * k * c..(ky + 1) * k * c];
@@ -227,6 +231,10 @@ fn im2row(x: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, out: &mut [
                     continue;
                 }
                 let src_row = &x[iy as usize * w * c..(iy as usize + 1) * w * c];
+                if inside {
+                    taps.copy_from_slice(&src_row[ix0 as usize * c..][..k * c]);
+                    continue;
+                }
                 for kx in 0..k {
                     let ix = (ox * s + kx) as isize - p as isize;
                     let tap = &mut taps[kx * c..(kx + 1) * c];
@@ -267,6 +275,27 @@ fn row2im(rows: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, x: &mut 
     }
 }
 
+thread_local! {
+    /// Patch rows of the products a thread is working on (the input's, and in the backward
+    /// pass the output gradient's), reused between calls: every value is written before it is
+    /// read, so the buffers are never cleared.
+    static PATCHES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` on this thread's two patch buffers, grown to at least `len` and `len2` values.
+fn with_patches<R>(len: usize, len2: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    PATCHES.with(|cell| {
+        let (a, b) = &mut *cell.borrow_mut();
+        for (buf, n) in [(&mut *a, len), (&mut *b, len2)] {
+            if buf.len() < n {
+                buf.resize(n, 0.0);
+            }
+        }
+        f(&mut a[..len], &mut b[..len2])
+    })
+}
+
 /// Forward convolution of a batch in NHWC: (N, H, W, Cin) → (N, Ho, Wo, Cout); `weight` is
 /// (Cout, Cin, k, k) flattened.
 pub fn conv2d_forward(
@@ -287,11 +316,12 @@ pub fn conv2d_forward(
         .for_each(|(y, xs)| {
             let images = xs.len() / d.image();
             let rows = images * od.plane();
-            let mut patches = vec![0.0f32; rows * k];
-            for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
-                im2row(img, d.h, d.w, d.c, g, pt);
-            }
-            gemm(rows, od.c, k, &patches, false, &wm, false, y, false);
+            with_patches(rows * k, 0, |patches, _| {
+                for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+                    im2row(img, d.h, d.w, d.c, g, pt);
+                }
+                gemm(rows, od.c, k, patches, false, &wm, false, y, false);
+            });
             if let Some(bias) = bias {
                 for px in y.chunks_mut(od.c) {
                     add_into(px, bias);
@@ -343,32 +373,34 @@ pub fn conv2d_backward(
             let rows = images * od.plane();
             let xs = &x[first * d.image()..(first + images) * d.image()];
             let dy = &grad_out[first * od.image()..(first + images) * od.image()];
-            let mut patches = vec![0.0f32; rows * k];
-            for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
-                im2row(img, d.h, d.w, d.c, g, pt);
-            }
-            // dW (Cout × K) = dYᵀ (Cout × rows) · patches (rows × K)
+            let kt = gt.patch();
+            let dpatch_len = if need_dx && flipped.is_some() {
+                rows * kt
+            } else {
+                0
+            };
             let mut dwm = vec![0.0f32; g.out_channels * k];
-            gemm(
-                g.out_channels,
-                k,
-                rows,
-                dy,
-                true,
-                &patches,
-                false,
-                &mut dwm,
-                false,
-            );
-            let mut db = vec![0.0f32; g.out_channels];
-            for px in dy.chunks(od.c) {
-                add_into(&mut db, px);
-            }
-            if need_dx {
+            with_patches(rows * k, dpatch_len, |patches, dpatches| {
+                for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+                    im2row(img, d.h, d.w, d.c, g, pt);
+                }
+                // dW (Cout × K) = dYᵀ (Cout × rows) · patches (rows × K)
+                gemm(
+                    g.out_channels,
+                    k,
+                    rows,
+                    dy,
+                    true,
+                    patches,
+                    false,
+                    &mut dwm,
+                    false,
+                );
+                if !need_dx {
+                    return;
+                }
                 if let Some(flipped) = &flipped {
                     // dX (rows × Cin) = patches of dY (rows × k·k·Cout) · flipped
-                    let kt = gt.patch();
-                    let mut dpatches = vec![0.0f32; rows * kt];
                     for (img, pt) in dy
                         .chunks(od.image())
                         .zip(dpatches.chunks_mut(d.plane() * kt))
@@ -376,11 +408,11 @@ pub fn conv2d_backward(
                         im2row(img, od.h, od.w, od.c, &gt, pt);
                     }
                     gemm(
-                        rows, d.c, kt, &dpatches, false, flipped, false, dx_group, false,
+                        rows, d.c, kt, dpatches, false, flipped, false, dx_group, false,
                     );
                 } else {
                     // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
-                    gemm(rows, k, od.c, dy, false, &wm, true, &mut patches, false);
+                    gemm(rows, k, od.c, dy, false, &wm, true, patches, false);
                     for (pt, dxi) in patches
                         .chunks(od.plane() * k)
                         .zip(dx_group.chunks_mut(d.image()))
@@ -388,6 +420,10 @@ pub fn conv2d_backward(
                         row2im(pt, d.h, d.w, d.c, g, dxi);
                     }
                 }
+            });
+            let mut db = vec![0.0f32; g.out_channels];
+            for px in dy.chunks(od.c) {
+                add_into(&mut db, px);
             }
             (dwm, db)
         })
@@ -536,10 +572,12 @@ pub fn batch_norm_backward(
         .zip(y.par_chunks(dims.image()))
         .map(|(di, yi)| {
             let (mut db, mut dg) = (vec![0.0f32; c], vec![0.0f32; c]);
-            for (dp, yp) in di.chunks(c).zip(yi.chunks(c)) {
-                for ch in 0..c {
-                    db[ch] += dp[ch];
-                    dg[ch] += dp[ch] * (yp[ch] - mean[ch]) * inv_std[ch];
+            for (dp, yp) in di.chunks_exact(c).zip(yi.chunks_exact(c)) {
+                let sums = db.iter_mut().zip(dg.iter_mut());
+                let values = dp.iter().zip(yp).zip(mean.iter().zip(inv_std));
+                for ((db, dg), ((&dv, &v), (&mu, &s))) in sums.zip(values) {
+                    *db += dv;
+                    *dg += dv * (v - mu) * s;
                 }
             }
             (db, dg)
@@ -551,24 +589,37 @@ pub fn batch_norm_backward(
         add_into(&mut dbeta, db);
         add_into(&mut dgamma, dg);
     }
+    // dy = k · (d − Σd/m − x̂ · Σ(d·x̂)/m) with k = γ·inv_std and x̂ = (y − μ)·inv_std, written
+    // as a·d + b·y + e per channel; with running statistics the sums drop out (b = e = 0).
     let m = (dims.n * dims.plane()) as f32;
-    let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
-    let (sb, sg): (Vec<f32>, Vec<f32>) = if batch_stats {
-        (0..c).map(|ch| (dbeta[ch] / m, dgamma[ch] / m)).unzip()
-    } else {
-        (vec![0.0; c], vec![0.0; c])
-    };
+    let mut a = vec![0.0f32; c];
+    let mut b = vec![0.0f32; c];
+    let mut e = vec![0.0f32; c];
+    for ch in 0..c {
+        let k = gamma[ch] * inv_std[ch];
+        a[ch] = k;
+        if batch_stats {
+            let slope = -k * inv_std[ch] * dgamma[ch] / m;
+            b[ch] = slope;
+            e[ch] = -k * dbeta[ch] / m - slope * mean[ch];
+        }
+    }
     let chunk = c * 256;
     let mut dy = vec![0.0f32; d.len()];
     dy.par_chunks_mut(chunk)
         .zip(d.par_chunks(chunk))
         .zip(y.par_chunks(chunk))
         .for_each(|((o, di), yi)| {
-            for ((o, dp), yp) in o.chunks_mut(c).zip(di.chunks(c)).zip(yi.chunks(c)) {
-                for ch in 0..c {
-                    // k · (d − Σd/m − x̂ · Σ(d·x̂)/m); the sums are zero with running statistics.
-                    let xhat = (yp[ch] - mean[ch]) * inv_std[ch];
-                    o[ch] = k[ch] * (dp[ch] - sb[ch] - xhat * sg[ch]);
+            for ((o, dp), yp) in o
+                .chunks_exact_mut(c)
+                .zip(di.chunks_exact(c))
+                .zip(yi.chunks_exact(c))
+            {
+                let coef = a.iter().zip(&b).zip(&e);
+                for ((o, (&dv, &v)), ((&a, &b), &e)) in
+                    o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
+                {
+                    *o = a * dv + b * v + e;
                 }
             }
         });
