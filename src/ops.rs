@@ -178,14 +178,14 @@ fn weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
     m
 }
 
-/// The gradient of [`weight_matrix`]'s layout, Cout × (k·k·Cin), back in (Cout, Cin, k, k).
+/// A gradient in [`weight_matrix`]'s layout, back in (Cout, Cin, k, k).
 fn weight_grad_from_matrix(dm: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
     let mut dw = vec![0.0f32; dm.len()];
     for co in 0..cout {
         for ci in 0..cin {
             for t in 0..k * k {
-                dw[(co * cin + ci) * k * k + t] = dm[co * k * k * cin + t * cin + ci];
+                dw[(co * cin + ci) * k * k + t] = dm[(t * cin + ci) * cout + co];
             }
         }
     }
@@ -384,14 +384,15 @@ pub fn conv2d_backward(
                 for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
                     im2row(img, d.h, d.w, d.c, g, pt);
                 }
-                // dW (Cout × K) = dYᵀ (Cout × rows) · patches (rows × K)
+                // dW as K × Cout = patchesᵀ (K × rows) · dY (rows × Cout): the long side K
+                // is the product's row count, which suits the gemm crate's 24-row kernel.
                 gemm(
-                    g.out_channels,
                     k,
+                    g.out_channels,
                     rows,
-                    dy,
-                    true,
                     patches,
+                    true,
+                    dy,
                     false,
                     &mut dwm,
                     false,
