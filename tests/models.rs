@@ -206,3 +206,64 @@ fn composed_network_matches_the_native_kernels() {
         assert!(max_rel_diff(&a, &b) < 1e-4, "{case}: evaluation logits");
     }
 }
+
+/// The whole network is one op on dfdx's tape: its parameter gradient matches central finite
+/// differences of the loss (evaluation mode, so batch norm is a fixed affine map and the loss is
+/// smooth away from ReLU kinks; training mode is covered by the comparison with the composed
+/// network above).
+#[test]
+fn network_op_gradient_matches_finite_differences() {
+    use icm::convnet::{ConvArch, ConvNet};
+    let dev = Cpu::default();
+    let shape = ImageShape {
+        channels: 2,
+        height: 6,
+        width: 6,
+    };
+    for arch in [ConvArch::Resnet(8), ConvArch::SmallCnn] {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut net = ConvNet::new(arch, shape, 3, &dev, &mut rng);
+        // Non-trivial running statistics.
+        for s in &mut net.bn_stats {
+            for (i, (m, v)) in s.mean.iter_mut().zip(s.var.iter_mut()).enumerate() {
+                *m = 0.1 * (i % 3) as f32 - 0.1;
+                *v = 0.5 + 0.25 * (i % 4) as f32;
+            }
+        }
+        let x: Matrix<Cpu> = dev.sample_normal_like(&(3, shape.numel()));
+        let r: Matrix<Cpu> = dev.sample_normal_like(&(3, 3));
+        let rv = r.as_vec();
+        let grads = net.params.alloc_grads();
+        let out = net.forward_native(x.clone().traced(grads), false);
+        let grad = (out * r)
+            .sum::<Rank0, _>()
+            .backward()
+            .get(&net.params.all)
+            .as_vec();
+        let params = net.params.all.as_vec();
+        let mut loss_at = |p: Vec<f32>| -> f64 {
+            net.params.all = dev.tensor_from_vec(p, (params.len(),));
+            let out = net.forward_native(x.clone(), false).as_vec();
+            out.iter()
+                .zip(&rv)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum()
+        };
+        let mut checked = 0;
+        for i in (0..params.len()).step_by(params.len() / 97 + 1) {
+            let eps = 1e-3f32;
+            let (mut up, mut down) = (params.clone(), params.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let numeric = (loss_at(up) - loss_at(down)) / (2.0 * eps as f64);
+            let err = (numeric - grad[i] as f64).abs();
+            assert!(
+                err <= 1e-2 * (1.0 + numeric.abs()),
+                "{arch:?} parameter {i}: analytic {} vs numeric {numeric}",
+                grad[i]
+            );
+            checked += 1;
+        }
+        assert!(checked > 90, "{checked}");
+    }
+}
