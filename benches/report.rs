@@ -65,6 +65,7 @@ fn main() {
             test_size: 1000,
             epochs: 10,
             train_seconds: 1.0,
+            device: Default::default(),
         };
         fs::write(
             dir.join(records::CONFIG_FILE),

@@ -96,6 +96,12 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.method.uses_icm() && spec.batch < 2 {
         bail!("--batch must be ≥ 2 for ICM methods");
     }
+    if spec.model.arch.conv().is_some() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2: batch normalisation needs batches of at least 2 images");
+    }
+    if spec.batch == 0 {
+        bail!("--batch must be ≥ 1");
+    }
     crate::device::check(spec.device)?;
     match spec.device {
         DeviceKind::Cpu => run_on(Cpu::seed_from_u64(0), spec),

@@ -64,10 +64,11 @@ fn gather_windows<D: Device<f32>, T: Tape<f32, D>>(
         .reshape_like(&(n, c, k, wo, k, ho))
 }
 
-/// 2-D convolution without bias; `weight` is (Cout, Cin, k, k) flattened.
-pub fn conv2d<D: Device<f32>, T: Tape<f32, D>>(
+/// 2-D convolution without bias; `weight` is (Cout, Cin, k, k) flattened, trained (on the tape)
+/// or constant.
+pub fn conv2d<D: Device<f32>, T: Tape<f32, D> + Merge<R>, R: Tape<f32, D>>(
     x: Image<D, T>,
-    weight: Tensor<(usize,), f32, D, T>,
+    weight: Tensor<(usize,), f32, D, R>,
     g: &ConvGeometry,
 ) -> Image<D, T> {
     let (n, c, h, w) = *x.shape();
@@ -100,11 +101,18 @@ pub fn batch_norm2d<D: Device<f32>, T: Tape<f32, D>>(
     let (n, c, h, w) = shape;
     let dev = y.device().clone();
     let xhat = if training {
-        let values = y.retaped::<NoneTape>();
-        let mean = values.clone().mean::<(usize,), Axes3<0, 2, 3>>().as_vec();
-        let var = values.var::<(usize,), Axes3<0, 2, 3>>().as_vec();
-        stats.update(&mean, &var, n * h * w);
-        y.normalize::<Axes3<0, 2, 3>>(BN_EPS)
+        // (y − μ) / √(σ² + ε) with the batch moments, each computed once; their values also
+        // update the running statistics.
+        let mean = y.retaped::<T>().mean::<(usize,), Axes3<0, 2, 3>>();
+        let mean_values = mean.as_vec();
+        let centered = y - mean.broadcast_like::<_, Axes3<0, 2, 3>>(&shape);
+        let var = centered
+            .retaped::<T>()
+            .square()
+            .mean::<(usize,), Axes3<0, 2, 3>>();
+        stats.update(&mean_values, &var.as_vec(), n * h * w);
+        let inv_std = (var + BN_EPS).sqrt().recip();
+        centered * inv_std.broadcast_like::<_, Axes3<0, 2, 3>>(&shape)
     } else {
         let mean: Tensor<(usize,), f32, D> = dev.tensor_from_vec(stats.mean.clone(), (c,));
         let inv: Tensor<(usize,), f32, D> = dev.tensor_from_vec(inverse_std(&stats.var), (c,));
@@ -141,7 +149,7 @@ pub fn shortcut_a<D: Device<f32>, T: Tape<f32, D>>(
         stride: 2,
         padding: 0,
     };
-    conv2d(x, weight.retaped::<T>(), &g)
+    conv2d(x, weight, &g)
 }
 
 /// Mean over each channel's plane: (N, C, H, W) → (N, C).

@@ -33,6 +33,37 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
+/// One forward and backward pass of ResNet-8 and of the small CNN on `dev`: every op kind the
+/// networks use.
+#[cfg(feature = "cuda")]
+fn smoke_step(dev: &dfdx::prelude::Cuda) -> bool {
+    use dfdx::prelude::*;
+    use rand::SeedableRng;
+    let shape = crate::mixing::ImageShape {
+        channels: 1,
+        height: 4,
+        width: 4,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    [
+        crate::convnet::ConvArch::Resnet(8),
+        crate::convnet::ConvArch::SmallCnn,
+    ]
+    .into_iter()
+    .all(|arch| {
+        let mut net = crate::convnet::ConvNet::new(arch, shape, 2, dev, &mut rng);
+        let x: crate::losses::Matrix<Cuda> = dev.sample_normal_like(&(2, shape.numel()));
+        let grads = net.params.alloc_grads();
+        let logits = net.forward_composed(x.traced(grads), true);
+        let grads = logits.sum::<Rank0, _>().backward();
+        grads
+            .get(&net.params.all)
+            .as_vec()
+            .iter()
+            .all(|g| g.is_finite())
+    })
+}
+
 /// The CUDA device with `seed` for its random streams, or an error that says what to do.
 #[cfg(feature = "cuda")]
 pub fn cuda(seed: u64) -> Result<dfdx::prelude::Cuda> {
@@ -45,12 +76,23 @@ pub fn cuda(seed: u64) -> Result<dfdx::prelude::Cuda> {
 }
 
 /// Checks that `kind` can train here before a grid starts, so that a missing GPU is one clear
-/// error rather than every run failing.
+/// error rather than every run failing. For CUDA this trains one step of a tiny convolutional
+/// network: dfdx compiles some kernels only when first used (with NVRTC), and a machine with a
+/// GPU but no usable NVRTC would otherwise fail every run.
 pub fn check(kind: DeviceKind) -> Result<()> {
     match kind {
         DeviceKind::Cpu => Ok(()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => cuda(0).map(|_| ()),
+        DeviceKind::Cuda => {
+            let dev = cuda(0)?;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| smoke_step(&dev))) {
+                Ok(true) => Ok(()),
+                Ok(false) => bail!("device: cuda: a test step on the GPU gave non-finite values"),
+                Err(_) => bail!(
+                    "device: cuda: the GPU is visible but dfdx's kernels failed to run (is NVRTC                      from the CUDA toolkit installed?); use `device: cpu`"
+                ),
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => bail!(
             "device: cuda: this icm was built without CUDA; rebuild with \

@@ -3,9 +3,10 @@
 //! A convolution gathers each output pixel's window into a patch row and multiplies the patches
 //! by the weight matrix with the `gemm` crate; in this layout the patch rows are contiguous
 //! copies and every product streams its operands without repacking (about twice the speed of
-//! N × C × H × W im2col here). Everything runs in parallel over the batch with rayon, and every
-//! reduction over the batch adds fixed per-image (or per-group) partials in order, so results
-//! are bit-identical whatever the number of threads. [`crate::convnet`] chains these kernels into a
+//! N × C × H × W im2col here). Convolution and batch norm run in parallel over the batch with
+//! rayon (pooling and the shortcut are cheap and serial), and every reduction over the batch adds
+//! fixed per-image (or per-group) partials in order, so results are bit-identical whatever the
+//! number of threads. [`crate::convnet`] chains these kernels into a
 //! network and puts the whole network on dfdx's tape as one op. Each kernel is checked against a
 //! naive reference and finite differences in `tests/ops.rs`.
 
@@ -156,7 +157,7 @@ pub fn nhwc_to_nchw(x: &[f32], d: Dims) -> Vec<f32> {
 
 /// Output pixels per matrix product: small maps are batched several images at a time so that
 /// each product has enough rows. Depends only on the map size, never on the thread count, so
-/// the sums it groups (weight gradients) are the same on every machine.
+/// the sums it groups (weight gradients) do not change with the number of threads.
 const ROWS_PER_PRODUCT: usize = 1024;
 
 fn images_per_product(out_plane: usize) -> usize {
@@ -361,10 +362,8 @@ pub fn conv2d_backward(
     let group = images_per_product(od.plane());
     // Same-size stride 1: dX is a convolution of dY (a gather and one product); otherwise
     // dpatches = dY · Wᵀ, added back into the image.
-    let flipped = g
-        .is_same_stride1()
-        .then(|| flipped_weight_matrix(weight, g));
-    let wm = weight_matrix(weight, g);
+    let flipped = (need_dx && g.is_same_stride1()).then(|| flipped_weight_matrix(weight, g));
+    let wm = (need_dx && flipped.is_none()).then(|| weight_matrix(weight, g));
     let gt = ConvGeometry {
         in_channels: g.out_channels,
         out_channels: g.in_channels,
@@ -428,7 +427,8 @@ pub fn conv2d_backward(
                     );
                 } else {
                     // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
-                    gemm(rows, k, od.c, dy, false, &wm, true, patches, false);
+                    let wm = wm.as_deref().expect("built when dX needs it");
+                    gemm(rows, k, od.c, dy, false, wm, true, patches, false);
                     for (pt, dxi) in patches
                         .chunks(od.plane() * k)
                         .zip(dx_group.chunks_mut(d.image()))
@@ -606,7 +606,7 @@ pub fn batch_norm_backward(
         add_into(&mut dgamma, dg);
     }
     // dy = k · (d − Σd/m − x̂ · Σ(d·x̂)/m) with k = γ·inv_std and x̂ = (y − μ)·inv_std, written
-    // as a·d + b·y + e per channel; with running statistics the sums drop out (b = e = 0).
+    // as a·d + b·(y − μ) + e per channel; with running statistics the sums drop out (b = e = 0).
     let m = (dims.n * dims.plane()) as f32;
     let mut a = vec![0.0f32; c];
     let mut b = vec![0.0f32; c];
@@ -615,9 +615,8 @@ pub fn batch_norm_backward(
         let k = gamma[ch] * inv_std[ch];
         a[ch] = k;
         if batch_stats {
-            let slope = -k * inv_std[ch] * dgamma[ch] / m;
-            b[ch] = slope;
-            e[ch] = -k * dbeta[ch] / m - slope * mean[ch];
+            b[ch] = -k * inv_std[ch] * dgamma[ch] / m;
+            e[ch] = -k * dbeta[ch] / m;
         }
     }
     let chunk = c * 256;
@@ -631,11 +630,11 @@ pub fn batch_norm_backward(
                 .zip(di.chunks_exact(c))
                 .zip(yi.chunks_exact(c))
             {
-                let coef = a.iter().zip(&b).zip(&e);
-                for ((o, (&dv, &v)), ((&a, &b), &e)) in
+                let coef = a.iter().zip(&b).zip(&e).zip(mean);
+                for ((o, (&dv, &v)), (((&a, &b), &e), &mu)) in
                     o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
                 {
-                    *o = a * dv + b * v + e;
+                    *o = a * dv + b * (v - mu) + e;
                 }
             }
         });

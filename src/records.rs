@@ -31,6 +31,10 @@ pub struct RunMetrics {
     pub test_size: usize,
     pub epochs: usize,
     pub train_seconds: f64,
+    /// Where the attempt that finished the run trained (not part of the run id: CPU and CUDA
+    /// results agree only up to rounding).
+    #[serde(default)]
+    pub device: crate::device::DeviceKind,
 }
 
 /// Contents of `reliability.json`.
@@ -142,6 +146,7 @@ pub fn write_run(
         test_size,
         epochs: config.train.epochs,
         train_seconds: outcome.train_seconds,
+        device: outcome.device,
     };
     write_atomic(
         &dir.join(METRICS_FILE),

@@ -44,6 +44,7 @@ pub struct RunOutcome {
     pub bins: Vec<Bin>,
     pub train_class_counts: Vec<usize>,
     pub train_seconds: f64,
+    pub device: DeviceKind,
 }
 
 /// Independent random streams of a run, all derived from its seed.
@@ -186,6 +187,7 @@ pub fn train_run(
     match device {
         DeviceKind::Cpu => train_on(
             Cpu::seed_from_u64(config.seed),
+            device,
             config,
             train,
             val,
@@ -195,6 +197,7 @@ pub fn train_run(
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => train_on(
             crate::device::cuda(config.seed)?,
+            device,
             config,
             train,
             val,
@@ -206,9 +209,10 @@ pub fn train_run(
     }
 }
 
-/// [`train_run`] on the device `dev`.
+/// [`train_run`] on the device `dev` (of kind `kind`).
 fn train_on<D: ConvDevice>(
     dev: D,
+    kind: DeviceKind,
     config: &RunConfig,
     train: &Dataset,
     val: Option<&Dataset>,
@@ -347,6 +351,7 @@ fn train_on<D: ConvDevice>(
         bins,
         train_class_counts: counts,
         train_seconds: earlier_seconds + start.elapsed().as_secs_f64(),
+        device: kind,
     })
 }
 

@@ -198,5 +198,11 @@ fn device_is_checked_and_not_part_of_the_run_id() {
         .unwrap();
         let summary = icm::runner::run_grid(&quick, tmp.path(), &opts).unwrap();
         assert_eq!(summary.trained, 4);
+        // The run records where it trained.
+        let dir = icm::records::run_dir(tmp.path(), &quick.name, &quick.runs()[0].run_id());
+        let metrics = icm::records::read_metrics(&dir.join(icm::records::METRICS_FILE)).unwrap();
+        assert_eq!(metrics.device, DeviceKind::Cpu);
+        let text = std::fs::read_to_string(dir.join(icm::records::METRICS_FILE)).unwrap();
+        assert!(text.contains("\"device\": \"cpu\""), "{text}");
     }
 }

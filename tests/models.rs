@@ -267,3 +267,44 @@ fn network_op_gradient_matches_finite_differences() {
         assert!(checked > 90, "{checked}");
     }
 }
+
+/// A training step's logits, parameter gradient and batch-norm statistics are bit-identical on
+/// 1 and 3 threads (20 images of 16 × 16: the kernels split the batch into several products,
+/// the last one partial).
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    use icm::convnet::{ConvArch, ConvNet};
+    let shape = ImageShape {
+        channels: 3,
+        height: 16,
+        width: 16,
+    };
+    let step = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let dev = Cpu::default();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            let mut net = ConvNet::new(ConvArch::Resnet(8), shape, 4, &dev, &mut rng);
+            let x: Matrix<Cpu> = dev.sample_normal_like(&(20, shape.numel()));
+            let r: Matrix<Cpu> = dev.sample_normal_like(&(20, 4));
+            let grads = net.params.alloc_grads();
+            let logits = net.forward_native(x.traced(grads), true);
+            let values = logits.as_vec();
+            let grad = (logits * r)
+                .sum::<Rank0, _>()
+                .backward()
+                .get(&net.params.all)
+                .as_vec();
+            (values, grad, net.bn_stats)
+        })
+    };
+    let (one, three) = (step(1), step(3));
+    assert!(one.1.iter().any(|&g| g != 0.0));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&one.0), bits(&three.0), "logits");
+    assert_eq!(bits(&one.1), bits(&three.1), "gradients");
+    assert_eq!(one.2, three.2, "batch-norm statistics");
+}

@@ -383,23 +383,26 @@ fn max_pool_shortcut_and_global_pool() {
     );
 }
 
-/// Images smaller than the kernel, odd sizes, and maps large enough that the batch is split
-/// into several products (three images of 24 × 24): every geometry agrees with the reference,
-/// and both gradients are the adjoints of the forward pass.
+/// Images smaller than the kernel, odd sizes, and batches that the kernels split into several
+/// products (24 × 24 maps: one image per product; 8 × 8 outputs: 16 images per product, so 18
+/// images leave a partial group): every geometry agrees with the reference, and both gradients
+/// are the adjoints of the forward pass.
 #[test]
 fn conv2d_edge_geometries() {
-    let n = 3;
-    for (k, s, p, h, w) in [
-        (3, 1, 1, 1, 1),
-        (3, 2, 1, 1, 2),
-        (3, 2, 1, 3, 3),
-        (5, 2, 2, 2, 7),
-        (1, 1, 0, 2, 3),
-        (5, 1, 2, 3, 2),
-        (5, 1, 2, 1, 6),
-        (3, 1, 1, 4, 1),
-        (3, 1, 1, 24, 24),
-        (3, 2, 1, 24, 24),
+    for (n, k, s, p, h, w) in [
+        (3, 3, 1, 1, 1, 1),
+        (3, 3, 2, 1, 1, 2),
+        (3, 3, 2, 1, 3, 3),
+        (3, 5, 2, 2, 2, 7),
+        (3, 1, 1, 0, 2, 3),
+        (3, 5, 1, 2, 3, 2),
+        (3, 5, 1, 2, 1, 6),
+        (3, 3, 1, 1, 4, 1),
+        (3, 3, 1, 1, 24, 24),
+        (3, 3, 2, 1, 24, 24),
+        (18, 3, 1, 1, 8, 8),
+        (18, 3, 2, 1, 16, 16),
+        (18, 1, 2, 0, 16, 16),
     ] {
         let g = ConvGeometry {
             in_channels: 2,

@@ -51,6 +51,7 @@ fn record(config: &RunConfig, accuracy: f64, ece: f64) -> RunRecord {
             test_size: 100,
             epochs: 1,
             train_seconds: 1.0,
+            device: Default::default(),
         },
     }
 }

@@ -50,8 +50,10 @@ impl Aggregates {
 /// The data folder (`config.dataset.*.root`) is not part of a group either: like the run id, a
 /// group does not change when the data moves.
 fn is_per_run(name: &str) -> bool {
-    matches!(name, "run_id" | "seed" | "config.seed" | "train_seconds")
-        || METRICS.contains(&name)
+    matches!(
+        name,
+        "run_id" | "seed" | "config.seed" | "train_seconds" | "device"
+    ) || METRICS.contains(&name)
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
 

@@ -222,6 +222,12 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
             .map(|r| r.metrics.train_seconds)
             .collect::<Vec<_>>(),
     ));
+    columns.push(Column::new(
+        "device".into(),
+        runs.iter()
+            .map(|r| r.metrics.device.to_string())
+            .collect::<Vec<_>>(),
+    ));
     let df = DataFrame::new(n, columns)?;
     Ok(df)
 }
