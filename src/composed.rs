@@ -8,8 +8,13 @@
 //! windows and the option-A shortcut a 1×1, stride-2 "convolution" with a fixed identity weight.
 //! The same code runs on the CPU in the tests, where it must agree with the native kernels.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
+use crate::convnet::{ConvBn, ConvNet, Shortcut, Unit};
+use crate::losses::Matrix;
 use crate::ops::{inverse_std, BatchNormStats, ConvGeometry, BN_EPS};
 
 /// A batch of images, N × C × H × W, on any device.
@@ -157,4 +162,56 @@ pub fn global_avg_pool<D: Device<f32>, T: Tape<f32, D>>(
     x: Image<D, T>,
 ) -> Tensor<(usize, usize), f32, D, T> {
     x.mean::<(usize, usize), Axes2<2, 3>>()
+}
+
+impl<D: Device<f32>> ConvNet<D> {
+    /// The network built from dfdx's own ops, on any device (the CUDA path).
+    pub fn forward_composed<T: Tape<f32, D>>(
+        &mut self,
+        x: Matrix<D, T>,
+        training: bool,
+    ) -> Matrix<D, T> {
+        let layout = Arc::clone(&self.layout);
+        let batch = x.shape().0;
+        let s = self.input;
+        let param = |range: &Range<usize>| self.params.all.retaped::<T>().slice((range.clone(),));
+        let stats = &mut self.bn_stats;
+        let mut conv_bn = |layer: &ConvBn, x| {
+            let y = conv2d(x, param(&layer.weight), &layer.geometry);
+            batch_norm2d(
+                y,
+                param(&layer.gamma),
+                param(&layer.beta),
+                &mut stats[layer.bn],
+                training,
+            )
+        };
+        let x = x.reshape_like(&(batch, s.channels, s.height, s.width));
+        let mut h = conv_bn(&layout.stem, x).relu();
+        for unit in &layout.units {
+            h = match unit {
+                Unit::Block(c1, c2, shortcut) => {
+                    let skip = match shortcut {
+                        Shortcut::Identity => h.with_empty_tape(),
+                        Shortcut::PadA(width) => shortcut_a(h.with_empty_tape(), *width),
+                        Shortcut::Projection(l) => conv_bn(l, h.with_empty_tape()),
+                    };
+                    let r = conv_bn(c1, h).relu();
+                    (conv_bn(c2, r) + skip).relu()
+                }
+                Unit::ConvPool(l, pool) => {
+                    let y = conv_bn(l, h).relu();
+                    if *pool {
+                        max_pool2x2(y)
+                    } else {
+                        y
+                    }
+                }
+            };
+        }
+        let features = global_avg_pool(h);
+        let w = param(&layout.fc_weight).reshape_like(&(layout.features, self.classes));
+        let b = param(&layout.fc_bias).broadcast_like::<_, Axis<0>>(&(batch, self.classes));
+        features.matmul(w) + b
+    }
 }

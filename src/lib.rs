@@ -52,6 +52,7 @@ pub mod method;
 pub mod metrics;
 pub mod mixing;
 pub mod model;
+pub mod native;
 pub mod ops;
 pub mod optim;
 pub mod plots;
