@@ -6,9 +6,9 @@
 //! N × C × H × W im2col here). Convolution and batch norm run in parallel over the batch with
 //! rayon (pooling and the shortcut are cheap and serial), and every reduction over the batch adds
 //! fixed per-image (or per-group) partials in order, so results are bit-identical whatever the
-//! number of threads. [`crate::convnet`] chains these kernels into a
-//! network and puts the whole network on dfdx's tape as one op. Each kernel is checked against a
-//! naive reference and finite differences in `tests/ops.rs`.
+//! number of threads. [`crate::native`] chains these kernels into a network and puts the whole
+//! network on dfdx's tape as one op. Each kernel is checked against a naive reference and finite
+//! differences in `tests/ops.rs`.
 
 use rayon::prelude::*;
 
