@@ -164,33 +164,25 @@ fn images_per_product(out_plane: usize) -> usize {
     (ROWS_PER_PRODUCT / out_plane.max(1)).max(1)
 }
 
-/// The weights (Cout, Cin, k, k) as the (k·k·Cin) × Cout matrix of the NHWC product, rows
-/// ordered (ky, kx, ci) like the patches of [`im2row`].
-fn weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+/// Moves weights (or their gradient) between the (Cout, Cin, k, k) layout of the parameters and
+/// the (k·k·Cin) × Cout matrix of the NHWC product, rows ordered (ky, kx, ci) like the patches of
+/// [`im2row`]; `to_matrix` picks the direction.
+fn reorder_weights(src: &[f32], g: &ConvGeometry, to_matrix: bool) -> Vec<f32> {
     let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
-    let mut m = vec![0.0f32; weight.len()];
+    let mut out = vec![0.0f32; src.len()];
     for co in 0..cout {
         for ci in 0..cin {
             for t in 0..k * k {
-                m[(t * cin + ci) * cout + co] = weight[(co * cin + ci) * k * k + t];
+                let (param, matrix) = ((co * cin + ci) * k * k + t, (t * cin + ci) * cout + co);
+                if to_matrix {
+                    out[matrix] = src[param];
+                } else {
+                    out[param] = src[matrix];
+                }
             }
         }
     }
-    m
-}
-
-/// A gradient in [`weight_matrix`]'s layout, back in (Cout, Cin, k, k).
-fn weight_grad_from_matrix(dm: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
-    let mut dw = vec![0.0f32; dm.len()];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for t in 0..k * k {
-                dw[(co * cin + ci) * k * k + t] = dm[(t * cin + ci) * cout + co];
-            }
-        }
-    }
-    dw
+    out
 }
 
 /// For a same-size stride-1 convolution, the input gradient is the convolution of the output
@@ -324,7 +316,7 @@ pub fn conv2d_forward(
     assert_eq!(d.c, g.in_channels, "conv2d: input channels");
     let od = d.conv(g);
     let k = g.patch();
-    let wm = weight_matrix(weight, g);
+    let wm = reorder_weights(weight, g, true);
     let group = images_per_product(od.plane());
     let mut out = vec![0.0f32; od.len()];
     out.par_chunks_mut(group * od.image())
@@ -363,7 +355,7 @@ pub fn conv2d_backward(
     // Same-size stride 1: dX is a convolution of dY (a gather and one product); otherwise
     // dpatches = dY · Wᵀ, added back into the image.
     let flipped = (need_dx && g.is_same_stride1()).then(|| flipped_weight_matrix(weight, g));
-    let wm = (need_dx && flipped.is_none()).then(|| weight_matrix(weight, g));
+    let wm = (need_dx && flipped.is_none()).then(|| reorder_weights(weight, g, true));
     let gt = ConvGeometry {
         in_channels: g.out_channels,
         out_channels: g.in_channels,
@@ -450,7 +442,7 @@ pub fn conv2d_backward(
         add_into(&mut dwm, pw);
         add_into(&mut db, pb);
     }
-    (need_dx.then_some(dx), weight_grad_from_matrix(&dwm, g), db)
+    (need_dx.then_some(dx), reorder_weights(&dwm, g, false), db)
 }
 
 /// Adds `src` into `dst` element-wise.
