@@ -113,12 +113,18 @@ pub struct GridSummary {
 /// Trains every pending run of `exp` (in the shard) under `results`.
 pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Result<GridSummary> {
     let start = Instant::now();
+    let runs = shard_runs(exp.runs(), opts.shard);
+    // A device that cannot train is one clear error up front, unless there is nothing left to
+    // train (writing the report of a finished GPU grid works anywhere).
     let device = opts.device.unwrap_or(exp.device);
-    crate::device::check(device)?;
+    let finished =
+        |c: &RunConfig| records::is_done(&records::run_dir(results, &exp.name, &c.run_id()));
+    if !runs.iter().all(finished) {
+        crate::device::check(device)?;
+    }
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
-    let runs = shard_runs(exp.runs(), opts.shard);
     let summary = Mutex::new(GridSummary {
         total: runs.len(),
         ..Default::default()

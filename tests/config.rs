@@ -198,6 +198,9 @@ fn device_is_checked_and_not_part_of_the_run_id() {
         .unwrap();
         let summary = icm::runner::run_grid(&quick, tmp.path(), &opts).unwrap();
         assert_eq!(summary.trained, 4);
+        // With nothing left to train, a CUDA grid runs (and reports) anywhere.
+        let again = icm::runner::run_grid(&quick, tmp.path(), &Default::default()).unwrap();
+        assert_eq!((again.trained, again.skipped), (0, 4));
         // The run records where it trained.
         let dir = icm::records::run_dir(tmp.path(), &quick.name, &quick.runs()[0].run_id());
         let metrics = icm::records::read_metrics(&dir.join(icm::records::METRICS_FILE)).unwrap();
