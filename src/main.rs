@@ -83,8 +83,9 @@ enum Command {
         /// Wall-time limit per array task.
         #[arg(long, default_value = "04:00:00")]
         time: String,
-        #[arg(long, default_value_t = 0)]
-        gpus: u32,
+        /// GPUs per array task (default: 1 for a `device: cuda` experiment, else 0).
+        #[arg(long)]
+        gpus: Option<u32>,
         #[arg(long, default_value_t = 2)]
         cpus: u32,
         /// At most this many array tasks at once.

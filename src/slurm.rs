@@ -16,7 +16,8 @@ pub struct SlurmOptions {
     pub partition: Option<String>,
     /// Wall-time limit per task, Slurm syntax (e.g. `04:00:00`).
     pub time: String,
-    pub gpus: u32,
+    /// GPUs per task; `None`: one when the experiment trains on CUDA, none otherwise.
+    pub gpus: Option<u32>,
     pub cpus: u32,
     /// At most this many tasks at once (`--array=...%M`).
     pub array_parallelism: Option<u32>,
@@ -66,8 +67,11 @@ pub fn write_script(
     }
     s.push_str(&format!("#SBATCH --time={}\n", opts.time));
     s.push_str(&format!("#SBATCH --cpus-per-task={}\n", opts.cpus.max(1)));
-    if opts.gpus > 0 {
-        s.push_str(&format!("#SBATCH --gpus={}\n", opts.gpus));
+    let gpus = opts
+        .gpus
+        .unwrap_or(u32::from(exp.device == crate::device::DeviceKind::Cuda));
+    if gpus > 0 {
+        s.push_str(&format!("#SBATCH --gpus={gpus}\n"));
     }
     s.push_str(&format!("#SBATCH --output={}/%A_%a.out\n", dir.display()));
     s.push_str("set -euo pipefail\n");

@@ -352,7 +352,7 @@ fn slurm_script_runs_one_shard_per_array_task() {
     let opts = icm::slurm::SlurmOptions {
         partition: Some("gpu".into()),
         time: "01:00:00".into(),
-        gpus: 1,
+        gpus: Some(1),
         cpus: 4,
         array_parallelism: Some(2),
         tasks: None,
@@ -370,4 +370,18 @@ fn slurm_script_runs_one_shard_per_array_task() {
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
+    // A CUDA experiment asks for one GPU per task unless told otherwise; a CPU one for none.
+    let cpu_only = icm::slurm::SlurmOptions { gpus: None, ..opts };
+    let (script, _) =
+        icm::slurm::write_script(&exp, &tmp.path().join("results"), &cpu_only).unwrap();
+    assert!(!fs::read_to_string(script).unwrap().contains("--gpus"));
+    let cuda = icm::config::LoadedExperiment {
+        device: icm::device::DeviceKind::Cuda,
+        ..exp
+    };
+    let (script, _) =
+        icm::slurm::write_script(&cuda, &tmp.path().join("results"), &cpu_only).unwrap();
+    assert!(fs::read_to_string(script)
+        .unwrap()
+        .contains("#SBATCH --gpus=1\n"));
 }
