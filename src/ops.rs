@@ -186,21 +186,30 @@ fn reorder_weights(src: &[f32], g: &ConvGeometry, to_matrix: bool) -> Vec<f32> {
 }
 
 /// For a same-size stride-1 convolution, the input gradient is the convolution of the output
-/// gradient with the flipped kernel, channels swapped: this is its (k·k·Cout) × Cin matrix.
-fn flipped_weight_matrix(weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+/// gradient with the flipped kernel, channels swapped. Moves weights (or their gradient) between
+/// the parameters' (Cout, Cin, k, k) layout and that kernel's (k·k·Cout) × Cin matrix, rows
+/// ordered (flipped tap, co) like the patches of the output gradient; `to_matrix` picks the
+/// direction.
+fn reorder_flipped(src: &[f32], g: &ConvGeometry, to_matrix: bool) -> Vec<f32> {
     let (k, cin, cout) = (g.kernel, g.in_channels, g.out_channels);
-    let mut m = vec![0.0f32; weight.len()];
+    let mut out = vec![0.0f32; src.len()];
     for co in 0..cout {
         for ci in 0..cin {
             for ky in 0..k {
                 for kx in 0..k {
                     let t = (k - 1 - ky) * k + (k - 1 - kx);
-                    m[(t * cout + co) * cin + ci] = weight[((co * cin + ci) * k + ky) * k + kx];
+                    let param = ((co * cin + ci) * k + ky) * k + kx;
+                    let matrix = (t * cout + co) * cin + ci;
+                    if to_matrix {
+                        out[matrix] = src[param];
+                    } else {
+                        out[param] = src[matrix];
+                    }
                 }
             }
         }
     }
-    m
+    out
 }
 
 /// Unfolds one image (H × W × C) into patches: one row of k·k·C values per output pixel, taps
@@ -284,23 +293,19 @@ fn row2im(rows: &[f32], h: usize, w: usize, c: usize, g: &ConvGeometry, x: &mut 
 }
 
 thread_local! {
-    /// Patch rows of the products a thread is working on (the input's, and in the backward
-    /// pass the output gradient's), reused between calls: every value is written before it is
-    /// read, so the buffers are never cleared.
-    static PATCHES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Patch rows of the product a thread is working on, reused between calls: every value is
+    /// written before it is read, so the buffer is never cleared.
+    static PATCHES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this thread's two patch buffers, grown to at least `len` and `len2` values.
-fn with_patches<R>(len: usize, len2: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// Runs `f` on this thread's patch buffer, grown to at least `len` values.
+fn with_patches<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     PATCHES.with(|cell| {
-        let (a, b) = &mut *cell.borrow_mut();
-        for (buf, n) in [(&mut *a, len), (&mut *b, len2)] {
-            if buf.len() < n {
-                buf.resize(n, 0.0);
-            }
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
         }
-        f(&mut a[..len], &mut b[..len2])
+        f(&mut buf[..len])
     })
 }
 
@@ -324,7 +329,7 @@ pub fn conv2d_forward(
         .for_each(|(y, xs)| {
             let images = xs.len() / d.image();
             let rows = images * od.plane();
-            with_patches(rows * k, 0, |patches, _| {
+            with_patches(rows * k, |patches| {
                 for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
                     im2row(img, d.h, d.w, d.c, g, pt);
                 }
@@ -352,9 +357,11 @@ pub fn conv2d_backward(
     let od = d.conv(g);
     let k = g.patch();
     let group = images_per_product(od.plane());
-    // Same-size stride 1: dX is a convolution of dY (a gather and one product); otherwise
-    // dpatches = dY · Wᵀ, added back into the image.
-    let flipped = (need_dx && g.is_same_stride1()).then(|| flipped_weight_matrix(weight, g));
+    // Same-size stride 1 with dX wanted: both gradients come from the patches of dY. dX is the
+    // convolution of dY with the flipped kernel (dpatches · flipped), and the weight gradient,
+    // in that kernel's layout, is dpatchesᵀ · X: one gather instead of two. Otherwise the patches
+    // of X give dW = patchesᵀ · dY, and dX (when wanted) = dY · Wᵀ added back into the image.
+    let flipped = (need_dx && g.is_same_stride1()).then(|| reorder_flipped(weight, g, true));
     let wm = (need_dx && flipped.is_none()).then(|| reorder_weights(weight, g, true));
     let gt = ConvGeometry {
         in_channels: g.out_channels,
@@ -379,56 +386,53 @@ pub fn conv2d_backward(
             let rows = images * od.plane();
             let xs = &x[first * d.image()..(first + images) * d.image()];
             let dy = &grad_out[first * od.image()..(first + images) * od.image()];
-            let kt = gt.patch();
-            let dpatch_len = if need_dx && flipped.is_some() {
-                rows * kt
-            } else {
-                0
-            };
             let mut dwm = vec![0.0f32; g.out_channels * k];
-            with_patches(rows * k, dpatch_len, |patches, dpatches| {
-                for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
-                    im2row(img, d.h, d.w, d.c, g, pt);
-                }
-                // dW as K × Cout = patchesᵀ (K × rows) · dY (rows × Cout): the long side K
-                // is the product's row count, which suits the gemm crate's 24-row kernel.
-                gemm(
-                    k,
-                    g.out_channels,
-                    rows,
-                    patches,
-                    true,
-                    dy,
-                    false,
-                    &mut dwm,
-                    false,
-                );
-                if !need_dx {
-                    return;
-                }
-                if let Some(flipped) = &flipped {
-                    // dX (rows × Cin) = patches of dY (rows × k·k·Cout) · flipped
+            if let Some(flipped) = &flipped {
+                let kt = gt.patch();
+                with_patches(rows * kt, |dpatches| {
                     for (img, pt) in dy
                         .chunks(od.image())
                         .zip(dpatches.chunks_mut(d.plane() * kt))
                     {
                         im2row(img, od.h, od.w, od.c, &gt, pt);
                     }
+                    // dW, flipped layout (k·k·Cout × Cin) = dpatchesᵀ · X (rows × Cin)
+                    gemm(kt, d.c, rows, dpatches, true, xs, false, &mut dwm, false);
+                    // dX (rows × Cin) = dpatches (rows × k·k·Cout) · flipped
                     gemm(
                         rows, d.c, kt, dpatches, false, flipped, false, dx_group, false,
                     );
-                } else {
-                    // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
-                    let wm = wm.as_deref().expect("built when dX needs it");
-                    gemm(rows, k, od.c, dy, false, wm, true, patches, false);
-                    for (pt, dxi) in patches
-                        .chunks(od.plane() * k)
-                        .zip(dx_group.chunks_mut(d.image()))
-                    {
-                        row2im(pt, d.h, d.w, d.c, g, dxi);
+                });
+            } else {
+                with_patches(rows * k, |patches| {
+                    for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+                        im2row(img, d.h, d.w, d.c, g, pt);
                     }
-                }
-            });
+                    // dW as K × Cout = patchesᵀ (K × rows) · dY (rows × Cout): the long side K
+                    // is the product's row count, which suits the gemm crate's 24-row kernel.
+                    gemm(
+                        k,
+                        g.out_channels,
+                        rows,
+                        patches,
+                        true,
+                        dy,
+                        false,
+                        &mut dwm,
+                        false,
+                    );
+                    if let Some(wm) = &wm {
+                        // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
+                        gemm(rows, k, od.c, dy, false, wm, true, patches, false);
+                        for (pt, dxi) in patches
+                            .chunks(od.plane() * k)
+                            .zip(dx_group.chunks_mut(d.image()))
+                        {
+                            row2im(pt, d.h, d.w, d.c, g, dxi);
+                        }
+                    }
+                });
+            }
             let mut db = vec![0.0f32; g.out_channels];
             for px in dy.chunks(od.c) {
                 add_into(&mut db, px);
@@ -442,7 +446,12 @@ pub fn conv2d_backward(
         add_into(&mut dwm, pw);
         add_into(&mut db, pb);
     }
-    (need_dx.then_some(dx), reorder_weights(&dwm, g, false), db)
+    let dw = if flipped.is_some() {
+        reorder_flipped(&dwm, g, false)
+    } else {
+        reorder_weights(&dwm, g, false)
+    };
+    (need_dx.then_some(dx), dw, db)
 }
 
 /// Adds `src` into `dst` element-wise.
