@@ -72,7 +72,6 @@ enum UnitSaved {
         first: ConvBnSaved,
         second: ConvBnSaved,
         projection: Option<Box<ConvBnSaved>>,
-        in_dims: Dims,
     },
     ConvPool {
         layer: ConvBnSaved,
@@ -160,7 +159,7 @@ impl Layout {
         );
         add_into(&mut dp[layer.gamma.clone()], &dgamma);
         add_into(&mut dp[layer.beta.clone()], &dbeta);
-        let (dx, dw, _) = conv2d_backward(
+        let (dx, dw) = conv2d_backward(
             &saved.input,
             saved.in_dims,
             &p[layer.weight.clone()],
@@ -206,7 +205,6 @@ impl Layout {
         for unit in &self.units {
             let saved = match unit {
                 Unit::Block(c1, c2, shortcut) => {
-                    let in_dims = dims;
                     let (skip, projection) = match shortcut {
                         Shortcut::Identity => (Arc::clone(&h), None),
                         Shortcut::PadA(width) => {
@@ -243,7 +241,6 @@ impl Layout {
                         first,
                         second,
                         projection,
-                        in_dims,
                     }
                 }
                 Unit::ConvPool(l, pool) => {
@@ -335,7 +332,6 @@ impl Layout {
                         first,
                         second,
                         projection,
-                        in_dims,
                     },
                 ) => {
                     // out = relu(bn2(conv2(relu(bn1(conv1(h))))) + skip(h))
@@ -350,7 +346,7 @@ impl Layout {
                     match (shortcut, projection) {
                         (Shortcut::Identity, _) => add_into(&mut dx, &dh),
                         (Shortcut::PadA(width), _) => {
-                            add_into(&mut dx, &shortcut_a_backward(&dh, in_dims, *width))
+                            add_into(&mut dx, &shortcut_a_backward(&dh, first.in_dims, *width))
                         }
                         (Shortcut::Projection(l), Some(s)) => add_into(
                             &mut dx,

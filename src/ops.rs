@@ -344,8 +344,9 @@ pub fn conv2d_forward(
     out
 }
 
-/// Gradients of a convolution from the output gradient (NHWC): (dx, dweight, dbias); dx only
-/// when `need_dx` (the first layer's input is data and needs none).
+/// Gradients of a convolution's input and weights from the output gradient (NHWC): (dx,
+/// dweight); dx only when `need_dx` (the first layer's input is data and needs none). The bias
+/// gradient, when there is a bias, is [`conv2d_bias_grad`].
 pub fn conv2d_backward(
     x: &[f32],
     d: Dims,
@@ -353,7 +354,7 @@ pub fn conv2d_backward(
     grad_out: &[f32],
     g: &ConvGeometry,
     need_dx: bool,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+) -> (Option<Vec<f32>>, Vec<f32>) {
     let od = d.conv(g);
     let k = g.patch();
     let group = images_per_product(od.plane());
@@ -377,7 +378,7 @@ pub fn conv2d_backward(
     };
     // Partial weight gradients per group of images, summed in group order afterwards:
     // bit-identical whatever the number of threads.
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx_groups
+    let partials: Vec<Vec<f32>> = dx_groups
         .par_iter_mut()
         .enumerate()
         .map(|(gi, dx_group)| {
@@ -433,25 +434,28 @@ pub fn conv2d_backward(
                     }
                 });
             }
-            let mut db = vec![0.0f32; g.out_channels];
-            for px in dy.chunks(od.c) {
-                add_into(&mut db, px);
-            }
-            (dwm, db)
+            dwm
         })
         .collect();
     let mut dwm = vec![0.0f32; g.out_channels * k];
-    let mut db = vec![0.0f32; g.out_channels];
-    for (pw, pb) in &partials {
+    for pw in &partials {
         add_into(&mut dwm, pw);
-        add_into(&mut db, pb);
     }
     let dw = if flipped.is_some() {
         reorder_flipped(&dwm, g, false)
     } else {
         reorder_weights(&dwm, g, false)
     };
-    (need_dx.then_some(dx), dw, db)
+    (need_dx.then_some(dx), dw)
+}
+
+/// The bias gradient of a convolution: the output gradient (NHWC) summed per channel.
+pub fn conv2d_bias_grad(grad_out: &[f32], channels: usize) -> Vec<f32> {
+    let mut db = vec![0.0f32; channels];
+    for px in grad_out.chunks(channels) {
+        add_into(&mut db, px);
+    }
+    db
 }
 
 /// Adds `src` into `dst` element-wise.

@@ -33,8 +33,12 @@ fn conv_backward(
 ) -> ConvGrads {
     let d = dims(n, g.in_channels, h, w);
     let r = nchw_to_nhwc(r, d.conv(g));
-    let (dx, dw, db) = conv2d_backward(&nchw_to_nhwc(x, d), d, wt, &r, g, need_dx);
-    (dx.map(|dx| nhwc_to_nchw(&dx, d)), dw, db)
+    let (dx, dw) = conv2d_backward(&nchw_to_nhwc(x, d), d, wt, &r, g, need_dx);
+    (
+        dx.map(|dx| nhwc_to_nchw(&dx, d)),
+        dw,
+        conv2d_bias_grad(&r, g.out_channels),
+    )
 }
 
 /// N × C × plane values seen as maps of plane × 1 pixels.
