@@ -6,10 +6,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use icm::config::parse_experiment;
+use icm::grid::records::{self, Reliability, RunMetrics};
 use icm::metrics::{Bin, TestMetrics};
-use icm::records::{self, Reliability, RunMetrics};
 use icm::report::{write_report, Formats, ReportSource};
+use icm::spec::parse_experiment;
 
 const GRID: &str = "\
 name: synthetic
@@ -47,7 +47,7 @@ fn main() {
         let metrics = RunMetrics {
             run_id: cfg.run_id(),
             experiment: exp.name.clone(),
-            method: cfg.method.label(),
+            method: cfg.method.display_name(),
             split: cfg.split.slug(),
             split_title: cfg.split.title(),
             seed: cfg.seed,

@@ -1,16 +1,32 @@
 //! `icm`: an experiment harness for Infinite Class Mixup (Mensink & Mettes, BMVC 2023) and the
-//! Mixup family. A YAML grid ([`config`]) expands into runs, each trained by [`train`] with a
-//! method ([`method`]: mixer × label rule × target) whose mixing lives in [`mixing`] and whose
-//! losses live in [`losses`]; [`metrics`] computes accuracy and calibration, [`records`] stores
-//! each run, and [`report`] / [`plots`] turn a results folder into tables and diagrams.
+//! Mixup family.
+//!
+//! The crate is built in layers; each module uses only the layers above it in this list (a test,
+//! `tests/layers.rs`, keeps it so):
+//!
+//! | layer | holds |
+//! |---|---|
+//! | [`util`] | atomic writes, host name, float bit patterns, number formatting, the matrix type |
+//! | [`metrics`] | test metrics (accuracy, calibration, NLL, Brier) and their catalog |
+//! | [`data`] | datasets, their sources (one file each), splits, preprocessing, augmentation, batches |
+//! | [`mix`] | methods (mixer × label rule × target, presets), the mixing rule, the losses |
+//! | [`nn`] | networks (catalog, MLP, conv nets, CPU kernels, the CUDA path), SGD, devices |
+//! | [`spec`] | the experiment file: schema, checks, YAML errors, run identity and grid expansion |
+//! | [`train`] | the training loop and step, evaluation, history, checkpoints, `icm bench` |
+//! | [`grid`] | running a grid: claims and locks, run records, status, Slurm (feature `cli`) |
+//! | [`report`] | collection, aggregation, tables, figures, HTML (feature `cli`) |
+//!
+//! The mathematics the code relies on is written down in `docs/` (methods, splits, metrics and
+//! report conventions). With `default-features = false` the crate has the methods, losses,
+//! metrics, data sources, networks and trainer without the command line's dependencies (polars,
+//! plotters, clap); the embedded digits come with the `digits` feature.
 //!
 //! The mixing step and the losses work in any dfdx training loop:
 //!
 //! ```
 //! use dfdx::prelude::*;
-//! use icm::losses::target_loss;
-//! use icm::method::{Method, MethodEntry};
-//! use icm::mixing::{mix_batch, ImageShape};
+//! use icm::data::ImageShape;
+//! use icm::mix::{mix_batch, target_loss, Method, MethodEntry};
 //! use rand::SeedableRng;
 //!
 //! // `icm-mixup` with α = 0.4: Mixup inputs, ICM loss on both axes.
@@ -35,30 +51,22 @@
 //! assert_eq!(grads.get(&w).as_vec().len(), 12);
 //! ```
 
-pub mod augment;
-pub mod bench;
-pub mod checkpoint;
-pub mod cifar;
-pub mod claims;
-pub mod composed;
-pub mod config;
-pub mod convnet;
-pub mod data;
-pub mod device;
-pub mod folder;
-pub mod idx;
-pub mod losses;
-pub mod method;
+pub mod util;
+
 pub mod metrics;
-pub mod mixing;
-pub mod model;
-pub mod native;
-pub mod ops;
-pub mod optim;
-pub mod plots;
-pub mod records;
-pub mod report;
-pub mod runner;
-pub mod slurm;
-pub mod splits;
+
+pub mod data;
+
+pub mod mix;
+
+pub mod nn;
+
+pub mod spec;
+
 pub mod train;
+
+#[cfg(feature = "cli")]
+pub mod grid;
+
+#[cfg(feature = "cli")]
+pub mod report;

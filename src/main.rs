@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use icm::config::load_experiment;
-use icm::device::DeviceKind;
+use icm::grid::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
+use icm::nn::{Arch, DeviceKind, ModelSpec};
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
+use icm::spec::load_experiment;
+use icm::train::bench;
 
 #[derive(Parser)]
 #[command(
@@ -222,7 +223,7 @@ fn run(cli: Cli) -> Result<()> {
             let exp = load_experiment(&experiment)?;
             print!(
                 "{}",
-                icm::runner::grid_status(&exp, &results, Duration::from_secs(lock_timeout))?
+                icm::grid::status::grid_status(&exp, &results, Duration::from_secs(lock_timeout))?
             );
             Ok(())
         }
@@ -238,7 +239,7 @@ fn run(cli: Cli) -> Result<()> {
             submit,
         } => {
             let exp = load_experiment(&experiment)?;
-            let opts = icm::slurm::SlurmOptions {
+            let opts = icm::grid::slurm::SlurmOptions {
                 partition,
                 time,
                 gpus,
@@ -246,10 +247,10 @@ fn run(cli: Cli) -> Result<()> {
                 array_parallelism,
                 tasks,
             };
-            let (script, tasks) = icm::slurm::write_script(&exp, &results, &opts)?;
+            let (script, tasks) = icm::grid::slurm::write_script(&exp, &results, &opts)?;
             println!("wrote {} ({tasks} array tasks)", script.display());
             if submit {
-                let id = icm::slurm::submit(&script)?;
+                let id = icm::grid::slurm::submit(&script)?;
                 println!(
                     "submitted job {id}; follow with `icm status {}`",
                     experiment.display()
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Data { experiment } => {
             let exp = load_experiment(&experiment)?;
-            print!("{}", icm::runner::describe_data(&exp)?);
+            print!("{}", icm::grid::runner::describe_data(&exp)?);
             Ok(())
         }
         Command::Bench {
@@ -275,36 +276,36 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             device,
         } => {
-            let arch: icm::config::Arch = serde_yaml::from_str(&model)
+            let arch: Arch = serde_yaml::from_str(&model)
                 .map_err(|e| anyhow::anyhow!("--model `{model}`: {e}"))?;
-            let spec = icm::bench::BenchSpec {
-                model: icm::config::ModelSpec {
+            let spec = bench::BenchSpec {
+                model: ModelSpec {
                     arch,
-                    hidden: (arch == icm::config::Arch::Mlp).then_some(hidden),
+                    hidden: (arch == Arch::Mlp).then_some(hidden),
                 },
-                shape: icm::bench::parse_shape(&input)?,
+                shape: bench::parse_shape(&input)?,
                 batch,
                 classes,
                 warmup,
                 steps: steps.max(1),
-                method: icm::bench::parse_method(&method)?,
+                method: bench::parse_method(&method)?,
                 device,
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads.unwrap_or_else(|| default_threads(1)))
                 .build()?;
-            let r = pool.install(|| icm::bench::run(&spec))?;
+            let r = pool.install(|| bench::run(&spec))?;
             println!(
                 "{model}{} on {input}, B={batch}, {}: step {:.3} ms; mixing {:.3} ms + loss fwd/bwd {:.3} ms = {:.2}% of a step",
                 spec.model.hidden.as_ref().map_or(String::new(), |h| format!(" {h:?}")),
-                spec.method.label(),
+                spec.method.display_name(),
                 r.step_ms,
                 r.mix_ms,
                 r.loss_ms,
                 r.method_share * 100.0
             );
             if loader {
-                let fed = icm::bench::loader_images_per_second(spec.shape, 10_000, batch, 200);
+                let fed = bench::loader_images_per_second(spec.shape, 10_000, batch, 200);
                 println!(
                     "data pipeline: {fed:.0} img/s = {:.1}x what the trainer consumes",
                     fed / r.images_per_second

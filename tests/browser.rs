@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use icm::config::parse_experiment;
+use icm::grid::runner::{run_grid, RunOptions};
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::{run_grid, RunOptions};
+use icm::spec::parse_experiment;
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use icm::config::{parse_experiment, LoadedExperiment};
+use icm::spec::{parse_experiment, LoadedExperiment};
 
 const GOOD: &str = "\
 name: t
@@ -40,7 +40,7 @@ fn grid_is_splits_times_methods_times_seeds() {
     assert_eq!(runs.len(), 3 * 4 * 3);
     let ids: std::collections::BTreeSet<String> = runs.iter().map(|r| r.run_id()).collect();
     assert_eq!(ids.len(), 36, "every run has its own id");
-    let labels: Vec<String> = exp.methods.iter().map(|m| m.label()).collect();
+    let labels: Vec<String> = exp.methods.iter().map(|m| m.display_name()).collect();
     assert_eq!(
         labels,
         [
@@ -64,7 +64,7 @@ fn run_id_is_stable() {
     assert_eq!(a[0].run_id(), RUN0_ID);
     // A display name is not part of the id: renaming a method keeps its finished runs.
     let renamed = parse(&GOOD.replace("  - erm\n", "  - erm: {name: baseline}\n")).unwrap();
-    assert_eq!(renamed.methods[0].label(), "baseline");
+    assert_eq!(renamed.methods[0].display_name(), "baseline");
     assert_eq!(renamed.runs()[0].run_id(), a[0].run_id());
     let c = parse(&GOOD.replace("lr: 0.1", "lr: 0.2")).unwrap().runs();
     assert_ne!(a[0].run_id(), c[0].run_id());
@@ -147,7 +147,7 @@ fn shipped_experiments_are_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            icm::config::load_experiment(&path)
+            icm::spec::load_experiment(&path)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
             count += 1;
         }
@@ -160,7 +160,7 @@ fn shipped_experiments_are_valid() {
 /// data loads or any run starts.
 #[test]
 fn device_is_checked_and_not_part_of_the_run_id() {
-    use icm::device::DeviceKind;
+    use icm::nn::DeviceKind;
     let cpu = parse(GOOD).unwrap();
     assert_eq!(cpu.device, DeviceKind::Cpu);
     let cuda = parse(&format!("{GOOD}device: cuda\n")).unwrap();
@@ -174,7 +174,7 @@ fn device_is_checked_and_not_part_of_the_run_id() {
     #[cfg(not(feature = "cuda"))]
     {
         let tmp = tempfile::tempdir().unwrap();
-        let err = icm::runner::run_grid(&cuda, tmp.path(), &Default::default()).unwrap_err();
+        let err = icm::grid::runner::run_grid(&cuda, tmp.path(), &Default::default()).unwrap_err();
         let err = format!("{err:#}");
         assert!(err.contains("built without CUDA"), "{err}");
         assert!(err.contains("--features cuda"), "{err}");
@@ -184,7 +184,7 @@ fn device_is_checked_and_not_part_of_the_run_id() {
             "no run started"
         );
         // `--device cpu` overrides the file.
-        let opts = icm::runner::RunOptions {
+        let opts = icm::grid::runner::RunOptions {
             device: Some(DeviceKind::Cpu),
             ..Default::default()
         };
@@ -196,16 +196,17 @@ fn device_is_checked_and_not_part_of_the_run_id() {
                 .replace("  - long_tailed: {ratio: 10}\n", ""),
         )
         .unwrap();
-        let summary = icm::runner::run_grid(&quick, tmp.path(), &opts).unwrap();
+        let summary = icm::grid::runner::run_grid(&quick, tmp.path(), &opts).unwrap();
         assert_eq!(summary.trained, 4);
         // With nothing left to train, a CUDA grid runs (and reports) anywhere.
-        let again = icm::runner::run_grid(&quick, tmp.path(), &Default::default()).unwrap();
+        let again = icm::grid::runner::run_grid(&quick, tmp.path(), &Default::default()).unwrap();
         assert_eq!((again.trained, again.skipped), (0, 4));
         // The run records where it trained.
-        let dir = icm::records::run_dir(tmp.path(), &quick.name, &quick.runs()[0].run_id());
-        let metrics = icm::records::read_metrics(&dir.join(icm::records::METRICS_FILE)).unwrap();
+        let dir = icm::grid::records::run_dir(tmp.path(), &quick.name, &quick.runs()[0].run_id());
+        let metrics =
+            icm::grid::records::read_metrics(&dir.join(icm::grid::records::METRICS_FILE)).unwrap();
         assert_eq!(metrics.device, DeviceKind::Cpu);
-        let text = std::fs::read_to_string(dir.join(icm::records::METRICS_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.join(icm::grid::records::METRICS_FILE)).unwrap();
         assert!(text.contains("\"device\": \"cpu\""), "{text}");
     }
 }

@@ -5,10 +5,12 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use icm::cifar::{load_cifar10, load_cifar100, Cifar100Labels};
-use icm::config::{parse_experiment, DatasetSpec};
-use icm::idx;
-use icm::runner::RunOptions;
+use icm::data::sources::cifar::{load_cifar10, load_cifar100, Cifar10, Cifar100Labels};
+use icm::data::sources::idx;
+use icm::data::sources::idx::{FashionMnist, Idx};
+use icm::data::DatasetSpec;
+use icm::grid::runner::RunOptions;
+use icm::spec::parse_experiment;
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -171,14 +173,13 @@ seeds: [0]
 #[test]
 fn dataset_yaml_forms() {
     let parse = |d: &str| parse_experiment(&GRID.replace("DATASET", d), Path::new("x.yaml"));
-    assert_eq!(parse("digits").unwrap().dataset, DatasetSpec::Digits);
+    assert_eq!(parse("digits").unwrap().dataset, DatasetSpec::default());
     let fm = parse("fashion-mnist").unwrap().dataset;
     assert_eq!(
         fm,
-        DatasetSpec::Idx {
-            name: "fashion-mnist".into(),
+        DatasetSpec::FashionMnist(FashionMnist {
             root: "/usr/share/datasets/fashion-mnist".into()
-        }
+        })
     );
     let a = parse("{idx: {root: /data/a}}").unwrap();
     let b = parse("{idx: {root: /elsewhere/b}}").unwrap();
@@ -213,19 +214,20 @@ fn trains_on_an_idx_folder_and_fails_early_on_a_missing_one() {
     let yaml = GRID.replace("DATASET", &format!("{{idx: {{root: {}}}}}", data.display()));
     let exp = parse_experiment(&yaml, Path::new("x.yaml")).unwrap();
     let summary =
-        icm::runner::run_grid(&exp, &tmp.path().join("results"), &RunOptions::default()).unwrap();
+        icm::grid::runner::run_grid(&exp, &tmp.path().join("results"), &RunOptions::default())
+            .unwrap();
     assert_eq!((summary.trained, summary.failed.len()), (2, 0));
-    let text = icm::runner::describe_data(&exp).unwrap();
+    let text = icm::grid::runner::describe_data(&exp).unwrap();
     assert!(text.contains("training pool 200, test set 50"), "{text}");
 
     let missing = yaml.replace("mnist-like", "absent");
     let exp = parse_experiment(&missing, Path::new("x.yaml")).unwrap();
     let err = format!(
         "{:#}",
-        icm::runner::run_grid(
+        icm::grid::runner::run_grid(
             &exp,
             &tmp.path().join("r2"),
-            &icm::runner::RunOptions::default()
+            &icm::grid::runner::RunOptions::default()
         )
         .unwrap_err()
     );
@@ -256,7 +258,7 @@ fn image_folders_with_and_without_split_files() {
         png(&root.join(format!("robin/{i}.png")), [255, 0, 0]);
     }
     // Class folders in name order (crow = 0, robin = 1); 20 % of each class held out.
-    let (train, test) = icm::folder::load(&root, 2, 0.2).unwrap();
+    let (train, test) = icm::data::sources::folder::load(&root, 2, 0.2).unwrap();
     assert_eq!((train.len(), test.len(), train.classes), (8, 2, 2));
     assert_eq!(test.class_counts(), vec![1, 1]);
     assert_eq!(
@@ -278,7 +280,7 @@ fn image_folders_with_and_without_split_files() {
     )
     .unwrap();
     fs::write(root.join("splits/test.txt"), "crow/1.png 0\n").unwrap();
-    let (train, test) = icm::folder::load(&root, 2, 0.2).unwrap();
+    let (train, test) = icm::data::sources::folder::load(&root, 2, 0.2).unwrap();
     assert_eq!(
         (train.labels.clone(), test.labels.clone()),
         (vec![0, 1, 1], vec![0])
@@ -286,20 +288,26 @@ fn image_folders_with_and_without_split_files() {
 
     // An image that does not decode is named.
     fs::write(root.join("crow/0.png"), b"not a png").unwrap();
-    let err = format!("{:#}", icm::folder::load(&root, 2, 0.2).unwrap_err());
+    let err = format!(
+        "{:#}",
+        icm::data::sources::folder::load(&root, 2, 0.2).unwrap_err()
+    );
     assert!(
         err.contains("cannot decode image") && err.contains("crow/0.png"),
         "{err}"
     );
     fs::write(root.join("splits/test.txt"), "crow/1.png zero\n").unwrap();
-    let err = format!("{:#}", icm::folder::load(&root, 2, 0.2).unwrap_err());
+    let err = format!(
+        "{:#}",
+        icm::data::sources::folder::load(&root, 2, 0.2).unwrap_err()
+    );
     assert!(
         err.contains("test.txt:1") && err.contains("relative/path label"),
         "{err}"
     );
     let err = format!(
         "{:#}",
-        icm::folder::load(&tmp.path().join("none"), 2, 0.2).unwrap_err()
+        icm::data::sources::folder::load(&tmp.path().join("none"), 2, 0.2).unwrap_err()
     );
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -316,9 +324,9 @@ fn per_channel_normalisation_and_padding() {
         fs::write(dir.join(format!("data_batch_{k}.bin")), bytes).unwrap();
     }
     fs::write(dir.join("test_batch.bin"), cifar_record(&[7], 255, 0, 128)).unwrap();
-    let spec = DatasetSpec::Cifar10 {
+    let spec = DatasetSpec::Cifar10(Cifar10 {
         root: tmp.path().to_path_buf(),
-    };
+    });
     // CIFAR's default: per-channel.
     let exp = parse_experiment(
         &GRID.replace(
@@ -352,10 +360,9 @@ fn per_channel_normalisation_and_padding() {
         pad_to: Some(4),
     };
     let padded = load(
-        &DatasetSpec::Idx {
-            name: "idx".into(),
+        &DatasetSpec::Idx(Idx {
             root: idx_dir.clone(),
-        },
+        }),
         &pre,
     )
     .unwrap();
@@ -369,10 +376,7 @@ fn per_channel_normalisation_and_padding() {
         "corner is padding"
     );
     let err = load(
-        &DatasetSpec::Idx {
-            name: "idx".into(),
-            root: idx_dir,
-        },
+        &DatasetSpec::Idx(Idx { root: idx_dir }),
         &Preprocess {
             normalize: Normalize::PerPixel,
             pad_to: Some(2),

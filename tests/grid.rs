@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use icm::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use icm::claims::{self, ClaimResult, LockInfo, RunState, ATTEMPTS_FILE, LOCK_FILE};
-use icm::config::{parse_experiment, LoadedExperiment};
-use icm::records::{self, PREDICTIONS_FILE};
-use icm::runner::{run_grid, shard_runs, RunOptions};
+use icm::grid::locks::{self, ClaimResult, LockInfo, RunState, ATTEMPTS_FILE, LOCK_FILE};
+use icm::grid::records::{self, PREDICTIONS_FILE};
+use icm::grid::runner::{run_grid, shard_runs, RunOptions};
+use icm::spec::{parse_experiment, LoadedExperiment};
+use icm::train::{Checkpoint, CHECKPOINT_FILE};
 
 /// Four runs of a few hundred milliseconds each on the real digits, with random crops (so a
 /// resume must also restore the augmentation's random state).
@@ -56,7 +56,7 @@ fn assert_complete_and_equal(exp: &LoadedExperiment, results: &Path, reference: 
         let dir = records::run_dir(results, &exp.name, &run.run_id());
         let want = records::run_dir(reference, &exp.name, &run.run_id());
         assert_eq!(
-            claims::state(&dir, Duration::from_secs(3600)),
+            locks::state(&dir, Duration::from_secs(3600)),
             RunState::Done,
             "{}",
             dir.display()
@@ -209,7 +209,7 @@ fn shards_partition_the_grid_evenly_and_ignore_yaml_order() {
         Path::new("x.yaml"),
     )
     .unwrap();
-    let ids = |runs: Vec<icm::config::RunConfig>| {
+    let ids = |runs: Vec<icm::spec::RunConfig>| {
         let mut v: Vec<String> = runs.iter().map(|r| r.run_id()).collect();
         v.sort();
         v
@@ -234,8 +234,8 @@ fn shards_partition_the_grid_evenly_and_ignore_yaml_order() {
         seen.sort();
         assert_eq!(seen, all, "shards of {n} cover every run exactly once");
     }
-    assert!(icm::runner::parse_shard("2/2").is_err());
-    assert_eq!(icm::runner::parse_shard("1/4").unwrap(), (1, 4));
+    assert!(icm::grid::runner::parse_shard("2/2").is_err());
+    assert_eq!(icm::grid::runner::parse_shard("1/4").unwrap(), (1, 4));
 }
 
 #[test]
@@ -247,16 +247,16 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
     let quiet = |_: String| {};
     // A lock of a process on this host that no longer exists.
     let dead = LockInfo {
-        host: claims::host_name(),
+        host: icm::util::host_name(),
         pid: 4_000_000,
         started: 0,
         nonce: 0,
     };
     fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
-    assert_eq!(claims::state(&dir, hour), RunState::Pending(Some(dead)));
+    assert_eq!(locks::state(&dir, hour), RunState::Pending(Some(dead)));
     let messages = std::cell::RefCell::new(Vec::new());
     let notify = |m: String| messages.borrow_mut().push(m);
-    let claim = match claims::try_claim(&dir, hour, false, &notify).unwrap() {
+    let claim = match locks::try_claim(&dir, hour, false, &notify).unwrap() {
         ClaimResult::Claimed(c) => c,
         other => panic!("expected to take over, got {other:?}"),
     };
@@ -267,7 +267,7 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
     );
     // Now held by this live process: nobody else gets it.
     assert!(matches!(
-        claims::try_claim(&dir, hour, false, &quiet).unwrap(),
+        locks::try_claim(&dir, hour, false, &quiet).unwrap(),
         ClaimResult::Busy(RunState::Running(_))
     ));
     drop(claim);
@@ -280,10 +280,10 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
         nonce: 0,
     };
     fs::write(dir.join(LOCK_FILE), serde_json::to_string(&remote).unwrap()).unwrap();
-    assert!(matches!(claims::state(&dir, hour), RunState::Running(_)));
+    assert!(matches!(locks::state(&dir, hour), RunState::Running(_)));
     std::thread::sleep(Duration::from_millis(1100));
     assert!(matches!(
-        claims::state(&dir, Duration::from_secs(1)),
+        locks::state(&dir, Duration::from_secs(1)),
         RunState::Pending(Some(_))
     ));
 }
@@ -315,7 +315,7 @@ fn diverging_runs_fail_with_reason_and_the_rest_completes() {
         let dir = records::run_dir(&results, &exp.name, &run.run_id());
         match run.method.name.as_str() {
             "erm" => assert!(records::is_done(&dir)),
-            _ => match claims::state(&dir, Duration::from_secs(3600)) {
+            _ => match locks::state(&dir, Duration::from_secs(3600)) {
                 RunState::Failed(reason) => assert!(reason.contains("loss became"), "{reason}"),
                 other => panic!("expected failed, got {other:?}"),
             },
@@ -349,7 +349,7 @@ fn diverging_runs_fail_with_reason_and_the_rest_completes() {
 fn slurm_script_runs_one_shard_per_array_task() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, exp) = write_grid(tmp.path(), GRID);
-    let opts = icm::slurm::SlurmOptions {
+    let opts = icm::grid::slurm::SlurmOptions {
         partition: Some("gpu".into()),
         time: "01:00:00".into(),
         gpus: Some(1),
@@ -358,7 +358,7 @@ fn slurm_script_runs_one_shard_per_array_task() {
         tasks: None,
     };
     let (script, tasks) =
-        icm::slurm::write_script(&exp, &tmp.path().join("results"), &opts).unwrap();
+        icm::grid::slurm::write_script(&exp, &tmp.path().join("results"), &opts).unwrap();
     assert_eq!(tasks, 4);
     let text = fs::read_to_string(script).unwrap();
     for line in [
@@ -371,16 +371,16 @@ fn slurm_script_runs_one_shard_per_array_task() {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
     // A CUDA experiment asks for one GPU per task unless told otherwise; a CPU one for none.
-    let cpu_only = icm::slurm::SlurmOptions { gpus: None, ..opts };
+    let cpu_only = icm::grid::slurm::SlurmOptions { gpus: None, ..opts };
     let (script, _) =
-        icm::slurm::write_script(&exp, &tmp.path().join("results"), &cpu_only).unwrap();
+        icm::grid::slurm::write_script(&exp, &tmp.path().join("results"), &cpu_only).unwrap();
     assert!(!fs::read_to_string(script).unwrap().contains("--gpus"));
-    let cuda = icm::config::LoadedExperiment {
-        device: icm::device::DeviceKind::Cuda,
+    let cuda = icm::spec::LoadedExperiment {
+        device: icm::nn::DeviceKind::Cuda,
         ..exp
     };
     let (script, _) =
-        icm::slurm::write_script(&cuda, &tmp.path().join("results"), &cpu_only).unwrap();
+        icm::grid::slurm::write_script(&cuda, &tmp.path().join("results"), &cpu_only).unwrap();
     assert!(fs::read_to_string(script)
         .unwrap()
         .contains("#SBATCH --gpus=1\n"));

@@ -1,8 +1,9 @@
 //! Exact values of the losses on small hand-computed cases, and their gradients w.r.t. logits.
 
 use dfdx::prelude::*;
-use icm::losses::{icm_loss, soft_target_cross_entropy, Matrix};
-use icm::method::IcmAxes;
+use icm::mix::losses::{icm_loss, soft_target_cross_entropy};
+use icm::mix::method::IcmAxes;
+use icm::util::Matrix;
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol

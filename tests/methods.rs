@@ -3,9 +3,12 @@
 //! their gradients w.r.t. the logits against central finite differences of that reference.
 
 use dfdx::prelude::*;
-use icm::losses::{regmixup_total, target_loss, Matrix};
-use icm::method::{IcmAxes, Method, MethodEntry, Target};
-use icm::mixing::{label_weight, mix_batch, mixup_inputs, soft_targets, ImageShape};
+use icm::data::ImageShape;
+use icm::mix::losses::{regmixup_total, target_loss};
+use icm::mix::method::{IcmAxes, Method, MethodEntry, Target};
+use icm::mix::mixers::mixup::mixup_inputs;
+use icm::mix::rule::{label_weight, mix_batch, soft_targets};
+use icm::util::Matrix;
 use rand::SeedableRng;
 
 const B: usize = 4;
@@ -270,15 +273,21 @@ fn remix_uses_the_split_counts() {
     assert_eq!((m.kappa, m.tau, m.alpha), (Some(3.0), Some(0.5), Some(1.0)));
     // Class 0 has 30 images, class 1 has 10: the minority partner takes the label.
     let counts = [30, 10, 10];
-    assert_eq!(label_weight(m.label, 0.2, 0, 1, &counts, 3.0, 0.5), 0.0);
-    assert_eq!(label_weight(m.label, 0.8, 1, 0, &counts, 3.0, 0.5), 1.0);
+    assert_eq!(
+        label_weight(m.label_rule, 0.2, 0, 1, &counts, 3.0, 0.5),
+        0.0
+    );
+    assert_eq!(
+        label_weight(m.label_rule, 0.8, 1, 0, &counts, 3.0, 0.5),
+        1.0
+    );
 }
 
 #[test]
 fn label_smoothing_is_off_unless_set() {
     assert_eq!(method("icm-mixup").label_smoothing, None);
     let m = method("erm: {label_smoothing: 0.1}");
-    assert_eq!(m.label(), "erm(label_smoothing=0.1)");
+    assert_eq!(m.display_name(), "erm(label_smoothing=0.1)");
     let shape = ImageShape {
         channels: 1,
         height: 1,

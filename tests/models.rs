@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use dfdx::prelude::*;
-use icm::config::{parse_experiment, Arch, ModelSpec};
-use icm::device::DeviceKind;
-use icm::losses::Matrix;
-use icm::mixing::ImageShape;
-use icm::model::Network;
-use icm::runner::{run_grid, RunOptions};
+use icm::data::ImageShape;
+use icm::grid::runner::{run_grid, RunOptions};
+use icm::nn::DeviceKind;
+use icm::nn::Network;
+use icm::nn::{Arch, ModelSpec};
+use icm::spec::parse_experiment;
 use icm::train::{train_run, Checkpointing};
+use icm::util::Matrix;
 use rand::SeedableRng;
 
 fn network(arch: Arch, shape: ImageShape, classes: usize) -> Network {
@@ -87,14 +88,14 @@ seeds: [0]
 fn resnet20_learns_the_digits() {
     let tmp = tempfile::tempdir().unwrap();
     let mut exp =
-        icm::config::load_experiment(Path::new("experiments/resnet20-digits.yaml")).unwrap();
+        icm::spec::load_experiment(Path::new("experiments/resnet20-digits.yaml")).unwrap();
     assert_eq!(exp.model.arch, Arch::Resnet20);
     exp.splits.truncate(1);
-    exp.methods.retain(|m| m.label() == "icm-mixup");
+    exp.methods.retain(|m| m.display_name() == "icm-mixup");
     let summary = run_grid(&exp, tmp.path(), &RunOptions::default()).unwrap();
     assert_eq!(summary.trained, 1, "{summary:?}");
-    let dir = icm::records::run_dir(tmp.path(), &exp.name, &exp.runs()[0].run_id());
-    let m = icm::records::read_metrics(&dir.join(icm::records::METRICS_FILE)).unwrap();
+    let dir = icm::grid::records::run_dir(tmp.path(), &exp.name, &exp.runs()[0].run_id());
+    let m = icm::grid::records::read_metrics(&dir.join(icm::grid::records::METRICS_FILE)).unwrap();
     assert!(
         m.test.accuracy > 0.9,
         "ResNet-20 on digits: {}",
@@ -112,7 +113,7 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
     let exp = parse_experiment(&yaml, Path::new("resnet.yaml")).unwrap();
     let config = &exp.runs()[0];
     let data = icm::data::load(&exp.dataset, &exp.preprocess).unwrap();
-    let subsets = icm::runner::split_subsets(&exp, &data.train).unwrap();
+    let subsets = icm::grid::runner::split_subsets(&exp, &data.train).unwrap();
     let train = &subsets["per_class-20"];
     let full = train_run(config, DeviceKind::Cpu, train, None, &data.test, None).unwrap();
 
@@ -150,28 +151,28 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 /// same logits, parameter gradients and batch-norm statistics, in training and in evaluation.
 #[test]
 fn composed_network_matches_the_native_kernels() {
-    use icm::convnet::{ConvArch, ConvNet};
+    use icm::nn::ConvNet;
     let dev = Cpu::default();
     for (arch, shape) in [
-        (ConvArch::Resnet(8), CIFAR),
+        (Arch::Resnet8, CIFAR),
         (
-            ConvArch::Resnet(8),
+            Arch::Resnet8,
             ImageShape {
                 channels: 2,
                 height: 7,
                 width: 5,
             },
         ),
-        (ConvArch::SmallCnn, DIGITS),
+        (Arch::SmallCnn, DIGITS),
         (
-            ConvArch::SmallCnn,
+            Arch::SmallCnn,
             ImageShape {
                 channels: 1,
                 height: 9,
                 width: 7,
             },
         ),
-        (ConvArch::Resnet18, DIGITS),
+        (Arch::Resnet18, DIGITS),
     ] {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut native = ConvNet::new(arch, shape, 5, &dev, &mut rng);
@@ -218,14 +219,14 @@ fn composed_network_matches_the_native_kernels() {
 /// network above).
 #[test]
 fn network_op_gradient_matches_finite_differences() {
-    use icm::convnet::{ConvArch, ConvNet};
+    use icm::nn::ConvNet;
     let dev = Cpu::default();
     let shape = ImageShape {
         channels: 2,
         height: 6,
         width: 6,
     };
-    for arch in [ConvArch::Resnet(8), ConvArch::SmallCnn] {
+    for arch in [Arch::Resnet8, Arch::SmallCnn] {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut net = ConvNet::new(arch, shape, 3, &dev, &mut rng);
         // Non-trivial running statistics.
@@ -278,7 +279,7 @@ fn network_op_gradient_matches_finite_differences() {
 /// the last one partial).
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    use icm::convnet::{ConvArch, ConvNet};
+    use icm::nn::ConvNet;
     let shape = ImageShape {
         channels: 3,
         height: 16,
@@ -292,7 +293,7 @@ fn results_do_not_depend_on_the_thread_count() {
         pool.install(|| {
             let dev = Cpu::default();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-            let mut net = ConvNet::new(ConvArch::Resnet(8), shape, 4, &dev, &mut rng);
+            let mut net = ConvNet::new(Arch::Resnet8, shape, 4, &dev, &mut rng);
             let x: Matrix<Cpu> = dev.sample_normal_like(&(20, shape.numel()));
             let r: Matrix<Cpu> = dev.sample_normal_like(&(20, 4));
             let grads = net.params.alloc_grads();

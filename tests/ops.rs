@@ -3,7 +3,7 @@
 //! N × H × W × C; the references and the wrappers below speak N × C × H × W, so every test also
 //! covers the layout conversion.
 
-use icm::ops::*;
+use icm::nn::kernels::*;
 
 fn dims(n: usize, c: usize, h: usize, w: usize) -> Dims {
     Dims { n, h, w, c }

@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::Path;
 
-use icm::config::parse_experiment;
-use icm::records;
+use icm::grid::records;
+use icm::grid::runner::{run_grid, RunOptions};
 use icm::report::{write_report, Formats, ReportSource};
-use icm::runner::{run_grid, RunOptions};
+use icm::spec::parse_experiment;
 
 const GRID: &str = "\
 name: e2e
@@ -65,7 +65,7 @@ fn grid_trains_skips_and_reports() {
         let history = fs::read_to_string(dir.join(records::HISTORY_FILE)).unwrap();
         assert_eq!(history.lines().count(), 9);
         // The stored config is the resolved run config (round trip).
-        let cfg: icm::config::RunConfig =
+        let cfg: icm::spec::RunConfig =
             serde_yaml::from_str(&fs::read_to_string(dir.join(records::CONFIG_FILE)).unwrap())
                 .unwrap();
         assert_eq!(cfg, run);
@@ -75,7 +75,7 @@ fn grid_trains_skips_and_reports() {
     let again_dir = records::run_dir(&results, "e2e", &exp.runs()[0].run_id());
     let before = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();
     fs::remove_file(again_dir.join(records::METRICS_FILE)).unwrap();
-    fs::remove_file(again_dir.join(icm::checkpoint::CHECKPOINT_FILE)).unwrap();
+    fs::remove_file(again_dir.join(icm::train::CHECKPOINT_FILE)).unwrap();
     let second = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!((second.trained, second.skipped), (1, 7));
     let after = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();
@@ -174,7 +174,7 @@ fn nan_loss_fails_the_run_not_the_grid() {
         assert!(dir.join(records::FAILURE_FILE).is_file());
         assert!(!records::is_done(&dir));
     }
-    let err = icm::runner::ensure_no_failures(&summary, &results, "e2e").unwrap_err();
+    let err = icm::grid::runner::ensure_no_failures(&summary, &results, "e2e").unwrap_err();
     assert!(err.to_string().contains("2 of 2 runs failed"), "{err}");
     assert!(err.to_string().contains("--retry-failed"), "{err}");
     // Running again leaves them failed; --retry-failed runs them again.
@@ -199,7 +199,7 @@ fn validation_hold_out_is_scored_each_epoch() {
         .replace("seeds: [0, 1]", "seeds: [0]\nvalidation: 0.1")
         .replace("  - erm\n", "");
     let exp = parse_experiment(&yaml, Path::new("val.yaml")).unwrap();
-    let text = icm::runner::describe_data(&exp).unwrap();
+    let text = icm::grid::runner::describe_data(&exp).unwrap();
     assert!(
         text.contains("validation") && text.contains("total    145"),
         "{text}"

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use icm::config::{parse_experiment, LoadedExperiment, RunConfig};
+use icm::grid::records::RunMetrics;
 use icm::metrics::TestMetrics;
-use icm::records::RunMetrics;
 use icm::report::aggregate::aggregate;
 use icm::report::collect::{runs_frame, RunRecord};
-use icm::report::tables::{tables, Table, TableInput};
+use icm::report::layouts::{tables, TableInput};
+use icm::report::tables::Table;
+use icm::spec::{parse_experiment, LoadedExperiment, RunConfig};
 
 const GRID: &str = "\
 name: fixed
@@ -33,7 +34,7 @@ fn record(config: &RunConfig, accuracy: f64, ece: f64) -> RunRecord {
         metrics: RunMetrics {
             run_id: config.run_id(),
             experiment: "fixed".into(),
-            method: config.method.label(),
+            method: config.method.display_name(),
             split: config.split.slug(),
             split_title: config.split.title(),
             seed: config.seed,
@@ -63,12 +64,12 @@ fn fixed_records(e: &LoadedExperiment) -> Vec<RunRecord> {
     let mut out = Vec::new();
     for cfg in e.runs() {
         let s = cfg.seed as f64;
-        let (acc, ece) = match cfg.method.label().as_str() {
+        let (acc, ece) = match cfg.method.display_name().as_str() {
             "erm" => (0.90 + 0.02 * s, 0.05),
             "mixup" => (0.92, 0.03),
             _ => (0.80 + 0.10 * s, 0.03),
         };
-        if cfg.method.label() == "mixup" && cfg.seed == 2 && cfg.split.slug() == "balanced" {
+        if cfg.method.display_name() == "mixup" && cfg.seed == 2 && cfg.split.slug() == "balanced" {
             continue;
         }
         out.push(record(&cfg, acc, ece));

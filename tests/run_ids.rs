@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use icm::config::parse_experiment;
+use icm::spec::parse_experiment;
 
 /// Every run id of `yaml`'s grid, in grid order.
 fn ids(yaml: &str) -> Vec<String> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use polars::prelude::*;
 
-use super::collect::METRICS;
+use crate::metrics::METRICS;
 
 /// mean ± std over seeds of one metric for one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +53,7 @@ fn is_per_run(name: &str) -> bool {
     matches!(
         name,
         "run_id" | "seed" | "config.seed" | "train_seconds" | "device"
-    ) || METRICS.contains(&name)
+    ) || METRICS.iter().any(|m| m.name == name)
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
 
@@ -66,7 +66,7 @@ pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
         .map(|c| col(c.clone()))
         .collect();
     let mut aggs = vec![len().alias("__runs")];
-    for &m in METRICS {
+    for m in METRICS.iter().map(|m| m.name) {
         aggs.push(col(m).mean().alias(format!("{m}__mean")));
         aggs.push(col(m).std(1).alias(format!("{m}__std")));
         aggs.push(
@@ -103,7 +103,7 @@ pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
             split: splits[i].clone(),
         };
         let mut cells = BTreeMap::new();
-        for &m in METRICS {
+        for m in METRICS.iter().map(|m| m.name) {
             let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
             if n == 0 {
                 continue;

@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use walkdir::WalkDir;
 
-use crate::config::RunConfig;
-use crate::metrics::shot_accuracies;
-use crate::records::{self, RunMetrics};
+use crate::grid::records::{self, RunMetrics};
+use crate::metrics::{Metric, METRICS};
+use crate::spec::RunConfig;
 
 /// A finished run.
 #[derive(Debug, Clone)]
@@ -81,35 +81,10 @@ pub fn collect(root: &Path) -> Result<Collection> {
     Ok(out)
 }
 
-/// Names of the metric columns, in table order.
-pub const METRICS: &[&str] = &[
-    "accuracy",
-    "ece",
-    "adaptive_ece",
-    "mce",
-    "nll",
-    "brier",
-    "many_shot",
-    "medium_shot",
-    "few_shot",
-];
-
-/// Value of a metric column for one run (`None`: the metric does not apply, e.g. no few-shot
+/// A run's value of a catalog metric (`None`: the metric does not apply, e.g. no few-shot
 /// classes).
-pub fn metric_value(r: &RunMetrics, metric: &str) -> Option<f64> {
-    let shots = || shot_accuracies(&r.test.per_class_accuracy, &r.train_class_counts);
-    match metric {
-        "accuracy" => Some(r.test.accuracy),
-        "ece" => Some(r.test.ece),
-        "adaptive_ece" => Some(r.test.adaptive_ece),
-        "mce" => Some(r.test.mce),
-        "nll" => Some(r.test.nll),
-        "brier" => Some(r.test.brier),
-        "many_shot" => shots().many,
-        "medium_shot" => shots().medium,
-        "few_shot" => shots().few,
-        _ => None,
-    }
+pub fn metric_value(r: &RunMetrics, metric: &Metric) -> Option<f64> {
+    (metric.read)(&r.test, &r.train_class_counts)
 }
 
 /// Flattens a JSON value into `prefix.key` → leaf pairs.
@@ -209,12 +184,12 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
         };
         columns.push(column);
     }
-    for &metric in METRICS {
+    for metric in METRICS {
         let xs: Vec<Option<f64>> = runs
             .iter()
             .map(|r| metric_value(&r.metrics, metric))
             .collect();
-        columns.push(Column::new(metric.into(), xs));
+        columns.push(Column::new(metric.name.into(), xs));
     }
     columns.push(Column::new(
         "train_seconds".into(),

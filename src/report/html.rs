@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::tables::Table;
 use super::{Formats, ReportOutput};
-use crate::records;
+use crate::util::write_atomic;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -144,5 +144,5 @@ pub fn write_index(
          document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)b++;});\
          document.body.setAttribute('data-broken-images',String(b));});</script>\n</body></html>\n",
     );
-    records::write_atomic(&out.dir.join("index.html"), s.as_bytes())
+    write_atomic(&out.dir.join("index.html"), s.as_bytes())
 }

@@ -1,0 +1,181 @@
+//! The files of one run under `results/<experiment>/<run-id>/`. Every file is written
+//! atomically (temporary file, fsync, rename) and `metrics.json` last, so a run folder is either
+//! complete (it has `metrics.json`) or visibly unfinished.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Bin, TestMetrics};
+use crate::nn::DeviceKind;
+use crate::spec::{yaml_error, RunConfig};
+use crate::train::{EpochRecord, RunOutcome};
+use crate::util::{fault_point, write_atomic};
+
+/// Contents of `metrics.json`: identification of the run plus its test metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub run_id: String,
+    pub experiment: String,
+    /// Method label as shown in reports.
+    pub method: String,
+    /// Split slug (file names) and title (tables).
+    pub split: String,
+    pub split_title: String,
+    pub seed: u64,
+    #[serde(flatten)]
+    pub test: TestMetrics,
+    pub train_class_counts: Vec<usize>,
+    pub train_size: usize,
+    pub test_size: usize,
+    pub epochs: usize,
+    pub train_seconds: f64,
+    /// Where the attempt that finished the run trained (not part of the run id: CPU and CUDA
+    /// results agree only up to rounding).
+    #[serde(default)]
+    pub device: DeviceKind,
+}
+
+/// Contents of `reliability.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reliability {
+    pub ece: f64,
+    pub bins: Vec<Bin>,
+}
+
+pub const CONFIG_FILE: &str = "config.yaml";
+pub const METRICS_FILE: &str = "metrics.json";
+pub const HISTORY_FILE: &str = "history.csv";
+pub const RELIABILITY_FILE: &str = "reliability.json";
+pub const PREDICTIONS_FILE: &str = "predictions.csv";
+pub const FAILURE_FILE: &str = "failure.txt";
+
+/// Folder of a run.
+pub fn run_dir(results: &Path, experiment: &str, run_id: &str) -> PathBuf {
+    results.join(experiment).join(run_id)
+}
+
+/// A run is done when its `metrics.json` exists.
+pub fn is_done(dir: &Path) -> bool {
+    dir.join(METRICS_FILE).is_file()
+}
+
+/// Writes every file of a finished run into its folder, each atomically, `metrics.json` last:
+/// a run folder without `metrics.json` is visibly unfinished and is run again.
+pub fn write_run(
+    dir: &Path,
+    experiment: &str,
+    config: &RunConfig,
+    outcome: &RunOutcome,
+    test_size: usize,
+) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_atomic(
+        &dir.join(CONFIG_FILE),
+        serde_yaml::to_string(config)?.as_bytes(),
+    )?;
+
+    let mut history = String::from("epoch,lr,train_loss,test_accuracy,val_accuracy\n");
+    for h in &outcome.history {
+        let val = h.val_accuracy.map_or(String::new(), |v| v.to_string());
+        history.push_str(&format!(
+            "{},{},{},{},{val}\n",
+            h.epoch, h.lr, h.train_loss, h.test_accuracy
+        ));
+    }
+    write_atomic(&dir.join(HISTORY_FILE), history.as_bytes())?;
+
+    let reliability = Reliability {
+        ece: outcome.metrics.ece,
+        bins: outcome.bins.clone(),
+    };
+    write_atomic(
+        &dir.join(RELIABILITY_FILE),
+        serde_json::to_string_pretty(&reliability)?.as_bytes(),
+    )?;
+    fault_point("writing-results");
+
+    let mut preds = String::from("label,predicted,confidence\n");
+    for p in &outcome.predictions {
+        preds.push_str(&format!("{},{},{}\n", p.label, p.predicted, p.confidence));
+    }
+    write_atomic(&dir.join(PREDICTIONS_FILE), preds.as_bytes())?;
+
+    let metrics = RunMetrics {
+        run_id: config.run_id(),
+        experiment: experiment.to_string(),
+        method: config.method.display_name(),
+        split: config.split.slug(),
+        split_title: config.split.title(),
+        seed: config.seed,
+        test: outcome.metrics.clone(),
+        train_class_counts: outcome.train_class_counts.clone(),
+        train_size: outcome.train_class_counts.iter().sum(),
+        test_size,
+        epochs: config.train.epochs,
+        train_seconds: outcome.train_seconds,
+        device: outcome.device,
+    };
+    write_atomic(
+        &dir.join(METRICS_FILE),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )
+}
+
+/// Records why a run failed (`icm run --retry-failed` runs it again).
+pub fn write_failure(dir: &Path, config: &RunConfig, reason: &str) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    write_atomic(
+        &dir.join(CONFIG_FILE),
+        serde_yaml::to_string(config)?.as_bytes(),
+    )?;
+    write_atomic(&dir.join(FAILURE_FILE), reason.as_bytes())
+}
+
+/// Reads a run's `metrics.json`.
+pub fn read_metrics(path: &Path) -> Result<RunMetrics> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid run record", path.display()))
+}
+
+/// Reads a run's `reliability.json`.
+pub fn read_reliability(path: &Path) -> Result<Reliability> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid reliability file", path.display()))
+}
+
+/// Reads a run's `config.yaml`.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!(yaml_error(path, &e)))
+}
+
+/// Reads a run's `history.csv`.
+pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let parse = |k: usize| -> Result<f64> {
+            f.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .with_context(|| format!("{} line {}: expected 4 numbers", path.display(), i + 1))
+        };
+        out.push(EpochRecord {
+            epoch: parse(0)? as usize,
+            lr: parse(1)?,
+            train_loss: parse(2)?,
+            test_accuracy: parse(3)?,
+            val_accuracy: f.get(4).and_then(|v| v.parse::<f64>().ok()),
+        });
+    }
+    Ok(out)
+}

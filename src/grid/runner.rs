@@ -1,0 +1,347 @@
+//! Runs an experiment grid: checks every split against the data first, then trains the runs of
+//! this shard that no one else has claimed, `jobs` at a time, each with its own thread budget;
+//! finished runs are skipped, failures are recorded without stopping the grid, and interrupted
+//! runs resume from their checkpoints.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::locks::{self, ClaimResult, RunState};
+use super::records;
+use crate::data::{self, splits, Dataset};
+use crate::nn::DeviceKind;
+use crate::spec::{LoadedExperiment, RunConfig};
+use crate::train::{train_run, Checkpointing, CHECKPOINT_FILE};
+
+/// How `icm run` works through a grid.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub quiet: bool,
+    /// Runs trained at the same time in this process.
+    pub jobs: usize,
+    /// Threads per run (matrix products).
+    pub threads: usize,
+    /// `(k, n)`: only shard k of n (see [`shard_runs`]).
+    pub shard: Option<(usize, usize)>,
+    /// Run failed runs again.
+    pub retry_failed: bool,
+    /// A lock without a heartbeat for this long is stale.
+    pub lock_timeout: Duration,
+    /// Save a checkpoint every this many epochs; `None`: once a minute (and always at the end).
+    pub checkpoint_every: Option<usize>,
+    /// Overrides the experiment's `device`.
+    pub device: Option<DeviceKind>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            quiet: true,
+            jobs: 1,
+            threads: default_threads(1),
+            shard: None,
+            retry_failed: false,
+            lock_timeout: Duration::from_secs(3600),
+            checkpoint_every: None,
+            device: None,
+        }
+    }
+}
+
+/// Threads per run so that jobs × threads ≤ cores.
+pub fn default_threads(jobs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / jobs.max(1)).max(1)
+}
+
+/// Parses `k/n` (0 ≤ k < n).
+pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let parsed = text.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((k, n)) if n > 0 && k < n => Ok((k, n)),
+        _ => bail!("--shard `{text}`: expected k/n with 0 ≤ k < n, e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"),
+    }
+}
+
+/// The runs of shard k of n: the grid's run ids are sorted and dealt out in turn, so shards
+/// differ in size by at most one run, and reordering the YAML's lists changes nothing.
+pub fn shard_runs(runs: Vec<RunConfig>, shard: Option<(usize, usize)>) -> Vec<RunConfig> {
+    let Some((k, n)) = shard else {
+        return runs;
+    };
+    let mut ids: Vec<String> = runs.iter().map(|r| r.run_id()).collect();
+    ids.sort();
+    runs.into_iter()
+        .filter(|r| {
+            let id = r.run_id();
+            ids.binary_search(&id).is_ok_and(|pos| pos % n == k)
+        })
+        .collect()
+}
+
+/// Counts of what a grid run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GridSummary {
+    /// Runs in this shard.
+    pub total: usize,
+    /// Already done before this invocation.
+    pub skipped: usize,
+    pub trained: usize,
+    /// Resumed from a checkpoint (counted in `trained`).
+    pub resumed: usize,
+    /// Being trained by another process.
+    pub running_elsewhere: usize,
+    /// Failed earlier and not retried (`--retry-failed` retries them).
+    pub previously_failed: usize,
+    /// Failed in this invocation: (run id, reason).
+    pub failed: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+/// Trains every pending run of `exp` (in the shard) under `results`.
+pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Result<GridSummary> {
+    let start = Instant::now();
+    let runs = shard_runs(exp.runs(), opts.shard);
+    // A device that cannot train is one clear error up front, unless there is nothing left to
+    // train (writing the report of a finished GPU grid works anywhere).
+    let device = opts.device.unwrap_or(exp.device);
+    let finished =
+        |c: &RunConfig| records::is_done(&records::run_dir(results, &exp.name, &c.run_id()));
+    if !runs.iter().all(finished) {
+        crate::nn::device::check(device)?;
+    }
+    let data = load_data(exp)?;
+    // Resolve every split before training anything, so a bad split fails fast.
+    let subsets = split_sets(exp, &data.train)?;
+    let summary = Mutex::new(GridSummary {
+        total: runs.len(),
+        ..Default::default()
+    });
+    let bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(runs.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs  {elapsed} elapsed, ETA {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let queue: Mutex<VecDeque<&RunConfig>> = Mutex::new(runs.iter().collect());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let worker = || -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads.max(1))
+            .build()?;
+        loop {
+            let Some(config) = queue.lock().expect("queue").pop_front() else {
+                return Ok(());
+            };
+            let id = config.run_id();
+            let dir = records::run_dir(results, &exp.name, &id);
+            let notify = |m: String| bar.println(m);
+            let claim = match locks::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)?
+            {
+                ClaimResult::Claimed(c) => c,
+                ClaimResult::Busy(state) => {
+                    let mut s = summary.lock().expect("summary");
+                    match state {
+                        RunState::Done => s.skipped += 1,
+                        RunState::Failed(_) => s.previously_failed += 1,
+                        _ => s.running_elsewhere += 1,
+                    }
+                    bar.inc(1);
+                    continue;
+                }
+            };
+            bar.set_message(format!(
+                "{} / {} / seed {}",
+                config.method.display_name(),
+                config.split.slug(),
+                config.seed
+            ));
+            let ckpt_path = dir.join(CHECKPOINT_FILE);
+            let resuming = ckpt_path.is_file();
+            let heartbeat = || claim.heartbeat();
+            let checkpointing = Checkpointing {
+                path: &ckpt_path,
+                every: opts.checkpoint_every,
+                after_epoch: &heartbeat,
+            };
+            let (train, val) = &subsets[&config.split.slug()];
+            let outcome = pool.install(|| {
+                // A panic in training fails this run, not the grid.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    train_run(
+                        config,
+                        device,
+                        train,
+                        val.as_ref(),
+                        &data.test,
+                        Some(&checkpointing),
+                    )
+                }))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Err(anyhow::anyhow!("training panicked: {what}"))
+                })
+            });
+            match outcome {
+                Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
+                    // Another process owns the run now: write nothing.
+                    bar.println(format!("{e}"));
+                    bar.inc(1);
+                    continue;
+                }
+                Ok(outcome) => {
+                    records::write_run(&dir, &exp.name, config, &outcome, data.test.len())?;
+                    let mut s = summary.lock().expect("summary");
+                    s.trained += 1;
+                    s.resumed += resuming as usize;
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    records::write_failure(&dir, config, &reason)?;
+                    bar.println(format!("run {id} failed: {reason}"));
+                    summary.lock().expect("summary").failed.push((id, reason));
+                }
+            }
+            drop(claim);
+            bar.inc(1);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                if let Err(e) = worker() {
+                    first_error.lock().expect("errors").get_or_insert(e);
+                    // Stop the other workers from taking new runs.
+                    queue.lock().expect("queue").clear();
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().expect("errors") {
+        return Err(e);
+    }
+    let mut summary = summary.into_inner().expect("summary");
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The training subset (and validation hold-out, when the experiment has one) of every split
+/// of `exp`, keyed by split slug.
+pub fn split_subsets(exp: &LoadedExperiment, pool: &Dataset) -> Result<BTreeMap<String, Dataset>> {
+    Ok(split_sets(exp, pool)?
+        .into_iter()
+        .map(|(k, (train, _))| (k, train))
+        .collect())
+}
+
+/// (training, validation) subsets of every split.
+pub fn split_sets(
+    exp: &LoadedExperiment,
+    pool: &Dataset,
+) -> Result<BTreeMap<String, (Dataset, Option<Dataset>)>> {
+    let mut subsets = BTreeMap::new();
+    for split in &exp.splits {
+        let keep = splits::select(split, &pool.labels, pool.classes, exp.data_seed)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
+        let sets = match exp.validation {
+            Some(fraction) => {
+                let (train, val) =
+                    splits::hold_out(&keep, &pool.labels, pool.classes, fraction, exp.data_seed);
+                (pool.subset(&train), Some(pool.subset(&val)))
+            }
+            None => (pool.subset(&keep), None),
+        };
+        subsets.insert(split.slug(), sets);
+    }
+    Ok(subsets)
+}
+
+/// `icm data`: per-class training counts of every split, and the test-set size.
+pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
+    let data = load_data(exp)?;
+    let subsets = split_sets(exp, &data.train)?;
+    let mut out = format!(
+        "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
+        exp.name,
+        exp.dataset.name(),
+        data.train.classes,
+        data.train.shape.channels,
+        data.train.shape.height,
+        data.train.shape.width,
+        data.train.len(),
+        data.test.len()
+    );
+    for split in &exp.splits {
+        let (train, val) = &subsets[&split.slug()];
+        let counts = train.class_counts();
+        out.push_str(&format!(
+            "{:<24} total {:>6}  per class {:?}\n",
+            split.slug(),
+            counts.iter().sum::<usize>(),
+            counts
+        ));
+        if let Some(val) = val {
+            out.push_str(&format!(
+                "{:<24} total {:>6}  per class {:?}\n",
+                "  validation",
+                val.len(),
+                val.class_counts()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
+    data::load(&exp.dataset, &exp.preprocess).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: dataset `{}`: {e:#}",
+            exp.path.display(),
+            exp.dataset.name()
+        )
+    })
+}
+
+/// Fails with the list of failed runs, if any.
+pub fn ensure_no_failures(summary: &GridSummary, results: &Path, experiment: &str) -> Result<()> {
+    if summary.failed.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = summary
+        .failed
+        .iter()
+        .map(|(id, why)| {
+            format!(
+                "  {}: {why}",
+                records::run_dir(results, experiment, id).display()
+            )
+        })
+        .collect();
+    bail!(
+        "{} of {} runs failed (their folders hold {}; `icm run --retry-failed` runs them again):\n{}",
+        summary.failed.len(),
+        summary.total,
+        records::FAILURE_FILE,
+        list.join("\n")
+    )
+}

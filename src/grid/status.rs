@@ -1,0 +1,86 @@
+//! `icm status`: where every run of a grid stands.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::locks::{self, RunState};
+use super::records;
+use crate::spec::LoadedExperiment;
+
+/// `icm status`: done / running / failed / pending per method and overall, with an ETA from the
+/// finished runs' training times.
+pub fn grid_status(
+    exp: &LoadedExperiment,
+    results: &Path,
+    lock_timeout: Duration,
+) -> Result<String> {
+    #[derive(Default)]
+    struct Counts {
+        done: usize,
+        running: usize,
+        failed: usize,
+        pending: usize,
+    }
+    let mut per_method: BTreeMap<usize, (String, Counts)> = BTreeMap::new();
+    let mut total = Counts::default();
+    let mut seconds = Vec::new();
+    let order: Vec<String> = exp.methods.iter().map(|m| m.display_name()).collect();
+    for config in exp.runs() {
+        let dir = records::run_dir(results, &exp.name, &config.run_id());
+        let label = config.method.display_name();
+        let slot = order.iter().position(|l| *l == label).unwrap_or(0);
+        let counts = &mut per_method
+            .entry(slot)
+            .or_insert_with(|| (label, Counts::default()))
+            .1;
+        match locks::state(&dir, lock_timeout) {
+            RunState::Done => {
+                counts.done += 1;
+                total.done += 1;
+                if let Ok(m) = records::read_metrics(&dir.join(records::METRICS_FILE)) {
+                    seconds.push(m.train_seconds);
+                }
+            }
+            RunState::Running(_) => {
+                counts.running += 1;
+                total.running += 1;
+            }
+            RunState::Failed(_) => {
+                counts.failed += 1;
+                total.failed += 1;
+            }
+            RunState::Pending(_) => {
+                counts.pending += 1;
+                total.pending += 1;
+            }
+        }
+    }
+    let line = |name: &str, c: &Counts| {
+        format!(
+            "{name:<28} {:>5} done {:>5} running {:>5} failed {:>5} pending\n",
+            c.done, c.running, c.failed, c.pending
+        )
+    };
+    let mut out = format!("{} ({})\n", exp.name, results.join(&exp.name).display());
+    for (label, c) in per_method.values() {
+        out.push_str(&line(label, c));
+    }
+    out.push_str(&line("all", &total));
+    let left = total.pending + total.running;
+    if left > 0 {
+        if seconds.is_empty() {
+            out.push_str("ETA: unknown until a run finishes\n");
+        } else {
+            let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
+            out.push_str(&format!(
+                "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
+                mean * left as f64,
+                mean
+            ));
+        }
+    }
+    Ok(out)
+}

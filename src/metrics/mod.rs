@@ -1,0 +1,124 @@
+//! Test-set metrics, computed from logits in f64 (definitions in `docs/metrics.md`): accuracy,
+//! calibration ([`calibration`]), NLL and Brier score, per-class and shot-group accuracy
+//! ([`shots`]). [`catalog`] lists every metric a report can show.
+
+pub mod calibration;
+pub mod catalog;
+pub mod shots;
+
+use serde::{Deserialize, Serialize};
+
+pub use calibration::{adaptive_ece, bin_index, ece, mce, reliability_bins, Bin, ECE_BINS};
+pub use catalog::{Better, Metric, METRICS};
+pub use shots::{shot_accuracies, ShotAccuracy};
+
+/// Per-sample outcome of a prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub label: usize,
+    pub predicted: usize,
+    /// Probability of the predicted class.
+    pub confidence: f64,
+}
+
+/// Everything a run reports about the test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestMetrics {
+    pub accuracy: f64,
+    pub ece: f64,
+    pub adaptive_ece: f64,
+    pub mce: f64,
+    pub nll: f64,
+    pub brier: f64,
+    pub per_class_accuracy: Vec<f64>,
+}
+
+/// Row-wise softmax of B × C logits, in f64.
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(logits.len());
+    for row in logits.chunks(classes) {
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+        let exps: Vec<f64> = row.iter().map(|&z| (z as f64 - max).exp()).collect();
+        let sum: f64 = exps.iter().sum();
+        out.extend(exps.iter().map(|e| e / sum));
+    }
+    out
+}
+
+/// Top-label predictions from row-wise probabilities (ties go to the lowest class index).
+pub fn predictions(probs: &[f64], labels: &[usize], classes: usize) -> Vec<Prediction> {
+    probs
+        .chunks(classes)
+        .zip(labels)
+        .map(|(row, &label)| {
+            let (predicted, &confidence) = row.iter().enumerate().fold(
+                (0, &row[0]),
+                |best, cur| if cur.1 > best.1 { cur } else { best },
+            );
+            Prediction {
+                label,
+                predicted,
+                confidence,
+            }
+        })
+        .collect()
+}
+
+/// Mean negative log-likelihood of the true class.
+pub fn nll(probs: &[f64], labels: &[usize], classes: usize) -> f64 {
+    let sum: f64 = probs
+        .chunks(classes)
+        .zip(labels)
+        .map(|(row, &y)| -row[y].max(f64::MIN_POSITIVE).ln())
+        .sum();
+    sum / labels.len().max(1) as f64
+}
+
+/// Brier score: Σ_c (p_c − 1[c = y])², averaged over samples.
+pub fn brier(probs: &[f64], labels: &[usize], classes: usize) -> f64 {
+    let sum: f64 = probs
+        .chunks(classes)
+        .zip(labels)
+        .map(|(row, &y)| {
+            row.iter()
+                .enumerate()
+                .map(|(c, &p)| {
+                    let t = if c == y { 1.0 } else { 0.0 };
+                    (p - t) * (p - t)
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    sum / labels.len().max(1) as f64
+}
+
+/// All metrics from probabilities.
+pub fn evaluate(
+    probs: &[f64],
+    labels: &[usize],
+    classes: usize,
+) -> (TestMetrics, Vec<Prediction>, Vec<Bin>) {
+    let preds = predictions(probs, labels, classes);
+    let bins = reliability_bins(&preds, ECE_BINS);
+    let correct = preds.iter().filter(|p| p.predicted == p.label).count();
+    let mut per_class_total = vec![0usize; classes];
+    let mut per_class_correct = vec![0usize; classes];
+    for p in &preds {
+        per_class_total[p.label] += 1;
+        per_class_correct[p.label] += (p.predicted == p.label) as usize;
+    }
+    let metrics = TestMetrics {
+        accuracy: correct as f64 / preds.len().max(1) as f64,
+        ece: ece(&bins),
+        adaptive_ece: adaptive_ece(&preds, ECE_BINS),
+        mce: mce(&bins),
+        nll: nll(probs, labels, classes),
+        brier: brier(probs, labels, classes),
+        per_class_accuracy: per_class_correct
+            .iter()
+            .zip(&per_class_total)
+            .map(|(&c, &t)| if t > 0 { c as f64 / t as f64 } else { 0.0 })
+            .collect(),
+    };
+    (metrics, preds, bins)
+}

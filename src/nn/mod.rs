@@ -1,0 +1,123 @@
+//! The networks layer: which networks exist ([`arch`]), how they are laid out ([`mlp`],
+//! [`convnet`]) and run (the CPU kernels in [`kernels`] chained into one tape op by [`native`];
+//! the same networks from dfdx's own ops in [`composed`], the CUDA path), the optimiser
+//! ([`sgd`]) and the device ([`device`]).
+//!
+//! Networks use runtime shapes. All of a network's parameters live in one flat `(usize,)`
+//! tensor ([`FlatParams`]), so the optimiser, gradient allocation and checkpoints see a single
+//! tensor whatever the architecture.
+
+pub mod arch;
+pub mod composed;
+pub mod convnet;
+pub mod device;
+pub mod kernels;
+pub mod mlp;
+pub mod native;
+pub mod sgd;
+
+use dfdx::optim::UnusedTensors;
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+
+pub use arch::{Arch, ModelSpec};
+pub use convnet::{ConvDevice, ConvNet};
+pub use device::DeviceKind;
+pub use mlp::Mlp;
+pub use sgd::Sgd;
+
+use crate::data::ImageShape;
+use crate::util::Matrix;
+
+/// Every parameter of a network, concatenated into one tensor.
+#[derive(Debug, Clone)]
+pub struct FlatParams<E: Dtype, D: Storage<E>> {
+    pub all: Tensor<(usize,), E, D>,
+}
+
+impl<D: Device<f32>> FlatParams<f32, D> {
+    /// Fresh gradient buffers that keep only this tensor's gradient after `backward()` (dfdx's
+    /// `alloc_grads`, which needs const shapes, does the same for its own modules).
+    pub fn alloc_grads(&self) -> Gradients<f32, D> {
+        let mut grads = Gradients::leaky();
+        grads
+            .try_alloc_for(&self.all)
+            .expect("allocating the parameter gradient");
+        // dfdx exposes a tensor's id only through `UnusedTensors`.
+        let mut id = UnusedTensors::default();
+        id.add(&self.all);
+        grads.retain_leafs(&id.ids);
+        grads
+    }
+}
+
+/// Any network the trainer can train: the MLP or a convolutional network.
+#[derive(Debug, Clone)]
+pub enum Network<D: ConvDevice = Cpu> {
+    Mlp(Mlp<D>),
+    Conv(ConvNet<D>),
+}
+
+impl<D: ConvDevice> Network<D> {
+    /// Builds `spec` for images of `shape` and `classes` classes, initialised from `rng`.
+    pub fn new(
+        spec: &ModelSpec,
+        shape: ImageShape,
+        classes: usize,
+        dev: &D,
+        rng: &mut ChaCha8Rng,
+    ) -> Network<D> {
+        if spec.arch.is_conv() {
+            Network::Conv(ConvNet::new(spec.arch, shape, classes, dev, rng))
+        } else {
+            Network::Mlp(Mlp::new(
+                dev,
+                shape.numel(),
+                spec.hidden.as_deref().unwrap_or(&[128]),
+                classes,
+                rng,
+            ))
+        }
+    }
+
+    pub fn params(&self) -> &FlatParams<f32, D> {
+        match self {
+            Network::Mlp(m) => &m.params,
+            Network::Conv(c) => &c.params,
+        }
+    }
+
+    pub fn params_mut(&mut self) -> &mut FlatParams<f32, D> {
+        match self {
+            Network::Mlp(m) => &mut m.params,
+            Network::Conv(c) => &mut c.params,
+        }
+    }
+
+    pub fn num_parameters(&self) -> usize {
+        self.params().all.shape().0
+    }
+
+    /// Batch-norm running statistics (none for the MLP).
+    pub fn bn_stats(&self) -> &[kernels::BatchNormStats] {
+        match self {
+            Network::Mlp(_) => &[],
+            Network::Conv(c) => &c.bn_stats,
+        }
+    }
+
+    pub fn bn_stats_mut(&mut self) -> &mut [kernels::BatchNormStats] {
+        match self {
+            Network::Mlp(_) => &mut [],
+            Network::Conv(c) => &mut c.bn_stats,
+        }
+    }
+
+    /// Logits of a batch of flattened images; `training` selects batch-norm batch statistics.
+    pub fn forward<T: Tape<f32, D>>(&mut self, x: Matrix<D, T>, training: bool) -> Matrix<D, T> {
+        match self {
+            Network::Mlp(m) => m.forward(x),
+            Network::Conv(c) => c.forward(x, training),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Which tables a report has and what their rows and columns are: the experiment's `tables:`
+//! entries (the paper's presets or custom tables), or the defaults; then every cell is looked up
+//! in the aggregates.
+
+use super::aggregate::Aggregates;
+use super::tables::{Axis, Table};
+use crate::data::{DatasetSpec, Split};
+use crate::metrics::catalog::{metric, Better};
+use crate::mix::{Method, Target};
+use crate::spec::tables::{Preset, RowKind, TableEntry, TableSpec};
+
+/// What the tables are built from.
+pub struct TableInput<'a> {
+    /// Seeds per cell the grid asks for (an experiment file's `seeds`), if known.
+    pub expected_n: Option<usize>,
+    pub dataset: &'a DatasetSpec,
+    pub splits: &'a [Split],
+    pub methods: &'a [Method],
+    pub aggregates: &'a Aggregates,
+}
+
+/// What a table shows, before its cells are looked up.
+struct TableLayout<'a> {
+    name: &'a str,
+    title: &'a str,
+    rows: Vec<Axis>,
+    columns: Vec<Axis>,
+    /// Metric of every cell unless a row or column sets its own.
+    metric: Option<&'a str>,
+    precision: Option<usize>,
+    better: Option<Better>,
+}
+
+impl<'a> TableLayout<'a> {
+    /// A table of one metric with these rows and columns, shown as the metric says.
+    fn of_metric(
+        name: &'a str,
+        title: &'a str,
+        metric: &'a str,
+        rows: Vec<Axis>,
+        columns: Vec<Axis>,
+    ) -> Self {
+        TableLayout {
+            name,
+            title,
+            rows,
+            columns,
+            metric: Some(metric),
+            precision: None,
+            better: None,
+        }
+    }
+}
+
+impl TableInput<'_> {
+    fn method_rows(&self, keep: impl Fn(&Method) -> bool) -> Vec<Axis> {
+        self.methods
+            .iter()
+            .filter(|m| keep(m))
+            .map(|m| Axis::method(&m.display_name()))
+            .collect()
+    }
+
+    fn split_columns(&self, keep: impl Fn(&Split) -> bool) -> Vec<Axis> {
+        self.splits
+            .iter()
+            .filter(|s| keep(s))
+            .map(Axis::split)
+            .collect()
+    }
+
+    /// Looks up every cell of `layout`; `None` for a table without rows or columns.
+    fn build(&self, layout: TableLayout) -> Option<Table> {
+        let TableLayout {
+            name,
+            title,
+            rows,
+            columns,
+            metric: table_metric,
+            precision,
+            better,
+        } = layout;
+        if rows.is_empty() || columns.is_empty() {
+            return None;
+        }
+        let dataset = self.dataset.name();
+        let metric_of = |r: &Axis, c: &Axis| -> String {
+            c.metric
+                .clone()
+                .or_else(|| r.metric.clone())
+                .or_else(|| table_metric.map(str::to_string))
+                .unwrap_or_else(|| "accuracy".into())
+        };
+        let cells = rows
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        let method = r.method.as_ref().or(c.method.as_ref())?;
+                        let split = r.split.as_ref().or(c.split.as_ref())?;
+                        self.aggregates
+                            .get(&dataset, method, split, &metric_of(r, c))
+                            .cloned()
+                    })
+                    .collect()
+            })
+            .collect();
+        let formats = columns
+            .iter()
+            .map(|c| {
+                let m = metric(&metric_of(&rows[0], c));
+                let (dir, scale, decimals) = m.map_or((Better::Higher, 1.0, 3), |i| {
+                    (i.better, i.scale, i.decimals)
+                });
+                (better.unwrap_or(dir), scale, precision.unwrap_or(decimals))
+            })
+            .collect();
+        Some(Table {
+            name: name.into(),
+            title: title.into(),
+            expected_n: self.expected_n,
+            rows,
+            columns,
+            cells,
+            formats,
+        })
+    }
+}
+
+/// The tables of an experiment: its `tables:` entries, or the defaults (accuracy, ECE, NLL and
+/// Brier over all splits, plus the long-tailed shot table when there are long-tailed splits).
+pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
+    if entries.is_empty() {
+        let mut out: Vec<Table> = ["accuracy", "ece", "nll", "brier"]
+            .into_iter()
+            .filter_map(|m| metric_table(input, m))
+            .collect();
+        out.extend(shot_table(input));
+        return out;
+    }
+    let mut out = Vec::new();
+    for entry in entries {
+        match entry {
+            TableEntry::Custom(spec) => out.extend(custom_table(input, spec)),
+            TableEntry::Preset(Preset::Balanced) => out.extend(balanced_table(input)),
+            TableEntry::Preset(Preset::LongTailed) => {
+                out.extend(long_tailed_table(input));
+                out.extend(shot_table(input));
+            }
+            TableEntry::Preset(Preset::DataConstrained) => {
+                out.extend(data_constrained_table(input))
+            }
+            TableEntry::Preset(Preset::IcmAxes) => out.extend(icm_axes_table(input)),
+        }
+    }
+    out
+}
+
+/// One metric, methods as rows, splits as columns.
+fn metric_table(input: &TableInput, name: &str) -> Option<Table> {
+    let title = format!("Test {}", metric(name).expect("known metric").title);
+    input.build(TableLayout::of_metric(
+        name,
+        &title,
+        name,
+        input.method_rows(|_| true),
+        input.split_columns(|_| true),
+    ))
+}
+
+fn custom_table(input: &TableInput, spec: &TableSpec) -> Option<Table> {
+    let title = format!(
+        "Test {}",
+        metric(&spec.metric).expect("checked at load time").title
+    );
+    let (methods, splits) = (input.method_rows(|_| true), input.split_columns(|_| true));
+    let (rows, columns) = match spec.rows {
+        RowKind::Method => (methods, splits),
+        RowKind::Split => (splits, methods),
+    };
+    input.build(TableLayout {
+        precision: spec.precision,
+        better: spec.better,
+        ..TableLayout::of_metric(&spec.name, &title, &spec.metric, rows, columns)
+    })
+}
+
+/// Accuracy and ECE on each balanced split.
+fn balanced_table(input: &TableInput) -> Option<Table> {
+    let mut columns = Vec::new();
+    for s in input.splits.iter().filter(|s| matches!(s, Split::Balanced)) {
+        for name in ["accuracy", "ece"] {
+            columns.push(Axis {
+                title: metric(name).expect("known").title.into(),
+                group: Some(format!("{} ({})", input.dataset.name(), s.title())),
+                metric: Some(name.into()),
+                ..Axis::split(s)
+            });
+        }
+    }
+    input.build(TableLayout {
+        metric: None,
+        ..TableLayout::of_metric(
+            "balanced",
+            "Balanced: accuracy and calibration",
+            "accuracy",
+            input.method_rows(|_| true),
+            columns,
+        )
+    })
+}
+
+/// Accuracy per imbalance ratio, ratios ascending.
+fn long_tailed_table(input: &TableInput) -> Option<Table> {
+    let mut lt: Vec<&Split> = input
+        .splits
+        .iter()
+        .filter(|s| matches!(s, Split::LongTailed { .. }))
+        .collect();
+    lt.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    input.build(TableLayout::of_metric(
+        "long_tailed",
+        "Long-tailed: accuracy (%) per imbalance ratio",
+        "accuracy",
+        input.method_rows(|_| true),
+        lt.into_iter().map(Axis::split).collect(),
+    ))
+}
+
+fn ratio(s: &Split) -> f64 {
+    match s {
+        Split::LongTailed { ratio, .. } => *ratio,
+        _ => 0.0,
+    }
+}
+
+/// Accuracy per number of training images per class, ascending.
+fn data_constrained_table(input: &TableInput) -> Option<Table> {
+    let mut pc: Vec<&Split> = input
+        .splits
+        .iter()
+        .filter(|s| matches!(s, Split::PerClass { .. }))
+        .collect();
+    pc.sort_by_key(|s| match s {
+        Split::PerClass { k } => *k,
+        _ => 0,
+    });
+    input.build(TableLayout::of_metric(
+        "data_constrained",
+        "Data-constrained: accuracy (%) per images per class",
+        "accuracy",
+        input.method_rows(|_| true),
+        pc.into_iter().map(Axis::split).collect(),
+    ))
+}
+
+/// The ICM methods only: the pair / class / dual axes ablation.
+fn icm_axes_table(input: &TableInput) -> Option<Table> {
+    input.build(TableLayout::of_metric(
+        "icm_axes",
+        "ICM axes ablation: accuracy (%)",
+        "accuracy",
+        input.method_rows(|m| m.target == Target::Icm),
+        input.split_columns(|_| true),
+    ))
+}
+
+/// Many / medium / few-shot accuracy for each long-tailed split.
+fn shot_table(input: &TableInput) -> Option<Table> {
+    let mut columns = Vec::new();
+    for s in input
+        .splits
+        .iter()
+        .filter(|s| matches!(s, Split::LongTailed { .. }))
+    {
+        for (name, title) in [
+            ("many_shot", "many"),
+            ("medium_shot", "medium"),
+            ("few_shot", "few"),
+        ] {
+            columns.push(Axis {
+                title: title.into(),
+                group: Some(s.title()),
+                metric: Some(name.into()),
+                ..Axis::split(s)
+            });
+        }
+    }
+    input.build(TableLayout {
+        metric: None,
+        ..TableLayout::of_metric(
+            "long_tailed_shots",
+            "Long-tailed: many (> 100) / medium (20–100) / few (< 20) shot accuracy (%)",
+            "accuracy",
+            input.method_rows(|_| true),
+            columns,
+        )
+    })
+}

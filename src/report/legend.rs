@@ -1,0 +1,47 @@
+//! The methods legend: every method's full resolved settings, as a Markdown table.
+
+use crate::mix::Method;
+use crate::util::fmt_num;
+
+/// A table of every method's full resolved settings.
+pub fn methods_legend(methods: &[Method]) -> String {
+    let mut s = String::from(
+        "## Methods\n\n| method | mixer | α | λ drawn | label rule (κ, τ) | target (axes) | RegMixup γ | label smoothing |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), fmt_num);
+    for m in methods {
+        let label_rule = match (m.kappa, m.tau) {
+            (Some(k), Some(t)) => format!("{} ({k}, {t})", name(&m.label_rule)),
+            _ => name(&m.label_rule),
+        };
+        let target = match m.axes {
+            Some(a) => format!("{} ({})", name(&m.target), name(&a)),
+            None => name(&m.target),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {label_rule} | {target} | {} | {} |\n",
+            m.display_name(),
+            name(&m.mixer),
+            opt(m.alpha),
+            m.lambda.map_or("–".to_string(), |l| name(&l)),
+            if m.regularised {
+                opt(m.gamma)
+            } else {
+                "–".into()
+            },
+            opt(m.label_smoothing),
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+/// The YAML spelling of a method setting (`cutmix`, `per_batch`, ...).
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}

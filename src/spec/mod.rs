@@ -1,0 +1,78 @@
+//! The spec layer: the YAML schema of an experiment file, assembled from each layer's own section
+//! ([`crate::data`]'s dataset, splits and preprocessing; [`crate::mix`]'s methods;
+//! [`crate::nn`]'s model and device) plus the `train:` ([`train`]) and `tables:` ([`tables`])
+//! sections; the checks run before any training ([`check`]); YAML error messages ([`yaml`]); and
+//! run identity and grid expansion ([`run`]).
+//!
+//! Every mistake in a file is reported with the file name, the place (line/column from the YAML
+//! parser, or the key path for value checks) and what to write instead.
+
+pub mod check;
+pub mod run;
+pub mod tables;
+pub mod train;
+pub mod yaml;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+pub use run::{LoadedExperiment, RunConfig};
+pub use tables::TableEntry;
+pub use train::{Schedule, TrainSpec};
+pub use yaml::yaml_error;
+
+use crate::data::{DatasetSpec, Preprocess, Split};
+use crate::mix::MethodEntry;
+use crate::nn::{DeviceKind, ModelSpec};
+
+/// An experiment file as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Folder name under `results/` and `reports/`.
+    pub name: String,
+    #[serde(default)]
+    pub dataset: DatasetSpec,
+    /// Seed of the data subsets (long-tailed, per-class); separate from the training seeds.
+    #[serde(default)]
+    pub data_seed: u64,
+    pub splits: Vec<Split>,
+    pub model: ModelSpec,
+    pub train: TrainSpec,
+    pub methods: Vec<MethodEntry>,
+    pub seeds: Vec<u64>,
+    /// Share of each class of every split's training images held out for validation (scored
+    /// every epoch in `history.csv`); none when absent.
+    #[serde(default)]
+    pub validation: Option<f64>,
+    /// Padding and normalisation of the images; the dataset's default when absent (CIFAR:
+    /// per-channel; others: per-pixel standardisation).
+    #[serde(default)]
+    pub preprocess: Option<Preprocess>,
+    /// Tables of the report (presets or custom); defaults when absent.
+    #[serde(default)]
+    pub tables: Vec<TableEntry>,
+    /// Where the runs train (`cpu` or `cuda`); `icm run --device` overrides it.
+    #[serde(default)]
+    pub device: DeviceKind,
+}
+
+/// Reads, parses and checks an experiment file.
+pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read experiment file {}: check the path (experiment files live under experiments/)",
+            path.display()
+        )
+    })?;
+    parse_experiment(&text, path)
+}
+
+/// Parses and checks experiment YAML; `path` is only used in messages.
+pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
+    let exp: Experiment =
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!(yaml::yaml_error(path, &e)))?;
+    check::check_experiment(exp, path)
+}

@@ -1,0 +1,221 @@
+//! `icm bench`: throughput of full training steps on synthetic input, and how much of a step
+//! the method's own work (mixing, loss forward + backward) takes.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{train_step, Batch};
+use crate::data::augment::Augment;
+use crate::data::batch::assemble_batch;
+use crate::data::{Dataset, ImageShape};
+use crate::mix::{mix_batch, target_loss, Method, MethodEntry};
+use crate::nn::{ConvDevice, DeviceKind, ModelSpec, Network, Sgd};
+use crate::util::Matrix;
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    /// The network (as in experiment files: `mlp` with `hidden`, `resnet20`, ...).
+    pub model: ModelSpec,
+    pub shape: ImageShape,
+    pub batch: usize,
+    pub classes: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    pub method: Method,
+    pub device: DeviceKind,
+}
+
+/// Mean times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub step_ms: f64,
+    pub mix_ms: f64,
+    pub loss_ms: f64,
+    pub images_per_second: f64,
+    /// Share of a step spent in mixing plus the loss (forward and backward).
+    pub method_share: f64,
+    /// Evaluation (forward without a tape, running batch-norm statistics) images per second.
+    pub eval_images_per_second: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Parses `3x32x32` (channels × height × width).
+pub fn parse_shape(text: &str) -> Result<ImageShape> {
+    let parts: Vec<usize> = text
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--input `{text}`: expected CxHxW, e.g. 3x32x32"))?;
+    match parts[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok(ImageShape {
+            channels: c,
+            height: h,
+            width: w,
+        }),
+        _ => bail!("--input `{text}`: expected CxHxW with positive sizes, e.g. 3x32x32"),
+    }
+}
+
+/// Resolves a preset name for the bench (same rules as in experiment files).
+pub fn parse_method(text: &str) -> Result<Method> {
+    let entry: MethodEntry =
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))?;
+    entry
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1000.0 / reps as f64
+}
+
+/// Runs the benchmark on the device `spec` asks for.
+pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
+    if spec.method.uses_icm() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2 for ICM methods");
+    }
+    if spec.model.arch.is_conv() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2: batch normalisation needs batches of at least 2 images");
+    }
+    if spec.batch == 0 {
+        bail!("--batch must be ≥ 1");
+    }
+    crate::nn::device::check(spec.device)?;
+    match spec.device {
+        DeviceKind::Cpu => run_on(Cpu::seed_from_u64(0), spec),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => run_on(crate::nn::device::cuda(0)?, spec),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("checked above"),
+    }
+}
+
+/// Every result reads back to the host (`as_vec`), which waits for an asynchronous device.
+fn run_on<D: ConvDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let d = spec.shape.numel();
+    let x: Vec<f32> = (0..spec.batch * d)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let labels: Vec<usize> = (0..spec.batch)
+        .map(|_| rng.gen_range(0..spec.classes))
+        .collect();
+    let counts = vec![100; spec.classes];
+    let mut model = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
+    let mut sgd = Sgd::new(model.params(), 0.9, 5e-4);
+    let batch = Batch {
+        x: &x,
+        labels: &labels,
+        shape: spec.shape,
+        classes: spec.classes,
+        class_counts: &counts,
+    };
+    let mut step = || {
+        train_step(
+            &dev,
+            &mut model,
+            &mut sgd,
+            &spec.method,
+            &batch,
+            1e-3,
+            &mut rng,
+        )
+        .expect("bench step");
+    };
+    for _ in 0..spec.warmup {
+        step();
+    }
+    let step_ms = time_ms(spec.steps, step);
+    let inputs: Matrix<D> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
+    let eval_ms = time_ms(spec.steps, || {
+        std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
+    });
+
+    let mut mix_rng = ChaCha8Rng::seed_from_u64(1);
+    let mut last = None;
+    let mix_ms = time_ms(spec.steps, || {
+        last = Some(mix_batch(
+            &spec.method,
+            &x,
+            &labels,
+            spec.shape,
+            spec.classes,
+            &counts,
+            &mut mix_rng,
+        ));
+    });
+    let mixed = last.expect("at least one step is timed");
+    let logits: Matrix<D> = dev.sample_normal_like(&(spec.batch, spec.classes));
+    let targets: Matrix<D> = dev.tensor_from_vec(mixed.targets, (spec.batch, spec.classes));
+    let loss_ms = time_ms(spec.steps, || {
+        let loss =
+            target_loss(&spec.method, logits.leaky_trace(), targets.clone()).expect("bench loss");
+        let grads = loss.backward();
+        std::hint::black_box(grads.get(&logits).as_vec());
+    });
+    Ok(BenchResult {
+        step_ms,
+        mix_ms,
+        loss_ms,
+        images_per_second: spec.batch as f64 / (step_ms / 1000.0),
+        method_share: (mix_ms + loss_ms) / step_ms,
+        eval_images_per_second: spec.batch as f64 / (eval_ms / 1000.0),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Images per second the data pipeline ([`crate::data::batch::assemble_batch`]: gather a shuffled batch
+/// and apply the CIFAR crop-and-flip augmentation) delivers on a synthetic dataset of `images`
+/// images of `shape`.
+pub fn loader_images_per_second(
+    shape: ImageShape,
+    images: usize,
+    batch: usize,
+    steps: usize,
+) -> f64 {
+    use rand::seq::SliceRandom;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let d = shape.numel();
+    let data = Dataset {
+        images: (0..images * d).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        labels: (0..images).map(|i| i % 10).collect(),
+        shape,
+        classes: 10,
+        background: vec![0.0; d],
+    };
+    let aug = Augment {
+        crop_padding: 4,
+        flip: true,
+    };
+    let mut order: Vec<usize> = (0..images).collect();
+    order.shuffle(&mut rng);
+    let start = Instant::now();
+    let mut delivered = 0usize;
+    for step in 0..steps {
+        let at = (step * batch) % (images - batch + 1);
+        let (x, _) = assemble_batch(&data, &order[at..at + batch], Some(&aug), &mut rng);
+        delivered += std::hint::black_box(x).len() / d;
+    }
+    delivered as f64 / start.elapsed().as_secs_f64()
+}

@@ -1,0 +1,23 @@
+//! Evaluation: logits of a whole dataset without a tape, and their accuracy.
+
+use crate::data::Dataset;
+use crate::metrics;
+use crate::nn::{ConvDevice, Network};
+use crate::util::Matrix;
+
+/// Logits of a whole dataset, computed in batches without a tape.
+pub fn predict_logits<D: ConvDevice>(dev: &D, model: &mut Network<D>, data: &Dataset) -> Vec<f32> {
+    let d = data.shape.numel();
+    let mut out = Vec::with_capacity(data.len() * data.classes);
+    for rows in data.images.chunks(512 * d) {
+        let x: Matrix<D> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
+        out.extend(model.forward(x, false).as_vec());
+    }
+    out
+}
+
+pub fn accuracy(logits: &[f32], labels: &[usize], classes: usize) -> f64 {
+    let probs = metrics::softmax_rows(logits, classes);
+    let preds = metrics::predictions(&probs, labels, classes);
+    preds.iter().filter(|p| p.label == p.predicted).count() as f64 / labels.len().max(1) as f64
+}

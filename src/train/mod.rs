@@ -1,0 +1,252 @@
+//! The training layer: trains and evaluates one run on the CPU or a CUDA device. A run draws from
+//! independent seeded random streams, trains mini-batches with its method's mixing and loss
+//! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
+//! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]). [`bench`]
+//! times training steps.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod eval;
+pub mod history;
+pub mod step;
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE};
+pub use eval::predict_logits;
+pub use history::EpochRecord;
+pub use step::{train_step, Batch};
+
+use crate::data::batch::{assemble_batch, batches};
+use crate::data::Dataset;
+use crate::metrics::{self, Bin, Prediction, TestMetrics};
+use crate::nn::{ConvDevice, DeviceKind, Network, Sgd};
+use crate::spec::RunConfig;
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub history: Vec<EpochRecord>,
+    pub metrics: TestMetrics,
+    pub predictions: Vec<Prediction>,
+    pub bins: Vec<Bin>,
+    pub train_class_counts: Vec<usize>,
+    pub train_seconds: f64,
+    pub device: DeviceKind,
+}
+
+/// The random streams of a run. Each is ChaCha8 seeded with the run's seed on a stream id of its
+/// own, so the draws of one (e.g. more mixing) never shift another (e.g. the epoch order).
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    /// Parameter initialisation.
+    Init = 0,
+    /// The shuffled order of every epoch.
+    Order = 1,
+    /// Partners, λ and CutMix boxes.
+    Mix = 2,
+    /// Crops and flips.
+    Augment = 3,
+}
+
+fn stream(seed: u64, which: Stream) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(which as u64);
+    rng
+}
+
+/// Everything that changes while a run trains: what a checkpoint stores.
+struct Progress<D: ConvDevice> {
+    model: Network<D>,
+    sgd: Sgd<D>,
+    /// The training order after the last shuffle (each epoch shuffles the previous order).
+    order: Vec<usize>,
+    order_rng: ChaCha8Rng,
+    mix_rng: ChaCha8Rng,
+    augment_rng: ChaCha8Rng,
+    history: Vec<EpochRecord>,
+    /// Training time of earlier attempts (a resumed run).
+    earlier_seconds: f64,
+}
+
+impl<D: ConvDevice> Progress<D> {
+    /// A run at epoch 0: fresh parameters from the run's init stream.
+    fn fresh(dev: &D, config: &RunConfig, train: &Dataset) -> Self {
+        let mut init_rng = stream(config.seed, Stream::Init);
+        let model = Network::new(
+            &config.model,
+            train.shape,
+            train.classes,
+            dev,
+            &mut init_rng,
+        );
+        let sgd = Sgd::new(
+            model.params(),
+            config.train.momentum,
+            config.train.weight_decay,
+        );
+        Progress {
+            model,
+            sgd,
+            order: (0..train.len()).collect(),
+            order_rng: stream(config.seed, Stream::Order),
+            mix_rng: stream(config.seed, Stream::Mix),
+            augment_rng: stream(config.seed, Stream::Augment),
+            history: Vec::with_capacity(config.train.epochs),
+            earlier_seconds: 0.0,
+        }
+    }
+
+    fn epochs_done(&self) -> usize {
+        self.history.len()
+    }
+}
+
+/// Trains `config` on `train` (already the split's subset, less any validation hold-out `val`,
+/// which is scored every epoch) and evaluates on `test`, resuming from `checkpointing`'s file
+/// when it holds a checkpoint of this run.
+pub fn train_run(
+    config: &RunConfig,
+    device: DeviceKind,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    test: &Dataset,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<RunOutcome> {
+    let data = RunData { train, val, test };
+    match device {
+        DeviceKind::Cpu => train_on(
+            Cpu::seed_from_u64(config.seed),
+            device,
+            config,
+            &data,
+            checkpointing,
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => train_on(
+            crate::nn::device::cuda(config.seed)?,
+            device,
+            config,
+            &data,
+            checkpointing,
+        ),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => crate::nn::device::check(device).map(|_| unreachable!()),
+    }
+}
+
+/// The sets a run sees.
+struct RunData<'a> {
+    train: &'a Dataset,
+    val: Option<&'a Dataset>,
+    test: &'a Dataset,
+}
+
+/// [`train_run`] on the device `dev` (of kind `kind`).
+fn train_on<D: ConvDevice>(
+    dev: D,
+    kind: DeviceKind,
+    config: &RunConfig,
+    data: &RunData,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<RunOutcome> {
+    let start = Instant::now();
+    let mut progress = Progress::fresh(&dev, config, data.train);
+    let mut saver = checkpointing.map(|ck| ck.saver(config.run_id()));
+    if let Some(saver) = &saver {
+        saver.resume(&dev, &mut progress, config.train.epochs)?;
+    }
+    // The last epoch's test logits are the final predictions: evaluated once, not twice.
+    let mut test_logits = None;
+    for epoch in progress.epochs_done()..config.train.epochs {
+        let (record, logits) = train_epoch(&dev, &mut progress, config, data, epoch)?;
+        progress.history.push(record);
+        test_logits = Some(logits);
+        if let Some(saver) = &mut saver {
+            let seconds = progress.earlier_seconds + start.elapsed().as_secs_f64();
+            saver.after_epoch(&progress, config.train.epochs, seconds)?;
+        }
+    }
+    // A run resumed from its final checkpoint trained no epoch here: evaluate now.
+    let logits =
+        test_logits.unwrap_or_else(|| predict_logits(&dev, &mut progress.model, data.test));
+    let probs = metrics::softmax_rows(&logits, data.test.classes);
+    let (metrics, predictions, bins) =
+        metrics::evaluate(&probs, &data.test.labels, data.test.classes);
+    Ok(RunOutcome {
+        history: progress.history,
+        metrics,
+        predictions,
+        bins,
+        train_class_counts: data.train.class_counts(),
+        train_seconds: progress.earlier_seconds + start.elapsed().as_secs_f64(),
+        device: kind,
+    })
+}
+
+/// Trains epoch `epoch` (0-based) and scores it: its history line and the test logits.
+fn train_epoch<D: ConvDevice>(
+    dev: &D,
+    progress: &mut Progress<D>,
+    config: &RunConfig,
+    data: &RunData,
+    epoch: usize,
+) -> Result<(EpochRecord, Vec<f32>)> {
+    let spec = &config.train;
+    let (train, classes) = (data.train, data.train.classes);
+    let counts = train.class_counts();
+    let lr = spec.lr_at(epoch);
+    progress.order.shuffle(&mut progress.order_rng);
+    let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+    for (step, idx) in batches(&progress.order, spec.batch_size)
+        .into_iter()
+        .enumerate()
+    {
+        let (x, labels) =
+            assemble_batch(train, idx, spec.augment.as_ref(), &mut progress.augment_rng);
+        let batch = Batch {
+            x: &x,
+            labels: &labels,
+            shape: train.shape,
+            classes,
+            class_counts: &counts,
+        };
+        let value = train_step(
+            dev,
+            &mut progress.model,
+            &mut progress.sgd,
+            &config.method,
+            &batch,
+            lr,
+            &mut progress.mix_rng,
+        )?;
+        if !value.is_finite() {
+            bail!(
+                "loss became {value} at epoch {} batch {} (lr {lr}); lower `train.lr` or \
+                 check the method's parameters",
+                epoch + 1,
+                step + 1
+            );
+        }
+        loss_sum += value as f64 * idx.len() as f64;
+        seen += idx.len();
+    }
+    let logits = predict_logits(dev, &mut progress.model, data.test);
+    let record = EpochRecord {
+        epoch: epoch + 1,
+        lr,
+        train_loss: loss_sum / seen.max(1) as f64,
+        test_accuracy: eval::accuracy(&logits, &data.test.labels, classes),
+        val_accuracy: data.val.filter(|v| !v.is_empty()).map(|v| {
+            let logits = predict_logits(dev, &mut progress.model, v);
+            eval::accuracy(&logits, &v.labels, classes)
+        }),
+    };
+    Ok((record, logits))
+}

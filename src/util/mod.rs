@@ -1,0 +1,14 @@
+//! The bottom layer: small helpers every other layer may use and that use nothing of the crate.
+
+pub mod bits;
+pub mod fault;
+pub mod files;
+pub mod host;
+pub mod tensor;
+pub mod text;
+
+pub use fault::fault_point;
+pub use files::{temp_beside, write_atomic};
+pub use host::host_name;
+pub use tensor::Matrix;
+pub use text::{file_safe, fmt_num};
