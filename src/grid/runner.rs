@@ -16,7 +16,7 @@ use super::records;
 use crate::data::{self, splits, Dataset};
 use crate::nn::DeviceKind;
 use crate::spec::{LoadedExperiment, RunConfig};
-use crate::train::{train_run, Checkpointing, CHECKPOINT_FILE};
+use crate::train::{train_run, Checkpointing, RunOutcome, CHECKPOINT_FILE};
 
 /// How `icm run` works through a grid.
 #[derive(Debug, Clone)]
@@ -123,14 +123,46 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     let data = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
-    let summary = Mutex::new(GridSummary {
-        total: runs.len(),
-        ..Default::default()
+    let grid = GridRun {
+        exp,
+        results,
+        opts,
+        device,
+        test: &data.test,
+        subsets: &subsets,
+        summary: Mutex::new(GridSummary {
+            total: runs.len(),
+            ..Default::default()
+        }),
+        bar: progress_bar(runs.len(), opts.quiet),
+        queue: Mutex::new(runs.iter().collect()),
+    };
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                if let Err(e) = grid.work() {
+                    first_error.lock().expect("errors").get_or_insert(e);
+                    // Stop the other workers from taking new runs.
+                    grid.queue.lock().expect("queue").clear();
+                }
+            });
+        }
     });
-    let bar = if opts.quiet {
+    grid.bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().expect("errors") {
+        return Err(e);
+    }
+    let mut summary = grid.summary.into_inner().expect("summary");
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn progress_bar(runs: usize, quiet: bool) -> ProgressBar {
+    let bar = if quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(runs.len() as u64)
+        ProgressBar::new(runs as u64)
     };
     bar.set_style(
         ProgressStyle::with_template(
@@ -138,111 +170,116 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
         )
         .expect("valid template"),
     );
-    let queue: Mutex<VecDeque<&RunConfig>> = Mutex::new(runs.iter().collect());
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let worker = || -> Result<()> {
+    bar
+}
+
+/// A grid being worked through by this process's workers.
+struct GridRun<'a> {
+    exp: &'a LoadedExperiment,
+    results: &'a Path,
+    opts: &'a RunOptions,
+    device: DeviceKind,
+    test: &'a Dataset,
+    /// (training, validation) sets per split slug.
+    subsets: &'a BTreeMap<String, (Dataset, Option<Dataset>)>,
+    summary: Mutex<GridSummary>,
+    bar: ProgressBar,
+    /// Runs no worker of this process has looked at yet.
+    queue: Mutex<VecDeque<&'a RunConfig>>,
+}
+
+impl GridRun<'_> {
+    /// One worker: takes runs off the queue until it is empty, each on its own thread pool.
+    fn work(&self) -> Result<()> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.threads.max(1))
+            .num_threads(self.opts.threads.max(1))
             .build()?;
         loop {
-            let Some(config) = queue.lock().expect("queue").pop_front() else {
+            let Some(config) = self.queue.lock().expect("queue").pop_front() else {
                 return Ok(());
             };
-            let id = config.run_id();
-            let dir = records::run_dir(results, &exp.name, &id);
-            let notify = |m: String| bar.println(m);
-            let claim = match locks::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)?
-            {
-                ClaimResult::Claimed(c) => c,
-                ClaimResult::Busy(state) => {
-                    let mut s = summary.lock().expect("summary");
-                    match state {
-                        RunState::Done => s.skipped += 1,
-                        RunState::Failed(_) => s.previously_failed += 1,
-                        _ => s.running_elsewhere += 1,
-                    }
-                    bar.inc(1);
-                    continue;
-                }
-            };
-            bar.set_message(format!(
-                "{} / {} / seed {}",
-                config.method.display_name(),
-                config.split.slug(),
-                config.seed
-            ));
-            let ckpt_path = dir.join(CHECKPOINT_FILE);
-            let resuming = ckpt_path.is_file();
-            let heartbeat = || claim.heartbeat();
-            let checkpointing = Checkpointing {
-                path: &ckpt_path,
-                every: opts.checkpoint_every,
-                after_epoch: &heartbeat,
-            };
-            let (train, val) = &subsets[&config.split.slug()];
-            let outcome = pool.install(|| {
-                // A panic in training fails this run, not the grid.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    train_run(
-                        config,
-                        device,
-                        train,
-                        val.as_ref(),
-                        &data.test,
-                        Some(&checkpointing),
-                    )
-                }))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Err(anyhow::anyhow!("training panicked: {what}"))
-                })
-            });
-            match outcome {
-                Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
-                    // Another process owns the run now: write nothing.
-                    bar.println(format!("{e}"));
-                    bar.inc(1);
-                    continue;
-                }
-                Ok(outcome) => {
-                    records::write_run(&dir, &exp.name, config, &outcome, data.test.len())?;
-                    let mut s = summary.lock().expect("summary");
-                    s.trained += 1;
-                    s.resumed += resuming as usize;
-                }
-                Err(e) => {
-                    let reason = format!("{e:#}");
-                    records::write_failure(&dir, config, &reason)?;
-                    bar.println(format!("run {id} failed: {reason}"));
-                    summary.lock().expect("summary").failed.push((id, reason));
-                }
-            }
-            drop(claim);
-            bar.inc(1);
+            self.run_one(config, &pool)?;
+            self.bar.inc(1);
         }
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| {
-                if let Err(e) = worker() {
-                    first_error.lock().expect("errors").get_or_insert(e);
-                    // Stop the other workers from taking new runs.
-                    queue.lock().expect("queue").clear();
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().expect("errors") {
-        return Err(e);
     }
-    let mut summary = summary.into_inner().expect("summary");
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
+
+    /// Claims the run (or counts why not), trains it and records the outcome.
+    fn run_one(&self, config: &RunConfig, pool: &rayon::ThreadPool) -> Result<()> {
+        let id = config.run_id();
+        let dir = records::run_dir(self.results, &self.exp.name, &id);
+        let notify = |m: String| self.bar.println(m);
+        let opts = self.opts;
+        let claim = match locks::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)? {
+            ClaimResult::Claimed(c) => c,
+            ClaimResult::Busy(state) => {
+                let mut s = self.summary.lock().expect("summary");
+                match state {
+                    RunState::Done => s.skipped += 1,
+                    RunState::Failed(_) => s.previously_failed += 1,
+                    _ => s.running_elsewhere += 1,
+                }
+                return Ok(());
+            }
+        };
+        self.bar.set_message(format!(
+            "{} / {} / seed {}",
+            config.method.display_name(),
+            config.split.slug(),
+            config.seed
+        ));
+        let resuming = dir.join(CHECKPOINT_FILE).is_file();
+        match pool.install(|| self.train(config, &claim)) {
+            Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
+                // Another process owns the run now: write nothing.
+                self.bar.println(format!("{e}"));
+            }
+            Ok(outcome) => {
+                let test_size = self.test.len();
+                records::write_run(&dir, &self.exp.name, config, &outcome, test_size)?;
+                let mut s = self.summary.lock().expect("summary");
+                s.trained += 1;
+                s.resumed += resuming as usize;
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                records::write_failure(&dir, config, &reason)?;
+                self.bar.println(format!("run {id} failed: {reason}"));
+                let mut s = self.summary.lock().expect("summary");
+                s.failed.push((id, reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Trains a claimed run, resuming from its checkpoint; a panic fails this run, not the grid.
+    fn train(&self, config: &RunConfig, claim: &locks::Claim) -> Result<RunOutcome> {
+        let ckpt_path = claim.dir().join(CHECKPOINT_FILE);
+        let heartbeat = || claim.heartbeat();
+        let checkpointing = Checkpointing {
+            path: &ckpt_path,
+            every: self.opts.checkpoint_every,
+            after_epoch: &heartbeat,
+        };
+        let (train, val) = &self.subsets[&config.split.slug()];
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_run(
+                config,
+                self.device,
+                train,
+                val.as_ref(),
+                self.test,
+                Some(&checkpointing),
+            )
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("training panicked: {what}"))
+        })
+    }
 }
 
 /// The training subset (and validation hold-out, when the experiment has one) of every split

@@ -333,60 +333,21 @@ impl MethodEntry {
         &self.preset
     }
 
-    /// Applies the user's settings to the preset, checks them, and builds the report label.
+    /// Applies the user's settings to the preset, checks them, and builds the display name.
     pub fn resolve(&self) -> Result<Method, String> {
         let preset = preset_defaults(&self.preset);
         let p = &self.params;
         let mut m = preset.clone();
-        if let Some(v) = p.mixer {
-            m.mixer = v;
-        }
-        if let Some(v) = p.label_rule {
-            m.label_rule = v;
-        }
-        if let Some(v) = p.target {
-            m.target = v;
-        }
-        if let Some(v) = p.regularised {
-            m.regularised = v;
-        }
+        m.mixer = p.mixer.unwrap_or(m.mixer);
+        m.label_rule = p.label_rule.unwrap_or(m.label_rule);
+        m.target = p.target.unwrap_or(m.target);
+        m.regularised = p.regularised.unwrap_or(m.regularised);
         if self.preset == "custom" && (p.mixer.is_none() || p.target.is_none()) {
             return Err("`custom` needs both `mixer:` and `target:` \
                  (e.g. `custom: {mixer: cutmix, label: remix, target: icm}`)"
                 .into());
         }
-        // Settings that only make sense for some compositions.
-        let needs = |given: bool, applies: bool, key: &str, why: &str| -> Result<(), String> {
-            if given && !applies {
-                Err(format!("`{key}` has no effect here: {why}"))
-            } else {
-                Ok(())
-            }
-        };
-        needs(
-            p.alpha.is_some() || p.lambda.is_some(),
-            m.mixer != Mixer::None,
-            "alpha/lambda",
-            "this method does not mix inputs (mixer: none)",
-        )?;
-        needs(
-            p.kappa.is_some() || p.tau.is_some(),
-            m.label_rule == LabelRule::Remix,
-            "kappa/tau",
-            "they are Remix parameters (set `label: remix`)",
-        )?;
-        needs(
-            p.axes.is_some(),
-            m.target == Target::Icm,
-            "axes",
-            "it selects the ICM loss axes (set `target: icm` or use an icm-* preset)",
-        )?;
-        needs(
-            p.gamma.is_some(),
-            m.regularised,
-            "gamma",
-            "it weights the RegMixup term (set `regularised: true`)",
-        )?;
+        p.check_applicable(&m)?;
         if m.mixer != preset.mixer && m.mixer != Mixer::None && p.alpha.is_none() {
             // Switching mixer: use the new mixer's default α, not the old one's.
             m.alpha = None;
@@ -399,34 +360,7 @@ impl MethodEntry {
         m.gamma = p.gamma.or(m.gamma);
         m.label_smoothing = p.label_smoothing.filter(|&e| e != 0.0);
         fill_dependent_defaults(&mut m);
-
-        if let Some(a) = m.alpha {
-            if !(a.is_finite() && a > 0.0) {
-                return Err(format!(
-                    "alpha must be > 0 (λ ~ Beta(α, α)), got {a}; use `erm` for no mixing"
-                ));
-            }
-        }
-        if let Some(k) = m.kappa {
-            if !(k.is_finite() && k >= 1.0) {
-                return Err(format!("kappa must be ≥ 1, got {k}"));
-            }
-        }
-        if let Some(t) = m.tau {
-            if !(0.0..=1.0).contains(&t) {
-                return Err(format!("tau must be in [0, 1], got {t}"));
-            }
-        }
-        if let Some(e) = m.label_smoothing {
-            if !(0.0..1.0).contains(&e) {
-                return Err(format!("label_smoothing must be in [0, 1), got {e}"));
-            }
-        }
-        if let Some(g) = m.gamma {
-            if !(g.is_finite() && g >= 0.0) {
-                return Err(format!("gamma must be ≥ 0, got {g}"));
-            }
-        }
+        m.check_values()?;
         m.display_name = match &p.name {
             Some(n) if n.trim().is_empty() || n.contains('|') => {
                 return Err("`name` must be non-empty and without `|`".into())
@@ -438,6 +372,67 @@ impl MethodEntry {
             m.name = n.clone();
         }
         Ok(m)
+    }
+}
+
+impl MethodParams {
+    /// Refuses settings that would have no effect on the composition `m`.
+    fn check_applicable(&self, m: &Method) -> Result<(), String> {
+        let needs = |given: bool, applies: bool, key: &str, why: &str| -> Result<(), String> {
+            if given && !applies {
+                Err(format!("`{key}` has no effect here: {why}"))
+            } else {
+                Ok(())
+            }
+        };
+        needs(
+            self.alpha.is_some() || self.lambda.is_some(),
+            m.mixer != Mixer::None,
+            "alpha/lambda",
+            "this method does not mix inputs (mixer: none)",
+        )?;
+        needs(
+            self.kappa.is_some() || self.tau.is_some(),
+            m.label_rule == LabelRule::Remix,
+            "kappa/tau",
+            "they are Remix parameters (set `label: remix`)",
+        )?;
+        needs(
+            self.axes.is_some(),
+            m.target == Target::Icm,
+            "axes",
+            "it selects the ICM loss axes (set `target: icm` or use an icm-* preset)",
+        )?;
+        needs(
+            self.gamma.is_some(),
+            m.regularised,
+            "gamma",
+            "it weights the RegMixup term (set `regularised: true`)",
+        )
+    }
+}
+
+impl Method {
+    /// Checks the resolved parameters' ranges.
+    fn check_values(&self) -> Result<(), String> {
+        if let Some(a) = self.alpha.filter(|a| !(a.is_finite() && *a > 0.0)) {
+            return Err(format!(
+                "alpha must be > 0 (λ ~ Beta(α, α)), got {a}; use `erm` for no mixing"
+            ));
+        }
+        if let Some(k) = self.kappa.filter(|k| !(k.is_finite() && *k >= 1.0)) {
+            return Err(format!("kappa must be ≥ 1, got {k}"));
+        }
+        if let Some(t) = self.tau.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(format!("tau must be in [0, 1], got {t}"));
+        }
+        if let Some(e) = self.label_smoothing.filter(|e| !(0.0..1.0).contains(e)) {
+            return Err(format!("label_smoothing must be in [0, 1), got {e}"));
+        }
+        if let Some(g) = self.gamma.filter(|g| !(g.is_finite() && *g >= 0.0)) {
+            return Err(format!("gamma must be ≥ 0, got {g}"));
+        }
+        Ok(())
     }
 }
 

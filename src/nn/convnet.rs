@@ -113,9 +113,71 @@ impl Builder<'_> {
             bn: self.bn_stats.len() - 1,
         }
     }
+
+    /// Stages of BasicBlocks: `blocks[s]` blocks of width `widths[s]`, the first block of every
+    /// stage after the first with stride 2. Where the shape changes the shortcut is option A
+    /// (parameter-free) or, with `projection`, a 1×1 convolution + batch norm.
+    fn residual_stages(
+        &mut self,
+        mut cin: usize,
+        widths: &[usize],
+        blocks: &[usize],
+        projection: bool,
+    ) -> Vec<Unit> {
+        let mut units = Vec::new();
+        for (stage, (&width, &count)) in widths.iter().zip(blocks).enumerate() {
+            for j in 0..count {
+                let stride = if stage > 0 && j == 0 { 2 } else { 1 };
+                let c1 = self.conv_bn(cin, width, 3, stride);
+                let c2 = self.conv_bn(width, width, 3, 1);
+                let shortcut = if stride == 1 && cin == width {
+                    Shortcut::Identity
+                } else if projection {
+                    Shortcut::Projection(self.conv_bn(cin, width, 1, stride))
+                } else {
+                    Shortcut::PadA(width)
+                };
+                units.push(Unit::Block(c1, c2, shortcut));
+                cin = width;
+            }
+        }
+        units
+    }
+
+    /// The small CNN after its stem: conv64 and conv128, each pooled 2×2 while the feature map
+    /// is at least 2×2 (8×8 → 4×4 → 2×2; 28 → 14 → 7).
+    fn small_cnn_units(&mut self, input: ImageShape) -> Vec<Unit> {
+        let pool_first = input.height >= 2 && input.width >= 2;
+        let (h, w) = if pool_first {
+            (input.height / 2, input.width / 2)
+        } else {
+            (input.height, input.width)
+        };
+        let second = self.conv_bn(32, 64, 3, 1);
+        let third = self.conv_bn(64, 128, 3, 1);
+        vec![
+            Unit::ConvPool(second, pool_first),
+            Unit::ConvPool(third, h >= 2 && w >= 2),
+        ]
+    }
+
+    /// The linear head (PyTorch's `nn.Linear` initialisation): weight and bias ranges.
+    fn head(&mut self, features: usize, classes: usize) -> (Range<usize>, Range<usize>) {
+        let bound = 1.0 / (features as f32).sqrt();
+        let fc: Vec<f32> = (0..features * classes)
+            .map(|_| self.rng.gen_range(-bound..bound))
+            .collect();
+        let weight = self.take(fc);
+        let fc_b: Vec<f32> = (0..classes)
+            .map(|_| self.rng.gen_range(-bound..bound))
+            .collect();
+        (weight, self.take(fc_b))
+    }
 }
 
 impl<D: Device<f32>> ConvNet<D> {
+    /// Lays out `arch` for images of `input` and `classes` classes, initialised from `rng`
+    /// (Kaiming-normal convolutions, γ = 1, β = 0, a uniform head).
     pub fn new(
         arch: Arch,
         input: ImageShape,
@@ -134,73 +196,23 @@ impl<D: Device<f32>> ConvNet<D> {
             Family::CifarResnet(depth) => {
                 let n = (depth - 2) / 6;
                 let stem = b.conv_bn(c, 16, 3, 1);
-                let mut units = Vec::new();
-                let mut cin = 16;
-                for (stage, width) in [16, 32, 64].into_iter().enumerate() {
-                    for j in 0..n {
-                        let stride = if stage > 0 && j == 0 { 2 } else { 1 };
-                        let c1 = b.conv_bn(cin, width, 3, stride);
-                        let c2 = b.conv_bn(width, width, 3, 1);
-                        let shortcut = if stride != 1 || cin != width {
-                            Shortcut::PadA(width)
-                        } else {
-                            Shortcut::Identity
-                        };
-                        units.push(Unit::Block(c1, c2, shortcut));
-                        cin = width;
-                    }
-                }
-                (stem, units, 64)
+                (
+                    stem,
+                    b.residual_stages(16, &[16, 32, 64], &[n; 3], false),
+                    64,
+                )
             }
             Family::Resnet(blocks) => {
                 let stem = b.conv_bn(c, 64, 3, 1);
-                let mut units = Vec::new();
-                let mut cin = 64;
-                for (stage, (width, count)) in
-                    [64, 128, 256, 512].into_iter().zip(blocks).enumerate()
-                {
-                    for j in 0..count {
-                        let stride = if stage > 0 && j == 0 { 2 } else { 1 };
-                        let c1 = b.conv_bn(cin, width, 3, stride);
-                        let c2 = b.conv_bn(width, width, 3, 1);
-                        let shortcut = if stride != 1 || cin != width {
-                            Shortcut::Projection(b.conv_bn(cin, width, 1, stride))
-                        } else {
-                            Shortcut::Identity
-                        };
-                        units.push(Unit::Block(c1, c2, shortcut));
-                        cin = width;
-                    }
-                }
-                (stem, units, 512)
+                let widths = [64, 128, 256, 512];
+                (stem, b.residual_stages(64, &widths, &blocks, true), 512)
             }
             Family::SmallCnn => {
                 let stem = b.conv_bn(c, 32, 3, 1);
-                // Pool only while the feature map is at least 2×2 (8×8 → 4×4 → 2×2; 28 → 14 → 7).
-                let pool_first = input.height >= 2 && input.width >= 2;
-                let (h, w) = if pool_first {
-                    (input.height / 2, input.width / 2)
-                } else {
-                    (input.height, input.width)
-                };
-                let second = b.conv_bn(32, 64, 3, 1);
-                let third = b.conv_bn(64, 128, 3, 1);
-                let units = vec![
-                    Unit::ConvPool(second, pool_first),
-                    Unit::ConvPool(third, h >= 2 && w >= 2),
-                ];
-                (stem, units, 128)
+                (stem, b.small_cnn_units(input), 128)
             }
         };
-        let bound = 1.0 / (features as f32).sqrt();
-        let fc: Vec<f32> = (0..features * classes)
-            .map(|_| b.rng.gen_range(-bound..bound))
-            .collect();
-        let fc_weight = b.take(fc);
-        let fc_b: Vec<f32> = (0..classes)
-            .map(|_| b.rng.gen_range(-bound..bound))
-            .collect();
-        let fc_bias = b.take(fc_b);
+        let (fc_weight, fc_bias) = b.head(features, classes);
         let n = b.values.len();
         ConvNet {
             arch,

@@ -364,11 +364,6 @@ pub fn conv2d_backward(
     // of X give dW = patchesᵀ · dY, and dX (when wanted) = dY · Wᵀ added back into the image.
     let flipped = (need_dx && g.is_same_stride1()).then(|| reorder_flipped(weight, g, true));
     let wm = (need_dx && flipped.is_none()).then(|| reorder_weights(weight, g, true));
-    let gt = ConvGeometry {
-        in_channels: g.out_channels,
-        out_channels: g.in_channels,
-        ..*g
-    };
     let mut dx = vec![0.0f32; if need_dx { d.len() } else { 0 }];
     let groups = d.n.div_ceil(group);
     let mut dx_groups: Vec<&mut [f32]> = if need_dx {
@@ -384,55 +379,13 @@ pub fn conv2d_backward(
         .map(|(gi, dx_group)| {
             let first = gi * group;
             let images = group.min(d.n - first);
-            let rows = images * od.plane();
             let xs = &x[first * d.image()..(first + images) * d.image()];
             let dy = &grad_out[first * od.image()..(first + images) * od.image()];
             let mut dwm = vec![0.0f32; g.out_channels * k];
-            if let Some(flipped) = &flipped {
-                let kt = gt.patch();
-                with_patches(rows * kt, |dpatches| {
-                    for (img, pt) in dy
-                        .chunks(od.image())
-                        .zip(dpatches.chunks_mut(d.plane() * kt))
-                    {
-                        im2row(img, od.h, od.w, od.c, &gt, pt);
-                    }
-                    // dW, flipped layout (k·k·Cout × Cin) = dpatchesᵀ · X (rows × Cin)
-                    gemm(kt, d.c, rows, dpatches, true, xs, false, &mut dwm, false);
-                    // dX (rows × Cin) = dpatches (rows × k·k·Cout) · flipped
-                    gemm(
-                        rows, d.c, kt, dpatches, false, flipped, false, dx_group, false,
-                    );
-                });
-            } else {
-                with_patches(rows * k, |patches| {
-                    for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
-                        im2row(img, d.h, d.w, d.c, g, pt);
-                    }
-                    // dW as K × Cout = patchesᵀ (K × rows) · dY (rows × Cout): the long side K
-                    // is the product's row count, which suits the gemm crate's 24-row kernel.
-                    gemm(
-                        k,
-                        g.out_channels,
-                        rows,
-                        patches,
-                        true,
-                        dy,
-                        false,
-                        &mut dwm,
-                        false,
-                    );
-                    if let Some(wm) = &wm {
-                        // dpatches (rows × K) = dY (rows × Cout) · Wᵀ (Cout × K), folded back.
-                        gemm(rows, k, od.c, dy, false, wm, true, patches, false);
-                        for (pt, dxi) in patches
-                            .chunks(od.plane() * k)
-                            .zip(dx_group.chunks_mut(d.image()))
-                        {
-                            row2im(pt, d.h, d.w, d.c, g, dxi);
-                        }
-                    }
-                });
+            let shapes = (d, od, images);
+            match &flipped {
+                Some(flipped) => backward_flipped(xs, dy, flipped, g, shapes, &mut dwm, dx_group),
+                None => backward_patches(xs, dy, wm.as_deref(), g, shapes, &mut dwm, dx_group),
             }
             dwm
         })
@@ -447,6 +400,75 @@ pub fn conv2d_backward(
         reorder_weights(&dwm, g, false)
     };
     (need_dx.then_some(dx), dw)
+}
+
+/// One group of images of a same-size stride-1 convolution's backward pass, from the patches of
+/// dY alone: dW in the flipped kernel's layout (k·k·Cout × Cin) = dpatchesᵀ · X, and dX
+/// (rows × Cin) = dpatches · flipped.
+fn backward_flipped(
+    xs: &[f32],
+    dy: &[f32],
+    flipped: &[f32],
+    g: &ConvGeometry,
+    (d, od, images): (Dims, Dims, usize),
+    dwm: &mut [f32],
+    dx: &mut [f32],
+) {
+    let gt = ConvGeometry {
+        in_channels: g.out_channels,
+        out_channels: g.in_channels,
+        ..*g
+    };
+    let kt = gt.patch();
+    let rows = images * od.plane();
+    with_patches(rows * kt, |dpatches| {
+        for (img, pt) in dy
+            .chunks(od.image())
+            .zip(dpatches.chunks_mut(d.plane() * kt))
+        {
+            im2row(img, od.h, od.w, od.c, &gt, pt);
+        }
+        gemm(kt, d.c, rows, dpatches, true, xs, false, dwm, false);
+        gemm(rows, d.c, kt, dpatches, false, flipped, false, dx, false);
+    });
+}
+
+/// One group of images of any other convolution's backward pass, from the patches of X: dW as
+/// K × Cout = patchesᵀ · dY (the long side K as the product's rows suits the gemm crate's 24-row
+/// kernel), and, when `wm` (the weight matrix) is given, dX = (dY · Wᵀ) folded back into images.
+fn backward_patches(
+    xs: &[f32],
+    dy: &[f32],
+    wm: Option<&[f32]>,
+    g: &ConvGeometry,
+    (d, od, images): (Dims, Dims, usize),
+    dwm: &mut [f32],
+    dx: &mut [f32],
+) {
+    let k = g.patch();
+    let rows = images * od.plane();
+    with_patches(rows * k, |patches| {
+        for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
+            im2row(img, d.h, d.w, d.c, g, pt);
+        }
+        gemm(
+            k,
+            g.out_channels,
+            rows,
+            patches,
+            true,
+            dy,
+            false,
+            dwm,
+            false,
+        );
+        if let Some(wm) = wm {
+            gemm(rows, k, od.c, dy, false, wm, true, patches, false);
+            for (pt, dxi) in patches.chunks(od.plane() * k).zip(dx.chunks_mut(d.image())) {
+                row2im(pt, d.h, d.w, d.c, g, dxi);
+            }
+        }
+    });
 }
 
 /// The bias gradient of a convolution: the output gradient (NHWC) summed per channel.

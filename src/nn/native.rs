@@ -190,10 +190,11 @@ impl NetLayout {
             w: s.width,
         };
         let stem = &self.stem;
+        let input = Arc::new(nchw_to_nhwc(&x, dims));
         let stem = self.conv_bn(
             stem,
             p,
-            Arc::new(nchw_to_nhwc(&x, dims)),
+            input,
             dims,
             &mut stats[stem.bn],
             training,
@@ -203,85 +204,14 @@ impl NetLayout {
         let (mut h, mut dims) = (Arc::clone(&stem.out), stem.out_dims);
         let mut units = Vec::new();
         for unit in &self.units {
-            let saved = match unit {
-                Unit::Block(c1, c2, shortcut) => {
-                    let (skip, projection) = match shortcut {
-                        Shortcut::Identity => (Arc::clone(&h), None),
-                        Shortcut::PadA(width) => {
-                            (Arc::new(shortcut_a_forward(&h, dims, *width)), None)
-                        }
-                        Shortcut::Projection(l) => {
-                            let s = self.conv_bn(
-                                l,
-                                p,
-                                Arc::clone(&h),
-                                dims,
-                                &mut stats[l.bn],
-                                training,
-                                None,
-                                false,
-                            );
-                            (Arc::clone(&s.out), Some(Box::new(s)))
-                        }
-                    };
-                    let first =
-                        self.conv_bn(c1, p, h, dims, &mut stats[c1.bn], training, None, true);
-                    let second = self.conv_bn(
-                        c2,
-                        p,
-                        Arc::clone(&first.out),
-                        first.out_dims,
-                        &mut stats[c2.bn],
-                        training,
-                        Some(&skip),
-                        true,
-                    );
-                    (h, dims) = (Arc::clone(&second.out), second.out_dims);
-                    UnitSaved::Block {
-                        first,
-                        second,
-                        projection,
-                    }
-                }
-                Unit::ConvPool(l, pool) => {
-                    let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], training, None, true);
-                    let od = layer.out_dims;
-                    let argmax = if *pool {
-                        let (pooled, argmax) = max_pool2x2_forward(&layer.out, od);
-                        h = Arc::new(pooled);
-                        dims = Dims {
-                            h: od.h / 2,
-                            w: od.w / 2,
-                            ..od
-                        };
-                        Some(argmax)
-                    } else {
-                        (h, dims) = (Arc::clone(&layer.out), od);
-                        None
-                    };
-                    UnitSaved::ConvPool { layer, argmax }
-                }
-            };
+            let saved;
+            (saved, h, dims) = self.unit_forward(unit, p, stats, h, dims, training);
             if keep {
                 units.push(saved);
             }
         }
         let features = global_avg_pool_forward(&h, dims);
-        let k = self.classes;
-        let mut logits: Vec<f32> = (0..n)
-            .flat_map(|_| p[self.fc_bias.clone()].to_vec())
-            .collect();
-        gemm(
-            n,
-            k,
-            self.features,
-            &features,
-            false,
-            &p[self.fc_weight.clone()],
-            false,
-            &mut logits,
-            true,
-        );
+        let logits = self.head_forward(p, &features, n);
         let trace = keep.then_some(Trace {
             stem,
             units,
@@ -289,6 +219,97 @@ impl NetLayout {
             features,
         });
         (logits, trace)
+    }
+
+    /// One unit (a residual block, or a convolution with optional pooling) on `h`: what its
+    /// backward pass needs, and its output with its shape.
+    fn unit_forward(
+        &self,
+        unit: &Unit,
+        p: &[f32],
+        stats: &mut [BatchNormStats],
+        h: Arc<Vec<f32>>,
+        dims: Dims,
+        training: bool,
+    ) -> (UnitSaved, Arc<Vec<f32>>, Dims) {
+        match unit {
+            Unit::Block(c1, c2, shortcut) => {
+                let (skip, projection) = match shortcut {
+                    Shortcut::Identity => (Arc::clone(&h), None),
+                    Shortcut::PadA(width) => (Arc::new(shortcut_a_forward(&h, dims, *width)), None),
+                    Shortcut::Projection(l) => {
+                        let stats = &mut stats[l.bn];
+                        let s =
+                            self.conv_bn(l, p, Arc::clone(&h), dims, stats, training, None, false);
+                        (Arc::clone(&s.out), Some(Box::new(s)))
+                    }
+                };
+                let first = self.conv_bn(c1, p, h, dims, &mut stats[c1.bn], training, None, true);
+                let second = self.conv_bn(
+                    c2,
+                    p,
+                    Arc::clone(&first.out),
+                    first.out_dims,
+                    &mut stats[c2.bn],
+                    training,
+                    Some(&skip),
+                    true,
+                );
+                let (out, out_dims) = (Arc::clone(&second.out), second.out_dims);
+                let saved = UnitSaved::Block {
+                    first,
+                    second,
+                    projection,
+                };
+                (saved, out, out_dims)
+            }
+            Unit::ConvPool(l, pool) => {
+                let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], training, None, true);
+                let od = layer.out_dims;
+                if *pool {
+                    let (pooled, argmax) = max_pool2x2_forward(&layer.out, od);
+                    let pooled_dims = Dims {
+                        h: od.h / 2,
+                        w: od.w / 2,
+                        ..od
+                    };
+                    let saved = UnitSaved::ConvPool {
+                        layer,
+                        argmax: Some(argmax),
+                    };
+                    (saved, Arc::new(pooled), pooled_dims)
+                } else {
+                    let out = Arc::clone(&layer.out);
+                    (
+                        UnitSaved::ConvPool {
+                            layer,
+                            argmax: None,
+                        },
+                        out,
+                        od,
+                    )
+                }
+            }
+        }
+    }
+
+    /// The linear head: logits (N × classes) = features · W + b.
+    fn head_forward(&self, p: &[f32], features: &[f32], n: usize) -> Vec<f32> {
+        let mut logits: Vec<f32> = (0..n)
+            .flat_map(|_| p[self.fc_bias.clone()].to_vec())
+            .collect();
+        gemm(
+            n,
+            self.classes,
+            self.features,
+            features,
+            false,
+            &p[self.fc_weight.clone()],
+            false,
+            &mut logits,
+            true,
+        );
+        logits
     }
 
     /// The gradient of the flat parameters from the logits' gradient `d` (N × classes).
@@ -325,52 +346,63 @@ impl NetLayout {
         );
         let mut dh = global_avg_pool_backward(&dfeatures, trace.pooled);
         for (unit, saved) in self.units.iter().zip(trace.units).rev() {
-            dh = match (unit, saved) {
-                (
-                    Unit::Block(c1, c2, shortcut),
-                    UnitSaved::Block {
-                        first,
-                        second,
-                        projection,
-                    },
-                ) => {
-                    // out = relu(bn2(conv2(relu(bn1(conv1(h))))) + skip(h))
-                    relu_backward(&second.out, &mut dh);
-                    let mut dr = self
-                        .conv_bn_backward(c2, p, &second, &dh, training, &mut dp, true)
-                        .expect("input gradient");
-                    relu_backward(&first.out, &mut dr);
-                    let mut dx = self
-                        .conv_bn_backward(c1, p, &first, &dr, training, &mut dp, true)
-                        .expect("input gradient");
-                    match (shortcut, projection) {
-                        (Shortcut::Identity, _) => add_into(&mut dx, &dh),
-                        (Shortcut::PadA(width), _) => {
-                            add_into(&mut dx, &shortcut_a_backward(&dh, first.in_dims, *width))
-                        }
-                        (Shortcut::Projection(l), Some(s)) => add_into(
-                            &mut dx,
-                            &self
-                                .conv_bn_backward(l, p, &s, &dh, training, &mut dp, true)
-                                .expect("input gradient"),
-                        ),
-                        (Shortcut::Projection(_), None) => unreachable!("projection saved"),
-                    }
-                    dx
-                }
-                (Unit::ConvPool(l, _), UnitSaved::ConvPool { layer, argmax }) => {
-                    if let Some(argmax) = &argmax {
-                        dh = max_pool2x2_backward(argmax, &dh, layer.out.len());
-                    }
-                    relu_backward(&layer.out, &mut dh);
-                    self.conv_bn_backward(l, p, &layer, &dh, training, &mut dp, true)
-                        .expect("input gradient")
-                }
-                _ => unreachable!("the trace follows the layout"),
-            };
+            dh = self.unit_backward(unit, saved, p, dh, training, &mut dp);
         }
         relu_backward(&trace.stem.out, &mut dh);
         self.conv_bn_backward(&self.stem, p, &trace.stem, &dh, training, &mut dp, false);
         dp
+    }
+
+    /// One unit's backward pass from `dh`, the gradient at its output: adds into `dp` and
+    /// returns the gradient at its input.
+    fn unit_backward(
+        &self,
+        unit: &Unit,
+        saved: UnitSaved,
+        p: &[f32],
+        mut dh: Vec<f32>,
+        training: bool,
+        dp: &mut [f32],
+    ) -> Vec<f32> {
+        let input_grad = "the input gradient is asked for";
+        match (unit, saved) {
+            (
+                Unit::Block(c1, c2, shortcut),
+                UnitSaved::Block {
+                    first,
+                    second,
+                    projection,
+                },
+            ) => {
+                // out = relu(bn2(conv2(relu(bn1(conv1(h))))) + skip(h))
+                relu_backward(&second.out, &mut dh);
+                let mut dr = self
+                    .conv_bn_backward(c2, p, &second, &dh, training, dp, true)
+                    .expect(input_grad);
+                relu_backward(&first.out, &mut dr);
+                let mut dx = self
+                    .conv_bn_backward(c1, p, &first, &dr, training, dp, true)
+                    .expect(input_grad);
+                let skip = match (shortcut, projection) {
+                    (Shortcut::Identity, _) => dh,
+                    (Shortcut::PadA(width), _) => shortcut_a_backward(&dh, first.in_dims, *width),
+                    (Shortcut::Projection(l), Some(s)) => self
+                        .conv_bn_backward(l, p, &s, &dh, training, dp, true)
+                        .expect(input_grad),
+                    (Shortcut::Projection(_), None) => unreachable!("projection saved"),
+                };
+                add_into(&mut dx, &skip);
+                dx
+            }
+            (Unit::ConvPool(l, _), UnitSaved::ConvPool { layer, argmax }) => {
+                if let Some(argmax) = &argmax {
+                    dh = max_pool2x2_backward(argmax, &dh, layer.out.len());
+                }
+                relu_backward(&layer.out, &mut dh);
+                self.conv_bn_backward(l, p, &layer, &dh, training, dp, true)
+                    .expect(input_grad)
+            }
+            _ => unreachable!("the trace follows the layout"),
+        }
     }
 }

@@ -59,6 +59,49 @@ fn is_per_run(name: &str) -> bool {
 
 /// Aggregates a runs frame (see `collect::runs_frame`).
 pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
+    let out = grouped(runs)?;
+    let text = |name: &str| -> Result<Vec<String>> {
+        let ca = out.column(name)?.str()?.clone();
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).unwrap_or_default().to_string())
+            .collect())
+    };
+    let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
+    let runs_col = out.column("__runs")?.cast(&DataType::UInt64)?;
+    let runs_ca = runs_col.u64()?;
+    let mut result = Aggregates::default();
+    let mut kept_runs: BTreeMap<GroupKey, u64> = BTreeMap::new();
+    for i in 0..out.height() {
+        let key = GroupKey {
+            dataset: datasets[i].clone(),
+            method: methods[i].clone(),
+            split: splits[i].clone(),
+        };
+        let cells = row_cells(&out, i)?;
+        let runs = runs_ca.get(i).unwrap_or(0);
+        if let Some(&kept) = kept_runs.get(&key) {
+            result.conflicts.push(format!(
+                "{} / {} / {}: runs differ in a config field other than the seed; kept the \
+                 group of {} runs, ignored one of {}",
+                key.dataset,
+                key.method,
+                key.split,
+                kept.max(runs),
+                kept.min(runs)
+            ));
+            if runs <= kept {
+                continue;
+            }
+        }
+        kept_runs.insert(key.clone(), runs);
+        result.cells.insert(key, cells);
+    }
+    Ok(result)
+}
+
+/// One row per group of runs that differ only in the seed: its run count (`__runs`) and, per
+/// metric, mean, sample std and n (`<metric>__mean`, `__std`, `__n`).
+fn grouped(runs: &DataFrame) -> Result<DataFrame> {
     let keys: Vec<Expr> = runs
         .get_column_names()
         .into_iter()
@@ -76,74 +119,36 @@ pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
                 .alias(format!("{m}__n")),
         );
     }
-    let out = runs
+    Ok(runs
         .clone()
         .lazy()
         .group_by_stable(keys)
         .agg(aggs)
-        .collect()?;
-    let text = |name: &str| -> Result<Vec<String>> {
-        let ca = out.column(name)?.str()?.clone();
-        Ok((0..ca.len())
-            .map(|i| ca.get(i).unwrap_or_default().to_string())
-            .collect())
-    };
-    let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
-    let runs_col = out.column("__runs")?.cast(&DataType::UInt64)?;
-    let runs_ca = runs_col.u64()?;
-    let group_runs: Vec<u64> = (0..runs_ca.len())
-        .map(|i| runs_ca.get(i).unwrap_or(0))
-        .collect();
-    let mut result = Aggregates::default();
-    let mut kept_runs: BTreeMap<GroupKey, u64> = BTreeMap::new();
-    for i in 0..out.height() {
-        let key = GroupKey {
-            dataset: datasets[i].clone(),
-            method: methods[i].clone(),
-            split: splits[i].clone(),
-        };
-        let mut cells = BTreeMap::new();
-        for m in METRICS.iter().map(|m| m.name) {
-            let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
-            if n == 0 {
-                continue;
-            }
-            let mean = out
-                .column(&format!("{m}__mean"))?
-                .f64()?
-                .get(i)
-                .unwrap_or(f64::NAN);
-            let std = out.column(&format!("{m}__std"))?.f64()?.get(i);
-            cells.insert(
-                m.to_string(),
-                Cell {
-                    mean,
-                    std: if n >= 2 { std } else { None },
-                    n,
-                },
-            );
+        .collect()?)
+}
+
+/// The cells of group row `i` of [`grouped`]'s frame: every metric with at least one value.
+fn row_cells(out: &DataFrame, i: usize) -> Result<BTreeMap<String, Cell>> {
+    let mut cells = BTreeMap::new();
+    for m in METRICS.iter().map(|m| m.name) {
+        let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
+        if n == 0 {
+            continue;
         }
-        match kept_runs.get(&key) {
-            Some(&kept) => {
-                result.conflicts.push(format!(
-                    "{} / {} / {}: runs differ in a config field other than the seed; kept the \
-                     group of {} runs, ignored one of {}",
-                    key.dataset,
-                    key.method,
-                    key.split,
-                    kept.max(group_runs[i]),
-                    kept.min(group_runs[i])
-                ));
-                if group_runs[i] > kept {
-                    kept_runs.insert(key.clone(), group_runs[i]);
-                    result.cells.insert(key, cells);
-                }
-            }
-            None => {
-                kept_runs.insert(key.clone(), group_runs[i]);
-                result.cells.insert(key, cells);
-            }
-        }
+        let mean = out
+            .column(&format!("{m}__mean"))?
+            .f64()?
+            .get(i)
+            .unwrap_or(f64::NAN);
+        let std = out.column(&format!("{m}__std"))?.f64()?.get(i);
+        cells.insert(
+            m.to_string(),
+            Cell {
+                mean,
+                std: if n >= 2 { std } else { None },
+                n,
+            },
+        );
     }
-    Ok(result)
+    Ok(cells)
 }

@@ -107,44 +107,41 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_jso
 /// One row per run: identification, every resolved config field (dotted names such as
 /// `config.train.lr`, `config.method.alpha`) and every metric.
 pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
-    let n = runs.len();
+    let text = |name: &str, f: &dyn Fn(&RunRecord) -> String| {
+        Column::new(name.into(), runs.iter().map(f).collect::<Vec<_>>())
+    };
     let mut columns: Vec<Column> = vec![
-        Column::new(
-            "run_id".into(),
-            runs.iter()
-                .map(|r| r.metrics.run_id.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "experiment".into(),
-            runs.iter()
-                .map(|r| r.metrics.experiment.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "dataset".into(),
-            runs.iter()
-                .map(|r| r.config.dataset.name())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "method".into(),
-            runs.iter()
-                .map(|r| r.metrics.method.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "split".into(),
-            runs.iter()
-                .map(|r| r.metrics.split.clone())
-                .collect::<Vec<_>>(),
-        ),
+        text("run_id", &|r| r.metrics.run_id.clone()),
+        text("experiment", &|r| r.metrics.experiment.clone()),
+        text("dataset", &|r| r.config.dataset.name()),
+        text("method", &|r| r.metrics.method.clone()),
+        text("split", &|r| r.metrics.split.clone()),
         Column::new(
             "seed".into(),
             runs.iter().map(|r| r.metrics.seed).collect::<Vec<_>>(),
         ),
     ];
-    // Config fields: the union of keys over all runs; numbers become f64 columns, the rest text.
+    columns.extend(config_columns(runs));
+    for metric in METRICS {
+        let xs: Vec<Option<f64>> = runs
+            .iter()
+            .map(|r| metric_value(&r.metrics, metric))
+            .collect();
+        columns.push(Column::new(metric.name.into(), xs));
+    }
+    columns.push(Column::new(
+        "train_seconds".into(),
+        runs.iter()
+            .map(|r| r.metrics.train_seconds)
+            .collect::<Vec<_>>(),
+    ));
+    columns.push(text("device", &|r| r.metrics.device.to_string()));
+    Ok(DataFrame::new(runs.len(), columns)?)
+}
+
+/// One column per config field, over the union of the runs' fields: numbers as f64 columns, the
+/// rest as text.
+fn config_columns(runs: &[RunRecord]) -> Vec<Column> {
     let flat: Vec<Vec<(String, serde_json::Value)>> = runs
         .iter()
         .map(|r| {
@@ -160,16 +157,17 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
     let mut keys: Vec<String> = flat.iter().flatten().map(|(k, _)| k.clone()).collect();
     keys.sort();
     keys.dedup();
-    for key in keys {
-        let values: Vec<Option<&serde_json::Value>> = flat
-            .iter()
-            .map(|row| row.iter().find(|(k, _)| *k == key).map(|(_, v)| v))
-            .collect();
-        let numeric = values.iter().flatten().all(|v| v.is_number());
-        let column = if numeric {
-            let xs: Vec<Option<f64>> = values.iter().map(|v| v.and_then(|v| v.as_f64())).collect();
-            Column::new(key.as_str().into(), xs)
-        } else {
+    keys.into_iter()
+        .map(|key| {
+            let values: Vec<Option<&serde_json::Value>> = flat
+                .iter()
+                .map(|row| row.iter().find(|(k, _)| *k == key).map(|(_, v)| v))
+                .collect();
+            if values.iter().flatten().all(|v| v.is_number()) {
+                let xs: Vec<Option<f64>> =
+                    values.iter().map(|v| v.and_then(|v| v.as_f64())).collect();
+                return Column::new(key.as_str().into(), xs);
+            }
             let xs: Vec<Option<String>> = values
                 .iter()
                 .map(|v| {
@@ -181,30 +179,8 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
                 })
                 .collect();
             Column::new(key.as_str().into(), xs)
-        };
-        columns.push(column);
-    }
-    for metric in METRICS {
-        let xs: Vec<Option<f64>> = runs
-            .iter()
-            .map(|r| metric_value(&r.metrics, metric))
-            .collect();
-        columns.push(Column::new(metric.name.into(), xs));
-    }
-    columns.push(Column::new(
-        "train_seconds".into(),
-        runs.iter()
-            .map(|r| r.metrics.train_seconds)
-            .collect::<Vec<_>>(),
-    ));
-    columns.push(Column::new(
-        "device".into(),
-        runs.iter()
-            .map(|r| r.metrics.device.to_string())
-            .collect::<Vec<_>>(),
-    ));
-    let df = DataFrame::new(n, columns)?;
-    Ok(df)
+        })
+        .collect()
 }
 
 /// Writes `runs.csv` and `runs.parquet` next to each other.

@@ -14,28 +14,65 @@ use crate::data::{Profile, Split};
 use crate::grid::records;
 use crate::util::file_safe;
 
-/// Reliability diagrams (one per method × split, and a grid per split), accuracy vs imbalance
-/// ratio and vs images per class, and training curves per split. Returns PNG paths relative to
-/// the report folder; each has an SVG twin.
+/// Writes every figure of the report under `out`; returns the PNG paths relative to `out` (each
+/// has an SVG twin).
 pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Result<Vec<String>> {
-    let mut figures = Vec::new();
-    let mut both = |name: String, draw: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
-        for ext in ["png", "svg"] {
-            draw(&out.join(format!("{name}.{ext}")))?;
-        }
-        figures.push(format!("{name}.png"));
-        Ok(())
-    };
-    let group = |method: &str, split: &str| -> Vec<&RunRecord> {
-        runs.iter()
-            .filter(|r| r.metrics.method == method && r.metrics.split == split)
-            .collect()
+    let mut figures = Figures {
+        grid,
+        runs,
+        out,
+        written: Vec::new(),
     };
     for split in &grid.splits {
+        figures.reliability(split)?;
+        figures.training_curves(split)?;
+    }
+    figures.accuracy_chart(Axis::Imbalance)?;
+    figures.accuracy_chart(Axis::SamplesPerClass)?;
+    Ok(figures.written)
+}
+
+/// The x axis of an accuracy chart.
+#[derive(Clone, Copy, PartialEq)]
+enum Axis {
+    /// Imbalance ratio ρ of the exponential long-tailed splits; the balanced split is ρ = 1.
+    Imbalance,
+    /// Training images per class of the per-class splits; the balanced split sits at its mean
+    /// number of images per class.
+    SamplesPerClass,
+}
+
+struct Figures<'a> {
+    grid: &'a Grid,
+    runs: &'a [RunRecord],
+    out: &'a Path,
+    written: Vec<String>,
+}
+
+impl Figures<'_> {
+    /// Draws figure `name` as PNG and SVG.
+    fn both(&mut self, name: String, draw: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
+        for ext in ["png", "svg"] {
+            draw(&self.out.join(format!("{name}.{ext}")))?;
+        }
+        self.written.push(format!("{name}.png"));
+        Ok(())
+    }
+
+    /// The runs of one method on one split.
+    fn group(&self, method: &str, split: &str) -> Vec<&RunRecord> {
+        self.runs
+            .iter()
+            .filter(|r| r.metrics.method == method && r.metrics.split == split)
+            .collect()
+    }
+
+    /// A reliability diagram per method (mean over seeds) and, with several methods, a grid.
+    fn reliability(&mut self, split: &Split) -> Result<()> {
         let mut panels = Vec::new();
-        for m in &grid.methods {
+        for m in &self.grid.methods {
             let label = m.display_name();
-            let members = group(&label, &split.slug());
+            let members = self.group(&label, &split.slug());
             if members.is_empty() {
                 continue;
             }
@@ -48,7 +85,7 @@ pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Resu
             }
             let mean: Vec<MeanBin> = plots::mean_bins(&bins);
             let title = format!("{label} — {}", split.title());
-            both(
+            self.both(
                 format!("figures/reliability-{}-{}", file_safe(&label), split.slug()),
                 &|p| plots::reliability_diagram(p, &title, &mean, &eces),
             )?;
@@ -56,64 +93,73 @@ pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Resu
         }
         if panels.len() > 1 {
             let title = format!("Reliability — {}", split.title());
-            both(format!("figures/reliability-grid-{}", split.slug()), &|p| {
+            self.both(format!("figures/reliability-grid-{}", split.slug()), &|p| {
                 plots::reliability_grid(p, &title, &panels)
             })?;
         }
-        let (loss, acc) = curves(grid, runs, split)?;
+        Ok(())
+    }
+
+    fn training_curves(&mut self, split: &Split) -> Result<()> {
+        let (loss, acc) = curves(self.grid, self.runs, split)?;
         if !loss.is_empty() {
             let title = format!("Training — {}", split.title());
-            both(format!("figures/curves-{}", split.slug()), &|p| {
+            self.both(format!("figures/curves-{}", split.slug()), &|p| {
                 plots::training_curves(p, &title, &loss, &acc)
             })?;
         }
+        Ok(())
     }
-    for (kind, x_desc, log_x, file) in [
-        (
-            "long_tailed",
-            "imbalance ratio ρ",
-            true,
-            "accuracy-vs-imbalance",
-        ),
-        (
-            "per_class",
-            "training images per class",
-            true,
-            "accuracy-vs-samples",
-        ),
-    ] {
-        // The balanced split is the ρ = 1 point, and the "all images" point of the per-class chart
-        // (at its mean number of training images per class).
-        let xs: Vec<(f64, &Split)> = grid
+
+    /// The splits on `axis` with their x values, ascending.
+    fn points(&self, axis: Axis) -> Vec<(f64, &Split)> {
+        let mut xs: Vec<(f64, &Split)> = self
+            .grid
             .splits
             .iter()
-            .filter_map(|s| match s {
+            .filter_map(|s| match (s, axis) {
                 // One line per method: the exponential profile (step profiles are another curve).
-                Split::LongTailed {
-                    ratio,
-                    profile: Profile::Exp,
-                } if kind == "long_tailed" => Some((*ratio, s)),
-                Split::PerClass { k } if kind == "per_class" => Some((*k as f64, s)),
-                Split::Balanced if kind == "long_tailed" => Some((1.0, s)),
-                Split::Balanced => runs.iter().find(|r| r.metrics.split == s.slug()).map(|r| {
-                    (
-                        r.metrics.train_size as f64 / r.metrics.train_class_counts.len() as f64,
-                        s,
-                    )
-                }),
+                (
+                    Split::LongTailed {
+                        ratio,
+                        profile: Profile::Exp,
+                    },
+                    Axis::Imbalance,
+                ) => Some((*ratio, s)),
+                (Split::PerClass { k }, Axis::SamplesPerClass) => Some((*k as f64, s)),
+                (Split::Balanced, Axis::Imbalance) => Some((1.0, s)),
+                (Split::Balanced, Axis::SamplesPerClass) => self
+                    .runs
+                    .iter()
+                    .find(|r| r.metrics.split == s.slug())
+                    .map(|r| {
+                        let m = &r.metrics;
+                        (m.train_size as f64 / m.train_class_counts.len() as f64, s)
+                    }),
                 _ => None,
             })
             .collect();
-        let mut xs = xs;
         xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        xs
+    }
+
+    /// Test accuracy (mean ± std over seeds) against `axis`, one line per method; drawn when the
+    /// grid has at least two points, one of them not the balanced split.
+    fn accuracy_chart(&mut self, axis: Axis) -> Result<()> {
+        let (x_desc, file) = match axis {
+            Axis::Imbalance => ("imbalance ratio ρ", "accuracy-vs-imbalance"),
+            Axis::SamplesPerClass => ("training images per class", "accuracy-vs-samples"),
+        };
+        let xs = self.points(axis);
         let specific = xs
             .iter()
             .filter(|(_, s)| !matches!(s, Split::Balanced))
             .count();
         if xs.len() < 2 || specific == 0 {
-            continue;
+            return Ok(());
         }
-        let series: Vec<Series> = grid
+        let series: Vec<Series> = self
+            .grid
             .methods
             .iter()
             .map(|m| Series {
@@ -121,7 +167,8 @@ pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Resu
                 points: xs
                     .iter()
                     .filter_map(|(x, s)| {
-                        let accs: Vec<f64> = group(&m.display_name(), &s.slug())
+                        let accs: Vec<f64> = self
+                            .group(&m.display_name(), &s.slug())
                             .iter()
                             .map(|r| r.metrics.test.accuracy * 100.0)
                             .collect();
@@ -135,11 +182,10 @@ pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Resu
             .filter(|s| !s.points.is_empty())
             .collect();
         let title = format!("Test accuracy vs {x_desc}");
-        both(format!("figures/{file}"), &|p| {
-            plots::line_chart(p, &title, x_desc, "test accuracy (%)", log_x, &series)
-        })?;
+        self.both(format!("figures/{file}"), &|p| {
+            plots::line_chart(p, &title, x_desc, "test accuracy (%)", true, &series)
+        })
     }
-    Ok(figures)
 }
 
 /// Mean-over-seeds training loss and test accuracy per epoch, one series per method.

@@ -145,12 +145,53 @@ pub fn write_report(
     reports: &Path,
     formats: Formats,
 ) -> Result<ReportOutput> {
+    let found = find_runs(source, results)?;
+    let grid = grid_of(source, results, &found.runs)?;
+    let out = reports.join(&grid.name);
+    for sub in ["tables", "figures"] {
+        fs::create_dir_all(out.join(sub))
+            .with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    let mut frame = collect::runs_frame(&found.runs)?;
+    collect::write_runs_files(&mut frame, &out)?;
+    let aggregates = aggregate::aggregate(&frame)?;
+    let input = TableInput {
+        expected_n: grid.seeds,
+        dataset: &grid.dataset,
+        splits: &grid.splits,
+        methods: &grid.methods,
+        aggregates: &aggregates,
+    };
+    let tables = layouts::tables(&input, &grid.entries);
+    write_tables(&tables, &out, formats)?;
+    let figures = figures::write_figures(&grid, &found.runs, &out)?;
+    let legend = legend::methods_legend(&grid.methods);
+    let mut notes: Vec<String> = found
+        .unfinished
+        .iter()
+        .map(|u| format!("`{}`: {}", u.dir.display(), u.reason))
+        .collect();
+    notes.extend(aggregates.conflicts.iter().cloned());
+    let summary = summary_markdown(&grid, found.runs.len(), &tables, &legend, &notes, &figures);
+    write_atomic(&out.join("table.md"), summary.as_bytes())?;
+    let output = ReportOutput {
+        dir: out.clone(),
+        tables,
+        figures,
+        unfinished: found.unfinished,
+    };
+    html::write_index(&output, &grid.name, &legend, formats)?;
+    Ok(output)
+}
+
+/// The runs to report: with an experiment file exactly its grid's (runs of an earlier version
+/// are ignored), with a folder everything under it.
+fn find_runs(source: &ReportSource, results: &Path) -> Result<collect::Collection> {
     let root = match source {
         ReportSource::Experiment(exp) => results.join(&exp.name),
         ReportSource::Folder(dir) => dir.clone(),
     };
     let mut found = collect::collect(&root)?;
-    // With an experiment file, report exactly its grid (runs of an earlier version are ignored).
     if let ReportSource::Experiment(exp) = source {
         let ids: BTreeSet<String> = exp.runs().iter().map(|r| r.run_id()).collect();
         let in_grid = |dir: &Path| {
@@ -166,25 +207,12 @@ pub fn write_report(
             root.display()
         );
     }
-    let grid = grid_of(source, results, &found.runs)?;
-    let out = reports.join(&grid.name);
-    fs::create_dir_all(out.join("tables"))
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    fs::create_dir_all(out.join("figures"))
-        .with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(found)
+}
 
-    let mut frame = collect::runs_frame(&found.runs)?;
-    collect::write_runs_files(&mut frame, &out)?;
-    let aggregates = aggregate::aggregate(&frame)?;
-    let input = TableInput {
-        expected_n: grid.seeds,
-        dataset: &grid.dataset,
-        splits: &grid.splits,
-        methods: &grid.methods,
-        aggregates: &aggregates,
-    };
-    let tables = layouts::tables(&input, &grid.entries);
-    for t in &tables {
+/// Each table in the asked formats under `out/tables/`.
+fn write_tables(tables: &[Table], out: &Path, formats: Formats) -> Result<()> {
+    for t in tables {
         let file = |ext: &str| out.join("tables").join(format!("{}.{ext}", t.name));
         if formats.md {
             write_atomic(&file("md"), t.to_markdown().as_bytes())?;
@@ -196,42 +224,39 @@ pub fn write_report(
             write_atomic(&file("csv"), t.to_csv().as_bytes())?;
         }
     }
-    let figures = figures::write_figures(&grid, &found.runs, &out)?;
+    Ok(())
+}
 
+/// `table.md`: every table, the methods legend, what was not aggregated, the figures.
+fn summary_markdown(
+    grid: &Grid,
+    runs: usize,
+    tables: &[Table],
+    legend: &str,
+    not_aggregated: &[String],
+    figures: &[String],
+) -> String {
     let mut md = format!(
-        "# {}\n\n{} finished runs of `{}` on {}. Regenerate with `icm report`.\n\n",
+        "# {}\n\n{runs} finished runs of `{}` on {}. Regenerate with `icm report`.\n\n",
         grid.name,
-        found.runs.len(),
         grid.root.display(),
         grid.dataset.name()
     );
-    for t in &tables {
+    for t in tables {
         md.push_str(&t.to_markdown());
         md.push('\n');
     }
-    let legend = legend::methods_legend(&grid.methods);
-    md.push_str(&legend);
-    if !found.unfinished.is_empty() || !aggregates.conflicts.is_empty() {
+    md.push_str(legend);
+    if !not_aggregated.is_empty() {
         md.push_str("## Not aggregated\n\n");
-        for u in &found.unfinished {
-            md.push_str(&format!("- `{}`: {}\n", u.dir.display(), u.reason));
-        }
-        for c in &aggregates.conflicts {
-            md.push_str(&format!("- {c}\n"));
+        for note in not_aggregated {
+            md.push_str(&format!("- {note}\n"));
         }
         md.push('\n');
     }
     md.push_str("## Figures\n\n");
-    for f in &figures {
+    for f in figures {
         md.push_str(&format!("![{f}]({f})\n"));
     }
-    write_atomic(&out.join("table.md"), md.as_bytes())?;
-    let output = ReportOutput {
-        dir: out.clone(),
-        tables,
-        figures,
-        unfinished: found.unfinished,
-    };
-    html::write_index(&output, &grid.name, &legend, formats)?;
-    Ok(output)
+    md
 }

@@ -176,6 +176,13 @@ where
     Ok(())
 }
 
+/// The axes of a chart with f64 coordinates on both sides.
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
 fn draw_reliability<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -192,7 +199,6 @@ where
         .map_err(draw_err)?;
     let h = root.dim_in_pixel().1 as i32;
     let (top, bottom) = root.split_vertically(if histogram { h * 3 / 4 } else { h });
-
     let mut chart = ChartBuilder::on(&top)
         .margin(12)
         .x_label_area_size(40)
@@ -208,9 +214,38 @@ where
         .axis_desc_style((FONT, 16))
         .draw()
         .map_err(draw_err)?;
-    // Blue up to min(accuracy, confidence), red between accuracy and confidence (the gap), and a
-    // black outline at the accuracy, so over- and under-confidence read the same way.
     let filled: Vec<&MeanBin> = bins.iter().filter(|b| b.count > 0).collect();
+    draw_calibration_bars(&mut chart, &filled)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)?;
+    top.draw(&Text::new(
+        ece_text(eces),
+        (80, 24),
+        (FONT, 17).into_font().color(&BLACK),
+    ))
+    .map_err(draw_err)?;
+    if histogram {
+        draw_confidence_histogram(&bottom, &filled)?;
+    }
+    Ok(())
+}
+
+/// Blue up to min(accuracy, confidence), red between accuracy and confidence (the gap), and a
+/// black outline at the accuracy, so over- and under-confidence read the same way; the spread
+/// over seeds as error bars; the dashed identity line.
+fn draw_calibration_bars<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    filled: &[&MeanBin],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .draw_series(filled.iter().map(|b| {
             let low = b.accuracy.min(b.confidence);
@@ -260,64 +295,94 @@ where
         .map_err(draw_err)?
         .label("perfect calibration")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
-    let (mean, std) = mean_std(eces);
-    let ece_text = match std {
-        Some(s) => format!(
+    Ok(())
+}
+
+/// "ECE = m% ± s (n seeds)", or "ECE = m%" for one seed.
+fn ece_text(eces: &[f64]) -> String {
+    match mean_std(eces) {
+        (mean, Some(s)) => format!(
             "ECE = {:.2}% ± {:.2} ({} seeds)",
             mean * 100.0,
             s * 100.0,
             eces.len()
         ),
-        None => format!("ECE = {:.2}%", mean * 100.0),
-    };
-    top.draw(&Text::new(
-        ece_text,
-        (80, 24),
-        (FONT, 17).into_font().color(&BLACK),
-    ))
-    .map_err(draw_err)?;
+        (mean, None) => format!("ECE = {:.2}%", mean * 100.0),
+    }
+}
 
-    if histogram {
-        let total: usize = bins.iter().map(|b| b.count).sum::<usize>().max(1);
-        let max_share = bins
-            .iter()
-            .map(|b| b.count as f64 / total as f64)
-            .fold(0.0, f64::max)
-            .max(0.05);
-        let mut hist = ChartBuilder::on(&bottom)
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0f64..1.0, 0.0f64..max_share * 110.0)
-            .map_err(draw_err)?;
-        hist.configure_mesh()
-            .disable_mesh()
-            .x_desc("confidence")
-            .y_desc("% of samples")
-            .y_labels(4)
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .draw()
-            .map_err(draw_err)?;
-        hist.draw_series(filled.iter().map(|b| {
-            Rectangle::new(
-                [
-                    (b.lower, 0.0),
-                    (b.upper, b.count as f64 / total as f64 * 100.0),
-                ],
-                RGBColor(127, 127, 127).filled(),
-            )
+/// The share of samples per confidence bin.
+fn draw_confidence_histogram<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    filled: &[&MeanBin],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let total: usize = filled.iter().map(|b| b.count).sum::<usize>().max(1);
+    let max_share = filled
+        .iter()
+        .map(|b| b.count as f64 / total as f64)
+        .fold(0.0, f64::max)
+        .max(0.05);
+    let mut hist = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0f64..1.0, 0.0f64..max_share * 110.0)
+        .map_err(draw_err)?;
+    hist.configure_mesh()
+        .disable_mesh()
+        .x_desc("confidence")
+        .y_desc("% of samples")
+        .y_labels(4)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .draw()
+        .map_err(draw_err)?;
+    hist.draw_series(filled.iter().map(|b| {
+        Rectangle::new(
+            [
+                (b.lower, 0.0),
+                (b.upper, b.count as f64 / total as f64 * 100.0),
+            ],
+            RGBColor(127, 127, 127).filled(),
+        )
+    }))
+    .map_err(draw_err)?;
+    Ok(())
+}
+
+/// One series as a line with point markers and error bars, `tx` mapping x to the axis.
+fn draw_series_line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    s: &Series,
+    color: RGBColor,
+    tx: &dyn Fn(f64) -> f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .draw_series(LineSeries::new(
+            s.points.iter().map(|&(x, y, _)| (tx(x), y)),
+            color.stroke_width(2),
+        ))
+        .map_err(draw_err)?
+        .label(s.name.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    chart
+        .draw_series(
+            s.points
+                .iter()
+                .map(|&(x, y, _)| Circle::new((tx(x), y), 4, color.filled())),
+        )
+        .map_err(draw_err)?;
+    chart
+        .draw_series(s.points.iter().filter_map(|&(x, y, e)| {
+            e.map(|e| ErrorBar::new_vertical(tx(x), y - e, y, y + e, color.stroke_width(1), 8))
         }))
         .map_err(draw_err)?;
-    }
     Ok(())
 }
 
@@ -414,29 +479,7 @@ where
         .draw()
         .map_err(draw_err)?;
     for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().map(|&(x, y, _)| (tx(x), y)),
-                color.stroke_width(2),
-            ))
-            .map_err(draw_err)?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                s.points
-                    .iter()
-                    .map(|&(x, y, _)| Circle::new((tx(x), y), 4, color.filled())),
-            )
-            .map_err(draw_err)?;
-        chart
-            .draw_series(s.points.iter().filter_map(|&(x, y, e)| {
-                e.map(|e| ErrorBar::new_vertical(tx(x), y - e, y, y + e, color.stroke_width(1), 8))
-            }))
-            .map_err(draw_err)?;
+        draw_series_line(&mut chart, s, PALETTE[i % PALETTE.len()], &tx)?;
     }
     chart
         .configure_series_labels()
