@@ -1,4 +1,4 @@
-//! Training-time augmentation, applied to each image of a batch before mixing (DESIGN §2): a
+//! Training-time augmentation, applied to each image of a batch before mixing (`docs/methods.md`): a
 //! random crop of the original size from the image zero-padded by `crop_padding` pixels on every
 //! side, and a horizontal flip with probability ½. "Zero" is a black pixel of the raw image, i.e.
 //! its standardised value, which the dataset records per feature ([`Dataset::background`]).

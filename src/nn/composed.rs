@@ -1,6 +1,6 @@
 //! The convolutional layers composed from dfdx's own differentiable ops, for devices where the CPU
 //! kernels of [`super::kernels`] do not run: on CUDA, dfdx's device internals are crate-private
-//! (DESIGN §6), but its matrix products, permutes, reductions and element-wise ops all run there.
+//! (`docs/dependencies.md`), but its matrix products, permutes, reductions and element-wise ops all run there.
 //!
 //! A convolution is three matrix products: two constant 0/1 gather matrices pick each kernel
 //! tap's columns and then rows (stride and zero padding included), which lays the patches out as

@@ -1,5 +1,5 @@
 //! CPU kernels of the convolutional layers, forward and backward, on plain slices in N × H × W × C
-//! layout (channels innermost): dfdx 0.13 has no convolution or pooling on stable Rust (DESIGN §6).
+//! layout (channels innermost): dfdx 0.13 has no convolution or pooling on stable Rust (`docs/dependencies.md`).
 //! A convolution gathers each output pixel's window into a patch row and multiplies the patches
 //! by the weight matrix with the `gemm` crate; in this layout the patch rows are contiguous
 //! copies and every product streams its operands without repacking (about twice the speed of
