@@ -155,7 +155,11 @@ impl<'de> Deserialize<'de> for DatasetSpec {
         impl<'de> Visitor<'de> for DatasetVisitor {
             type Value = DatasetSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`digits`, `fashion-mnist`, or `idx`/`cifar10`/`cifar100: {root: DIR}`")
+                write!(
+                    f,
+                    "a dataset source: `{}` alone or with its fields (`cifar10: {{root: DIR}}`)",
+                    SOURCE_KEYS.join("`, `")
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<DatasetSpec, E> {
                 DatasetSpec::from_key(v)
