@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::arch::{Arch, Family};
 use super::kernels::{BatchNormStats, ConvGeometry};
-use super::FlatParams;
+use super::{FlatParams, NetDevice};
 use crate::data::ImageShape;
 use crate::util::Matrix;
 
@@ -239,38 +239,7 @@ impl<D: Device<f32>> ConvNet<D> {
     }
 }
 
-/// Devices a convolutional network trains on: the CPU with the fused kernels of
-/// [`super::kernels`]; CUDA with the network composed from dfdx's ops.
-pub trait ConvDevice: Device<f32> {
-    fn convnet_forward<T: Tape<f32, Self>>(
-        net: &mut ConvNet<Self>,
-        x: Matrix<Self, T>,
-        training: bool,
-    ) -> Matrix<Self, T>;
-}
-
-impl ConvDevice for Cpu {
-    fn convnet_forward<T: Tape<f32, Cpu>>(
-        net: &mut ConvNet<Cpu>,
-        x: Matrix<Cpu, T>,
-        training: bool,
-    ) -> Matrix<Cpu, T> {
-        net.forward_native(x, training)
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl ConvDevice for Cuda {
-    fn convnet_forward<T: Tape<f32, Cuda>>(
-        net: &mut ConvNet<Cuda>,
-        x: Matrix<Cuda, T>,
-        training: bool,
-    ) -> Matrix<Cuda, T> {
-        net.forward_composed(x, training)
-    }
-}
-
-impl<D: ConvDevice> ConvNet<D> {
+impl<D: NetDevice> ConvNet<D> {
     /// Logits for a batch of flattened images (B × C·H·W). `training` uses batch statistics in
     /// batch norm and updates the running ones.
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Matrix<D, T>, training: bool) -> Matrix<D, T> {

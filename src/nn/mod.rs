@@ -21,7 +21,7 @@ use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
 pub use arch::{Arch, ModelSpec};
-pub use convnet::{ConvDevice, ConvNet};
+pub use convnet::ConvNet;
 pub use device::DeviceKind;
 pub use mlp::Mlp;
 pub use sgd::Sgd;
@@ -51,14 +51,52 @@ impl<D: Device<f32>> FlatParams<f32, D> {
     }
 }
 
+/// Devices a network trains on: the CPU with our kernels, each network one op on dfdx's tape
+/// ([`native`], [`Mlp::forward_native`]); CUDA with the networks composed from dfdx's ops.
+pub trait NetDevice: Device<f32> {
+    fn convnet_forward<T: Tape<f32, Self>>(
+        net: &mut ConvNet<Self>,
+        x: Matrix<Self, T>,
+        training: bool,
+    ) -> Matrix<Self, T>;
+    fn mlp_forward<T: Tape<f32, Self>>(net: &Mlp<Self>, x: Matrix<Self, T>) -> Matrix<Self, T>;
+}
+
+impl NetDevice for Cpu {
+    fn convnet_forward<T: Tape<f32, Cpu>>(
+        net: &mut ConvNet<Cpu>,
+        x: Matrix<Cpu, T>,
+        training: bool,
+    ) -> Matrix<Cpu, T> {
+        net.forward_native(x, training)
+    }
+    fn mlp_forward<T: Tape<f32, Cpu>>(net: &Mlp<Cpu>, x: Matrix<Cpu, T>) -> Matrix<Cpu, T> {
+        net.forward_native(x)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl NetDevice for Cuda {
+    fn convnet_forward<T: Tape<f32, Cuda>>(
+        net: &mut ConvNet<Cuda>,
+        x: Matrix<Cuda, T>,
+        training: bool,
+    ) -> Matrix<Cuda, T> {
+        net.forward_composed(x, training)
+    }
+    fn mlp_forward<T: Tape<f32, Cuda>>(net: &Mlp<Cuda>, x: Matrix<Cuda, T>) -> Matrix<Cuda, T> {
+        net.forward_composed(x)
+    }
+}
+
 /// Any network the trainer can train: the MLP or a convolutional network.
 #[derive(Debug, Clone)]
-pub enum Network<D: ConvDevice = Cpu> {
+pub enum Network<D: NetDevice = Cpu> {
     Mlp(Mlp<D>),
     Conv(ConvNet<D>),
 }
 
-impl<D: ConvDevice> Network<D> {
+impl<D: NetDevice> Network<D> {
     /// Builds `spec` for images of `shape` and `classes` classes, initialised from `rng`.
     pub fn new(
         spec: &ModelSpec,
@@ -116,7 +154,7 @@ impl<D: ConvDevice> Network<D> {
     /// Logits of a batch of flattened images; `training` selects batch-norm batch statistics.
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Matrix<D, T>, training: bool) -> Matrix<D, T> {
         match self {
-            Network::Mlp(m) => m.forward(x),
+            Network::Mlp(m) => D::mlp_forward(m, x),
             Network::Conv(c) => c.forward(x, training),
         }
     }

@@ -13,7 +13,7 @@ use crate::data::augment::Augment;
 use crate::data::batch::assemble_batch;
 use crate::data::{Dataset, ImageShape};
 use crate::mix::{mix_batch, target_loss, Method, MethodEntry};
-use crate::nn::{ConvDevice, DeviceKind, ModelSpec, Network, Sgd};
+use crate::nn::{DeviceKind, ModelSpec, NetDevice, Network, Sgd};
 use crate::util::Matrix;
 
 /// What to time.
@@ -112,7 +112,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
 }
 
 /// Every result reads back to the host (`as_vec`), which waits for an asynchronous device.
-fn run_on<D: ConvDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
+fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let d = spec.shape.numel();
     let x: Vec<f32> = (0..spec.batch * d)

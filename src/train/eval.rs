@@ -2,11 +2,11 @@
 
 use crate::data::Dataset;
 use crate::metrics;
-use crate::nn::{ConvDevice, Network};
+use crate::nn::{NetDevice, Network};
 use crate::util::Matrix;
 
 /// Logits of a whole dataset, computed in batches without a tape.
-pub fn predict_logits<D: ConvDevice>(dev: &D, model: &mut Network<D>, data: &Dataset) -> Vec<f32> {
+pub fn predict_logits<D: NetDevice>(dev: &D, model: &mut Network<D>, data: &Dataset) -> Vec<f32> {
     let d = data.shape.numel();
     let mut out = Vec::with_capacity(data.len() * data.classes);
     for rows in data.images.chunks(512 * d) {
