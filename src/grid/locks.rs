@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::records::{FAILURE_FILE, METRICS_FILE};
+use super::records::{self, FAILURE_FILE, METRICS_FILE};
 use crate::util::{host_name, write_atomic};
 
 pub const LOCK_FILE: &str = "lock.json";
@@ -46,6 +46,8 @@ pub enum RunState {
     Running(LockInfo),
     /// Pending; `Some` when a stale lock will be taken over.
     Pending(Option<LockInfo>),
+    /// Finished by a trainer with a defect that affects it (the reason): trained again.
+    Superseded(String),
 }
 
 fn now_secs() -> u64 {
@@ -85,12 +87,20 @@ fn read_lock(dir: &Path) -> Option<LockInfo> {
 
 /// The state of the run in `dir`.
 pub fn state(dir: &Path, timeout: Duration) -> RunState {
-    if dir.join(METRICS_FILE).is_file() {
-        return RunState::Done;
-    }
+    let superseded = if dir.join(METRICS_FILE).is_file() {
+        match records::superseded(dir) {
+            None => return RunState::Done,
+            reason => reason,
+        }
+    } else {
+        None
+    };
     let lock = lock_state(dir, timeout);
     if let Some(RunState::Running(info)) = lock {
         return RunState::Running(info);
+    }
+    if let Some(reason) = superseded {
+        return RunState::Superseded(reason);
     }
     if let Ok(reason) = fs::read_to_string(dir.join(FAILURE_FILE)) {
         return RunState::Failed(reason.trim().to_string());
@@ -215,6 +225,19 @@ pub enum ClaimResult {
     Busy(RunState),
 }
 
+/// Moves a superseded record out of the way of its retraining, saying so.
+fn set_aside_superseded(dir: &Path, notify: &dyn Fn(String)) -> Result<()> {
+    if let Some(reason) = records::superseded(dir) {
+        let aside = records::set_aside(dir)?;
+        notify(format!(
+            "retraining {}: {reason}; its old files are in {}",
+            dir.display(),
+            aside.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Tries to claim the run in `dir`. With `retry_failed`, a failed run is claimed again.
 /// `notify` receives messages about stale locks taken over.
 pub fn try_claim(
@@ -230,7 +253,7 @@ pub fn try_claim(
         RunState::Failed(reason) if !retry_failed => {
             return Ok(ClaimResult::Busy(RunState::Failed(reason)))
         }
-        RunState::Failed(_) | RunState::Pending(_) => {}
+        RunState::Failed(_) | RunState::Pending(_) | RunState::Superseded(_) => {}
     }
     let nonce: u64 = rand::random();
     // A stale (or unreadable and old) lock may still be there, also next to a failure note.
@@ -277,9 +300,10 @@ pub fn try_claim(
         last_beat: Mutex::new(Instant::now()),
     };
     // Another process may have finished the run between our look and our lock.
-    if dir.join(METRICS_FILE).is_file() {
+    if records::is_done(dir) {
         return Ok(ClaimResult::Busy(RunState::Done));
     }
+    set_aside_superseded(dir, notify)?;
     // A failed run being retried loses its failure note.
     let _ = fs::remove_file(dir.join(FAILURE_FILE));
     let mut log = OpenOptions::new()

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{Bin, TestMetrics};
 use crate::nn::DeviceKind;
 use crate::spec::{yaml_error, RunConfig};
-use crate::train::{EpochRecord, RunOutcome};
+use crate::train::revision::defect_affecting;
+use crate::train::{EpochRecord, RunOutcome, TRAINER_REVISION};
 use crate::util::{fault_point, write_atomic};
 
 /// Contents of `metrics.json`: identification of the run plus its test metrics.
@@ -36,6 +37,10 @@ pub struct RunMetrics {
     /// results agree only up to rounding).
     #[serde(default)]
     pub device: DeviceKind,
+    /// The trainer revision that trained it (see `crate::train::revision`); records without one
+    /// predate revisions.
+    #[serde(default = "crate::train::revision::unrecorded_revision")]
+    pub trainer_revision: u32,
 }
 
 /// Contents of `reliability.json`.
@@ -57,9 +62,48 @@ pub fn run_dir(results: &Path, experiment: &str, run_id: &str) -> PathBuf {
     results.join(experiment).join(run_id)
 }
 
-/// A run is done when its `metrics.json` exists.
+/// A run is done when its `metrics.json` exists and no defect of the trainer that wrote it
+/// affects it.
 pub fn is_done(dir: &Path) -> bool {
-    dir.join(METRICS_FILE).is_file()
+    dir.join(METRICS_FILE).is_file() && superseded(dir).is_none()
+}
+
+/// Why the finished run in `dir` no longer counts as done: a defect of the trainer revision that
+/// trained it, which affects its configuration (`None` for a current record, or no record).
+pub fn superseded(dir: &Path) -> Option<String> {
+    let metrics = read_metrics(&dir.join(METRICS_FILE)).ok()?;
+    let config = read_config(&dir.join(CONFIG_FILE)).ok()?;
+    defect_affecting(&config, metrics.trainer_revision).map(|d| {
+        format!(
+            "trained by trainer revision {} before a fix (revision {}): {}",
+            metrics.trainer_revision, d.fixed_in, d.what
+        )
+    })
+}
+
+/// Moves the result files of a superseded run into `superseded-<unix seconds>/` inside its
+/// folder, so it can be trained again without losing what it was; returns that folder.
+pub fn set_aside(dir: &Path) -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = dir.join(format!("superseded-{stamp}"));
+    fs::create_dir_all(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
+    // metrics.json first: once it is gone the run no longer looks finished.
+    for name in [
+        METRICS_FILE,
+        HISTORY_FILE,
+        RELIABILITY_FILE,
+        PREDICTIONS_FILE,
+        crate::train::CHECKPOINT_FILE,
+    ] {
+        let from = dir.join(name);
+        if from.is_file() {
+            fs::rename(&from, aside.join(name))
+                .with_context(|| format!("cannot move {} aside", from.display()))?;
+        }
+    }
+    Ok(aside)
 }
 
 /// Writes every file of a finished run into its folder, each atomically, `metrics.json` last:
@@ -117,6 +161,7 @@ pub fn write_run(
         epochs: config.train.epochs,
         train_seconds: outcome.train_seconds,
         device: outcome.device,
+        trainer_revision: TRAINER_REVISION,
     };
     write_atomic(
         &dir.join(METRICS_FILE),

@@ -52,7 +52,7 @@ pub fn grid_status(
                 counts.failed += 1;
                 total.failed += 1;
             }
-            RunState::Pending(_) => {
+            RunState::Pending(_) | RunState::Superseded(_) => {
                 counts.pending += 1;
                 total.pending += 1;
             }

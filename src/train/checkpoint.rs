@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{EpochRecord, Progress};
 use crate::nn::kernels::BatchNormStats;
-use crate::nn::ConvDevice;
+use crate::nn::NetDevice;
+use crate::spec::RunConfig;
 use crate::util::{fault_point, write_atomic};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -23,6 +24,9 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub run_id: String,
+    /// The trainer revision that wrote it (see [`super::revision`]).
+    #[serde(default = "super::revision::unrecorded_revision")]
+    pub trainer_revision: u32,
     pub epoch: usize,
     /// Stored as IEEE bit patterns so they come back bit for bit.
     #[serde(with = "crate::util::bits")]
@@ -134,16 +138,22 @@ pub(super) struct Saver<'a> {
 
 impl Saver<'_> {
     /// Restores `progress` from the checkpoint, when there is one of this run.
-    pub(super) fn resume<D: ConvDevice>(
+    pub(super) fn resume<D: NetDevice>(
         &self,
         dev: &D,
         progress: &mut Progress<D>,
-        epochs: usize,
+        config: &RunConfig,
     ) -> Result<()> {
+        let epochs = config.train.epochs;
         let path = self.settings.path;
         let Some(saved) = Checkpoint::load(path, &self.run_id)? else {
             return Ok(());
         };
+        if super::revision::defect_affecting(config, saved.trainer_revision).is_some() {
+            // Written by a trainer with a defect that affects this run: start afresh (the next
+            // checkpoint overwrites it).
+            return Ok(());
+        }
         let model = &mut progress.model;
         saved.check(
             model.num_parameters(),
@@ -178,7 +188,7 @@ impl Saver<'_> {
 
     /// Saves a checkpoint when one is due (always after the last epoch), then runs the
     /// after-epoch hook. `seconds`: training time so far, over all attempts.
-    pub(super) fn after_epoch<D: ConvDevice>(
+    pub(super) fn after_epoch<D: NetDevice>(
         &mut self,
         progress: &Progress<D>,
         epochs: usize,
@@ -193,6 +203,7 @@ impl Saver<'_> {
             self.last_save = Instant::now();
             Checkpoint {
                 run_id: self.run_id.clone(),
+                trainer_revision: super::TRAINER_REVISION,
                 epoch: done,
                 params: progress.model.params().all.as_vec(),
                 bn_stats: progress.model.bn_stats().to_vec(),

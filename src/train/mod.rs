@@ -8,6 +8,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod eval;
 pub mod history;
+pub mod revision;
 pub mod step;
 
 use std::time::Instant;
@@ -21,12 +22,13 @@ use rand_chacha::ChaCha8Rng;
 pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE};
 pub use eval::predict_logits;
 pub use history::EpochRecord;
-pub use step::{train_step, Batch};
+pub use revision::TRAINER_REVISION;
+pub use step::{step_loss, train_step, Batch};
 
 use crate::data::batch::{assemble_batch, batches};
 use crate::data::Dataset;
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
-use crate::nn::{ConvDevice, DeviceKind, Network, Sgd};
+use crate::nn::{DeviceKind, NetDevice, Network, Sgd};
 use crate::spec::RunConfig;
 
 /// What a finished run produced.
@@ -62,7 +64,7 @@ fn stream(seed: u64, which: Stream) -> ChaCha8Rng {
 }
 
 /// Everything that changes while a run trains: what a checkpoint stores.
-struct Progress<D: ConvDevice> {
+struct Progress<D: NetDevice> {
     model: Network<D>,
     sgd: Sgd<D>,
     /// The training order after the last shuffle (each epoch shuffles the previous order).
@@ -75,7 +77,7 @@ struct Progress<D: ConvDevice> {
     earlier_seconds: f64,
 }
 
-impl<D: ConvDevice> Progress<D> {
+impl<D: NetDevice> Progress<D> {
     /// A run at epoch 0: fresh parameters from the run's init stream.
     fn fresh(dev: &D, config: &RunConfig, train: &Dataset) -> Self {
         let mut init_rng = stream(config.seed, Stream::Init);
@@ -149,7 +151,7 @@ struct RunData<'a> {
 }
 
 /// [`train_run`] on the device `dev` (of kind `kind`).
-fn train_on<D: ConvDevice>(
+fn train_on<D: NetDevice>(
     dev: D,
     kind: DeviceKind,
     config: &RunConfig,
@@ -160,7 +162,7 @@ fn train_on<D: ConvDevice>(
     let mut progress = Progress::fresh(&dev, config, data.train);
     let mut saver = checkpointing.map(|ck| ck.saver(config.run_id()));
     if let Some(saver) = &saver {
-        saver.resume(&dev, &mut progress, config.train.epochs)?;
+        saver.resume(&dev, &mut progress, config)?;
     }
     // The last epoch's test logits are the final predictions: evaluated once, not twice.
     let mut test_logits = None;
@@ -176,9 +178,8 @@ fn train_on<D: ConvDevice>(
     // A run resumed from its final checkpoint trained no epoch here: evaluate now.
     let logits =
         test_logits.unwrap_or_else(|| predict_logits(&dev, &mut progress.model, data.test));
-    let probs = metrics::softmax_rows(&logits, data.test.classes);
     let (metrics, predictions, bins) =
-        metrics::evaluate(&probs, &data.test.labels, data.test.classes);
+        metrics::evaluate(&logits, &data.test.labels, data.test.classes);
     Ok(RunOutcome {
         history: progress.history,
         metrics,
@@ -191,7 +192,7 @@ fn train_on<D: ConvDevice>(
 }
 
 /// Trains epoch `epoch` (0-based) and scores it: its history line and the test logits.
-fn train_epoch<D: ConvDevice>(
+fn train_epoch<D: NetDevice>(
     dev: &D,
     progress: &mut Progress<D>,
     config: &RunConfig,

@@ -1,0 +1,108 @@
+//! Runs trained by a trainer revision with a known defect that affects them (RegMixup on the MLP
+//! before the native MLP op) are never reused as done: `icm status` counts them as pending, `icm
+//! run` moves their files aside and trains them again, the report lists them until then, and
+//! their checkpoints are not resumed. Unaffected runs of the same grid are kept.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use icm::grid::locks::{self, RunState};
+use icm::grid::records::{self, METRICS_FILE};
+use icm::grid::runner::{run_grid, RunOptions};
+use icm::spec::parse_experiment;
+use icm::train::{Checkpoint, CHECKPOINT_FILE, TRAINER_REVISION};
+
+const GRID: &str = "\
+name: rev
+splits: [{per_class: 10}]
+model: {arch: mlp, hidden: [16]}
+train: {epochs: 2, batch_size: 16, lr: 0.05}
+methods: [erm, regmixup]
+seeds: [0]
+";
+
+/// Rewrites a record as a trainer without revisions wrote it.
+fn make_old(dir: &Path) {
+    let path = dir.join(METRICS_FILE);
+    let mut value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    value.as_object_mut().unwrap().remove("trainer_revision");
+    fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+}
+
+#[test]
+fn records_of_a_defective_trainer_are_trained_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let exp = parse_experiment(GRID, Path::new("rev.yaml")).unwrap();
+    let first = run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    assert_eq!(first.trained, 2);
+    let dirs: Vec<_> = exp
+        .runs()
+        .iter()
+        .map(|r| records::run_dir(&results, "rev", &r.run_id()))
+        .collect();
+    let m = records::read_metrics(&dirs[1].join(METRICS_FILE)).unwrap();
+    assert_eq!(m.trainer_revision, TRAINER_REVISION);
+    for dir in &dirs {
+        make_old(dir);
+    }
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        locks::state(&dirs[0], hour),
+        RunState::Done,
+        "erm was never affected"
+    );
+    match locks::state(&dirs[1], hour) {
+        RunState::Superseded(why) => assert!(why.contains("RegMixup on the MLP"), "{why}"),
+        other => panic!("regmixup should be superseded, is {other:?}"),
+    }
+    let again = run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    assert_eq!((again.trained, again.skipped), (1, 1));
+    let m = records::read_metrics(&dirs[1].join(METRICS_FILE)).unwrap();
+    assert_eq!(m.trainer_revision, TRAINER_REVISION);
+    let aside: Vec<_> = fs::read_dir(&dirs[1])
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("superseded-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old files are kept aside");
+    assert!(dirs[1].join(&aside[0]).join(METRICS_FILE).is_file());
+    assert_eq!(locks::state(&dirs[1], hour), RunState::Done);
+}
+
+#[test]
+fn checkpoints_of_a_defective_trainer_are_not_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let exp = parse_experiment(GRID, Path::new("rev.yaml")).unwrap();
+    let reference = run_grid(&exp, &tmp.path().join("reference"), &RunOptions::default()).unwrap();
+    assert_eq!(reference.trained, 2);
+    // A checkpoint after epoch 1 of the RegMixup run, as a defective trainer would leave it: with
+    // parameters it could never have reached (all zeros), and no revision.
+    run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    let run = &exp.runs()[1];
+    let dir = records::run_dir(&results, "rev", &run.run_id());
+    let ckpt_text = fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap();
+    let mut ckpt: Checkpoint = serde_json::from_str(&ckpt_text).unwrap();
+    ckpt.epoch = 1;
+    ckpt.history.truncate(1);
+    ckpt.params.iter_mut().for_each(|p| *p = 0.0);
+    let mut value = serde_json::to_value(&ckpt).unwrap();
+    value.as_object_mut().unwrap().remove("trainer_revision");
+    for f in [METRICS_FILE, records::HISTORY_FILE] {
+        fs::remove_file(dir.join(f)).unwrap();
+    }
+    fs::write(dir.join(CHECKPOINT_FILE), value.to_string()).unwrap();
+    run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    let resumed = records::read_metrics(&dir.join(METRICS_FILE)).unwrap();
+    let fresh = records::read_metrics(
+        &records::run_dir(&tmp.path().join("reference"), "rev", &run.run_id()).join(METRICS_FILE),
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.test, fresh.test,
+        "trained from scratch, not from the old checkpoint"
+    );
+}
