@@ -42,19 +42,69 @@ fn ece_hand_case() {
     assert!((mce(&bins) - 0.5).abs() < 1e-12);
 }
 
-/// Two samples: probabilities (0.5, 0.25, 0.25) with label 0 and (0.2, 0.8, 0) with label 1.
-/// NLL = (−ln 0.5 − ln 0.8) / 2.
+/// Two samples: logits giving probabilities (0.5, 0.25, 0.25) with label 0 and (0.2, 0.8, 0)
+/// with label 1. NLL = (−ln 0.5 − ln 0.8) / 2.
 /// Brier = ((0.5² + 0.25² + 0.25²) + (0.2² + 0.2² + 0²)) / 2 = (0.375 + 0.08) / 2.
 #[test]
 fn nll_brier_accuracy_hand_case() {
-    let probs = [0.5, 0.25, 0.25, 0.2, 0.8, 0.0];
+    let logits = [
+        2f32.ln(),
+        0.0,
+        0.0,
+        0.2f32.ln(),
+        0.8f32.ln(),
+        f32::NEG_INFINITY,
+    ];
     let labels = [0, 1];
-    assert!((nll(&probs, &labels, 3) - (2f64.ln() - 0.8f64.ln()) / 2.0).abs() < 1e-12);
+    let expected_nll = (2f64.ln() - 0.8f64.ln()) / 2.0;
+    assert!((nll(&logits, &labels, 3) - expected_nll).abs() < 1e-7);
+    let probs = [0.5, 0.25, 0.25, 0.2, 0.8, 0.0];
     assert!((brier(&probs, &labels, 3) - 0.2275).abs() < 1e-12);
-    let (m, preds, _) = evaluate(&probs, &labels, 3);
+    let (m, preds, _) = evaluate(&logits, &labels, 3);
     assert_eq!(m.accuracy, 1.0);
-    assert_eq!(preds[1], pred(1, 1, 0.8));
-    assert_eq!(m.per_class_accuracy, vec![1.0, 1.0, 0.0]);
+    assert!((m.brier - 0.2275).abs() < 1e-7);
+    assert!((preds[1].confidence - 0.8).abs() < 1e-7);
+    assert_eq!(m.per_class_accuracy, vec![Some(1.0), Some(1.0), None]);
+}
+
+/// NLL comes from log-softmax, not from clamped probabilities: logits [1000, 0, −1000] with label
+/// 2 give exactly 2000 (a clamped probability gave at most 708.4).
+#[test]
+fn nll_of_an_extreme_logit_is_exact() {
+    assert_eq!(nll(&[1000.0, 0.0, -1000.0], &[2], 3), 2000.0);
+    let (m, _, _) = evaluate(&[1000.0, 0.0, -1000.0], &[2], 3);
+    assert_eq!(m.nll, 2000.0);
+}
+
+/// Adaptive ECE does not depend on the order of tied confidences: 30 predictions at 0.5, half of
+/// them correct, share one bin (accuracy 0.5 = confidence 0.5), in any order.
+#[test]
+fn adaptive_ece_keeps_tied_confidences_together() {
+    let correct_first: Vec<Prediction> = (0..30)
+        .map(|i| pred(0, usize::from(i >= 15), 0.5))
+        .collect();
+    let alternating: Vec<Prediction> = (0..30).map(|i| pred(0, i % 2, 0.5)).collect();
+    let wrong_first: Vec<Prediction> = correct_first.iter().rev().copied().collect();
+    for preds in [&correct_first, &alternating, &wrong_first] {
+        assert_eq!(adaptive_ece(preds, 15), 0.0);
+    }
+    // Without ties nothing moves: 15 bins of 2 with confidences 0.5..0.79, all correct.
+    let spread: Vec<Prediction> = (0..30).map(|i| pred(0, 0, 0.5 + 0.01 * i as f64)).collect();
+    let expected: f64 = (0..30).map(|i| 0.5 - 0.01 * i as f64).sum::<f64>() / 30.0;
+    assert!((adaptive_ece(&spread, 15) - expected).abs() < 1e-12);
+}
+
+/// A class without test images has no accuracy and is left out of its shot group.
+#[test]
+fn classes_without_test_images_are_not_counted_as_zero() {
+    let per_class = [Some(0.9), None, Some(0.5)];
+    let shots = shot_accuracies(&per_class, &[150, 10, 5]);
+    assert_eq!(shots.many, Some(0.9));
+    assert_eq!(
+        shots.few,
+        Some(0.5),
+        "the class without test images is not a 0"
+    );
 }
 
 #[test]
@@ -66,13 +116,16 @@ fn softmax_rows_sum_to_one() {
 /// Many > 100, medium 20–100, few < 20 training images; boundaries 100 and 20 are medium.
 #[test]
 fn shot_groups() {
-    let acc = [1.0, 0.9, 0.8, 0.5, 0.3, 0.1];
+    let acc = [1.0, 0.9, 0.8, 0.5, 0.3, 0.1].map(Some);
     let counts = [500, 101, 100, 20, 19, 3];
     let s = shot_accuracies(&acc, &counts);
     assert!((s.many.unwrap() - 0.95).abs() < 1e-12);
     assert!((s.medium.unwrap() - 0.65).abs() < 1e-12);
     assert!((s.few.unwrap() - 0.2).abs() < 1e-12);
-    assert_eq!(shot_accuracies(&[0.5, 0.5], &[50, 60]).many, None);
+    assert_eq!(
+        shot_accuracies(&[Some(0.5), Some(0.5)], &[50, 60]).many,
+        None
+    );
 }
 
 /// A confidence one ulp above an edge belongs to the next bin, exactly at the edge to the lower.

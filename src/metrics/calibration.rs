@@ -84,7 +84,10 @@ pub fn mce(bins: &[Bin]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Adaptive ECE: `bins` equal-mass bins over the samples sorted by confidence.
+/// Adaptive ECE: `bins` equal-mass bins over the samples sorted by confidence. Samples with the
+/// same confidence cannot be told apart, so they always share a bin: each equal-mass boundary
+/// moves up to the end of the run of equal confidences it would split. The result therefore
+/// does not depend on the order of the samples.
 pub fn adaptive_ece(preds: &[Prediction], bins: usize) -> f64 {
     let n = preds.len();
     if n == 0 {
@@ -92,13 +95,21 @@ pub fn adaptive_ece(preds: &[Prediction], bins: usize) -> f64 {
     }
     let mut sorted: Vec<&Prediction> = preds.iter().collect();
     sorted.sort_by(|a, b| a.confidence.total_cmp(&b.confidence));
+    let mut cuts = vec![0];
+    for k in 1..bins {
+        let mut cut = (k * n / bins).max(*cuts.last().expect("starts at 0"));
+        while cut > 0 && cut < n && sorted[cut].confidence == sorted[cut - 1].confidence {
+            cut += 1;
+        }
+        cuts.push(cut);
+    }
+    cuts.push(n);
     let mut total = 0.0;
-    for k in 0..bins {
-        let (lo, hi) = (k * n / bins, (k + 1) * n / bins);
-        if hi == lo {
+    for w in cuts.windows(2) {
+        let chunk = &sorted[w[0]..w[1]];
+        if chunk.is_empty() {
             continue;
         }
-        let chunk = &sorted[lo..hi];
         let conf: f64 = chunk.iter().map(|p| p.confidence).sum::<f64>() / chunk.len() as f64;
         let acc =
             chunk.iter().filter(|p| p.predicted == p.label).count() as f64 / chunk.len() as f64;

@@ -4,6 +4,7 @@
 
 pub mod calibration;
 pub mod catalog;
+pub mod paired;
 pub mod shots;
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,8 @@ pub struct TestMetrics {
     pub mce: f64,
     pub nll: f64,
     pub brier: f64,
-    pub per_class_accuracy: Vec<f64>,
+    /// Accuracy on each class's test images; `None` (null) for a class without test images.
+    pub per_class_accuracy: Vec<Option<f64>>,
 }
 
 /// Row-wise softmax of B × C logits, in f64.
@@ -64,12 +66,23 @@ pub fn predictions(probs: &[f64], labels: &[usize], classes: usize) -> Vec<Predi
         .collect()
 }
 
-/// Mean negative log-likelihood of the true class.
-pub fn nll(probs: &[f64], labels: &[usize], classes: usize) -> f64 {
-    let sum: f64 = probs
+/// Mean negative log-likelihood of the true class, from the logits through log-softmax in f64:
+/// −log p_y = logsumexp(z) − z_y, exact even where p_y underflows (logits [1000, 0, −1000] with
+/// label 2 give 2000, not a clamped 708).
+pub fn nll(logits: &[f32], labels: &[usize], classes: usize) -> f64 {
+    let sum: f64 = logits
         .chunks(classes)
         .zip(labels)
-        .map(|(row, &y)| -row[y].max(f64::MIN_POSITIVE).ln())
+        .map(|(row, &y)| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&z| (z as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            lse - row[y] as f64
+        })
         .sum();
     sum / labels.len().max(1) as f64
 }
@@ -92,13 +105,14 @@ pub fn brier(probs: &[f64], labels: &[usize], classes: usize) -> f64 {
     sum / labels.len().max(1) as f64
 }
 
-/// All metrics from probabilities.
+/// All metrics from the logits (B × C).
 pub fn evaluate(
-    probs: &[f64],
+    logits: &[f32],
     labels: &[usize],
     classes: usize,
 ) -> (TestMetrics, Vec<Prediction>, Vec<Bin>) {
-    let preds = predictions(probs, labels, classes);
+    let probs = softmax_rows(logits, classes);
+    let preds = predictions(&probs, labels, classes);
     let bins = reliability_bins(&preds, ECE_BINS);
     let correct = preds.iter().filter(|p| p.predicted == p.label).count();
     let mut per_class_total = vec![0usize; classes];
@@ -112,12 +126,12 @@ pub fn evaluate(
         ece: ece(&bins),
         adaptive_ece: adaptive_ece(&preds, ECE_BINS),
         mce: mce(&bins),
-        nll: nll(probs, labels, classes),
-        brier: brier(probs, labels, classes),
+        nll: nll(logits, labels, classes),
+        brier: brier(&probs, labels, classes),
         per_class_accuracy: per_class_correct
             .iter()
             .zip(&per_class_total)
-            .map(|(&c, &t)| if t > 0 { c as f64 / t as f64 } else { 0.0 })
+            .map(|(&c, &t)| (t > 0).then(|| c as f64 / t as f64))
             .collect(),
     };
     (metrics, preds, bins)

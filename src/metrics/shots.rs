@@ -10,13 +10,14 @@ pub struct ShotAccuracy {
     pub few: Option<f64>,
 }
 
-pub fn shot_accuracies(per_class_accuracy: &[f64], train_counts: &[usize]) -> ShotAccuracy {
+/// Classes without test images have no accuracy and are left out of their group.
+pub fn shot_accuracies(per_class_accuracy: &[Option<f64>], train_counts: &[usize]) -> ShotAccuracy {
     let group = |keep: &dyn Fn(usize) -> bool| -> Option<f64> {
         let accs: Vec<f64> = per_class_accuracy
             .iter()
             .zip(train_counts)
             .filter(|(_, &n)| keep(n))
-            .map(|(&a, _)| a)
+            .filter_map(|(&a, _)| a)
             .collect();
         (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
     };
