@@ -58,7 +58,7 @@ fn main() {
                 mce: 0.1,
                 nll: 0.5,
                 brier: 0.2,
-                per_class_accuracy: vec![acc; 10],
+                per_class_accuracy: vec![Some(acc); 10],
             },
             train_class_counts: vec![500, 300, 150, 90, 60, 40, 25, 15, 8, 5],
             train_size: 1193,
@@ -66,6 +66,7 @@ fn main() {
             epochs: 10,
             train_seconds: 1.0,
             device: Default::default(),
+            trainer_revision: icm::train::TRAINER_REVISION,
         };
         fs::write(
             dir.join(records::CONFIG_FILE),

@@ -41,6 +41,23 @@ enum Command {
     Bench(BenchArgs),
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report(ReportArgs),
+    /// Test the claim "method A beats method B" on every split, with paired statistics over seeds.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Experiment file.
+    experiment: PathBuf,
+    /// The method claimed better (its name in the report's tables).
+    a: String,
+    /// The method it is compared with.
+    b: String,
+    /// A metric of the report (accuracy, ece, adaptive_ece, mce, nll, brier, many_shot, ...).
+    #[arg(long)]
+    metric: Option<String>,
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
 }
 
 #[derive(Args)]
@@ -175,6 +192,7 @@ fn main() -> ExitCode {
         Command::Data { experiment } => data(experiment),
         Command::Bench(args) => bench(args),
         Command::Report(args) => report(args),
+        Command::Compare(args) => compare(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,7 +231,7 @@ fn run(args: RunArgs) -> Result<()> {
         summary.resumed,
         summary.skipped,
         summary.running_elsewhere,
-        summary.previously_failed,
+        summary.previously_failed.len(),
         summary.failed.len(),
         summary.seconds
     );
@@ -344,6 +362,22 @@ fn report(args: ReportArgs) -> Result<()> {
         report.dir.join("index.html").display(),
         report.tables.len(),
         report.figures.len()
+    );
+    Ok(())
+}
+
+/// `icm compare`: one claim on every split, on the terminal.
+fn compare(args: CompareArgs) -> Result<()> {
+    let exp = load_experiment(&args.experiment)?;
+    print!(
+        "{}",
+        icm::report::compare(
+            &exp,
+            &args.results,
+            &args.a,
+            &args.b,
+            args.metric.as_deref()
+        )?
     );
     Ok(())
 }

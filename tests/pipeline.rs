@@ -177,18 +177,29 @@ fn nan_loss_fails_the_run_not_the_grid() {
     let err = icm::grid::runner::ensure_no_failures(&summary, &results, "e2e").unwrap_err();
     assert!(err.to_string().contains("2 of 2 runs failed"), "{err}");
     assert!(err.to_string().contains("--retry-failed"), "{err}");
-    // Running again leaves them failed; --retry-failed runs them again.
+    // Running again leaves them failed, and the grid still fails, naming them.
     let again = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!(
-        (again.previously_failed, again.trained, again.failed.len()),
+        (
+            again.previously_failed.len(),
+            again.trained,
+            again.failed.len()
+        ),
         (2, 0, 0)
     );
+    let err = icm::grid::runner::ensure_no_failures(&again, &results, "e2e").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("2 of 2 runs failed (0 in this invocation, 2 earlier"),
+        "{text}"
+    );
+    assert!(text.contains("loss became"), "{text}");
     let retry = RunOptions {
         retry_failed: true,
         ..RunOptions::default()
     };
     let again = run_grid(&exp, &results, &retry).unwrap();
-    assert_eq!((again.previously_failed, again.failed.len()), (0, 2));
+    assert_eq!((again.previously_failed.len(), again.failed.len()), (0, 2));
 }
 
 /// A validation hold-out is taken from each split's training images and scored every epoch.

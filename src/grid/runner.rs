@@ -101,8 +101,8 @@ pub struct GridSummary {
     pub resumed: usize,
     /// Being trained by another process.
     pub running_elsewhere: usize,
-    /// Failed earlier and not retried (`--retry-failed` retries them).
-    pub previously_failed: usize,
+    /// Failed earlier and not retried (`--retry-failed` retries them): (run id, reason).
+    pub previously_failed: Vec<(String, String)>,
     /// Failed in this invocation: (run id, reason).
     pub failed: Vec<(String, String)>,
     pub seconds: f64,
@@ -215,7 +215,7 @@ impl GridRun<'_> {
                 let mut s = self.summary.lock().expect("summary");
                 match state {
                     RunState::Done => s.skipped += 1,
-                    RunState::Failed(_) => s.previously_failed += 1,
+                    RunState::Failed(why) => s.previously_failed.push((id, why)),
                     _ => s.running_elsewhere += 1,
                 }
                 return Ok(());
@@ -359,13 +359,18 @@ fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
     })
 }
 
-/// Fails with the list of failed runs, if any.
+/// Fails when any run of the grid (this shard) is failed, whether it failed now or earlier,
+/// naming each with its reason.
 pub fn ensure_no_failures(summary: &GridSummary, results: &Path, experiment: &str) -> Result<()> {
-    if summary.failed.is_empty() {
+    let failed: Vec<&(String, String)> = summary
+        .failed
+        .iter()
+        .chain(&summary.previously_failed)
+        .collect();
+    if failed.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = summary
-        .failed
+    let list: Vec<String> = failed
         .iter()
         .map(|(id, why)| {
             format!(
@@ -375,9 +380,12 @@ pub fn ensure_no_failures(summary: &GridSummary, results: &Path, experiment: &st
         })
         .collect();
     bail!(
-        "{} of {} runs failed (their folders hold {}; `icm run --retry-failed` runs them again):\n{}",
-        summary.failed.len(),
+        "{} of {} runs failed ({} in this invocation, {} earlier; their folders hold {}; \
+         `icm run --retry-failed` runs them again):\n{}",
+        failed.len(),
         summary.total,
+        summary.failed.len(),
+        summary.previously_failed.len(),
         records::FAILURE_FILE,
         list.join("\n")
     )

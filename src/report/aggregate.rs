@@ -1,12 +1,16 @@
 //! Aggregation over seeds with polars: group by every config field except the seed, then mean,
-//! sample standard deviation (ddof = 1) and n of every metric.
+//! sample standard deviation (ddof = 1) and n of every metric, keeping each seed's value for the
+//! paired statistics.
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use polars::prelude::*;
 
 use crate::metrics::METRICS;
+
+/// What pairs runs of two methods: the training seed and the data seed.
+pub type PairKey = (u64, u64);
 
 /// mean ± std over seeds of one metric for one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +19,8 @@ pub struct Cell {
     /// Sample standard deviation (ddof = 1); `None` with a single seed.
     pub std: Option<f64>,
     pub n: usize,
+    /// Each run's value by (seed, data seed).
+    pub values: BTreeMap<PairKey, f64>,
 }
 
 /// Group key as shown in reports.
@@ -29,9 +35,6 @@ pub struct GroupKey {
 #[derive(Debug, Clone, Default)]
 pub struct Aggregates {
     pub cells: BTreeMap<GroupKey, BTreeMap<String, Cell>>,
-    /// Groups that share a (dataset, method, split) but differ in another config field; only the
-    /// one with the most runs is kept, these are reported.
-    pub conflicts: Vec<String>,
 }
 
 impl Aggregates {
@@ -57,46 +60,77 @@ fn is_per_run(name: &str) -> bool {
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
 
-/// Aggregates a runs frame (see `collect::runs_frame`).
+/// Aggregates a runs frame (see `collect::runs_frame`). Runs whose configurations differ in
+/// anything but the seed must already carry different method labels (`collect` names them);
+/// two such groups under one label are an error, never merged or dropped.
 pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
     let out = grouped(runs)?;
-    let text = |name: &str| -> Result<Vec<String>> {
-        let ca = out.column(name)?.str()?.clone();
+    let text = |frame: &DataFrame, name: &str| -> Result<Vec<String>> {
+        let ca = frame.column(name)?.str()?.clone();
         Ok((0..ca.len())
             .map(|i| ca.get(i).unwrap_or_default().to_string())
             .collect())
     };
-    let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
-    let runs_col = out.column("__runs")?.cast(&DataType::UInt64)?;
-    let runs_ca = runs_col.u64()?;
+    let (datasets, methods, splits) = (
+        text(&out, "dataset")?,
+        text(&out, "method")?,
+        text(&out, "split")?,
+    );
     let mut result = Aggregates::default();
-    let mut kept_runs: BTreeMap<GroupKey, u64> = BTreeMap::new();
     for i in 0..out.height() {
         let key = GroupKey {
             dataset: datasets[i].clone(),
             method: methods[i].clone(),
             split: splits[i].clone(),
         };
-        let cells = row_cells(&out, i)?;
-        let runs = runs_ca.get(i).unwrap_or(0);
-        if let Some(&kept) = kept_runs.get(&key) {
-            result.conflicts.push(format!(
-                "{} / {} / {}: runs differ in a config field other than the seed; kept the \
-                 group of {} runs, ignored one of {}",
+        if result.cells.contains_key(&key) {
+            bail!(
+                "{} / {} / {}: runs of two configurations share this row; report them from \
+                 their experiment file, or keep them in separate results folders",
                 key.dataset,
                 key.method,
-                key.split,
-                kept.max(runs),
-                kept.min(runs)
-            ));
-            if runs <= kept {
+                key.split
+            );
+        }
+        result.cells.insert(key, row_cells(&out, i)?);
+    }
+    attach_values(runs, &mut result)?;
+    Ok(result)
+}
+
+/// Fills every cell's per-run values from the runs frame.
+fn attach_values(runs: &DataFrame, aggregates: &mut Aggregates) -> Result<()> {
+    let text = |name: &str| -> Result<StringChunked> { Ok(runs.column(name)?.str()?.clone()) };
+    let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
+    let seeds = runs.column("seed")?.cast(&DataType::UInt64)?;
+    let data_seeds = runs.column("config.data_seed")?.cast(&DataType::UInt64)?;
+    let (seeds, data_seeds) = (seeds.u64()?, data_seeds.u64()?);
+    for metric in METRICS.iter().map(|m| m.name) {
+        let values = runs.column(metric)?.cast(&DataType::Float64)?;
+        let values = values.f64()?;
+        for row in 0..runs.height() {
+            let Some(value) = values.get(row) else {
                 continue;
+            };
+            let key = GroupKey {
+                dataset: datasets.get(row).unwrap_or_default().to_string(),
+                method: methods.get(row).unwrap_or_default().to_string(),
+                split: splits.get(row).unwrap_or_default().to_string(),
+            };
+            let pair = (
+                seeds.get(row).unwrap_or(0),
+                data_seeds.get(row).unwrap_or(0),
+            );
+            if let Some(cell) = aggregates
+                .cells
+                .get_mut(&key)
+                .and_then(|cells| cells.get_mut(metric))
+            {
+                cell.values.insert(pair, value);
             }
         }
-        kept_runs.insert(key.clone(), runs);
-        result.cells.insert(key, cells);
     }
-    Ok(result)
+    Ok(())
 }
 
 /// One row per group of runs that differ only in the seed: its run count (`__runs`) and, per
@@ -147,6 +181,7 @@ fn row_cells(out: &DataFrame, i: usize) -> Result<BTreeMap<String, Cell>> {
                 mean,
                 std: if n >= 2 { std } else { None },
                 n,
+                values: BTreeMap::new(),
             },
         );
     }

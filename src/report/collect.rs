@@ -54,7 +54,11 @@ pub fn collect(root: &Path) -> Result<Collection> {
             dir: dir.to_path_buf(),
             reason,
         };
-        if dir.join(records::METRICS_FILE).is_file() {
+        if let Some(reason) = records::superseded(dir) {
+            out.unfinished.push(unfinished(format!(
+                "superseded, to be trained again: {reason}"
+            )));
+        } else if dir.join(records::METRICS_FILE).is_file() {
             let read = records::read_config(&dir.join(records::CONFIG_FILE)).and_then(|config| {
                 Ok(RunRecord {
                     dir: dir.to_path_buf(),
@@ -139,8 +143,8 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
     Ok(DataFrame::new(runs.len(), columns)?)
 }
 
-/// One column per config field, over the union of the runs' fields: numbers as f64 columns, the
-/// rest as text.
+/// One column per config field, over the union of the runs' fields: integers (seeds, epochs,
+/// widths) as integer columns, other numbers as f64, the rest as text.
 fn config_columns(runs: &[RunRecord]) -> Vec<Column> {
     let flat: Vec<Vec<(String, serde_json::Value)>> = runs
         .iter()
@@ -163,7 +167,18 @@ fn config_columns(runs: &[RunRecord]) -> Vec<Column> {
                 .iter()
                 .map(|row| row.iter().find(|(k, _)| *k == key).map(|(_, v)| v))
                 .collect();
-            if values.iter().flatten().all(|v| v.is_number()) {
+            let present = || values.iter().flatten();
+            if present().all(|v| v.is_u64()) {
+                let xs: Vec<Option<u64>> =
+                    values.iter().map(|v| v.and_then(|v| v.as_u64())).collect();
+                return Column::new(key.as_str().into(), xs);
+            }
+            if present().all(|v| v.is_i64() || v.is_u64()) {
+                let xs: Vec<Option<i64>> =
+                    values.iter().map(|v| v.and_then(|v| v.as_i64())).collect();
+                return Column::new(key.as_str().into(), xs);
+            }
+            if present().all(|v| v.is_number()) {
                 let xs: Vec<Option<f64>> =
                     values.iter().map(|v| v.and_then(|v| v.as_f64())).collect();
                 return Column::new(key.as_str().into(), xs);

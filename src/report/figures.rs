@@ -7,11 +7,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::claims::{self, ClaimRow};
 use super::collect::RunRecord;
 use super::plots::{self, MeanBin, Series};
 use super::Grid;
 use crate::data::{Profile, Split};
 use crate::grid::records;
+use crate::metrics::catalog::metric;
 use crate::util::file_safe;
 
 /// Writes every figure of the report under `out`; returns the PNG paths relative to `out` (each
@@ -220,4 +222,31 @@ fn curves(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<(Vec<Series>
         acc.push(series(true));
     }
     Ok((loss, acc))
+}
+
+/// A forest plot of the claims per metric (`figures/claims-<metric>`); returns the PNG paths.
+pub(super) fn write_forest_plots(rows: &[ClaimRow], out: &Path) -> Result<Vec<String>> {
+    let mut metrics: Vec<&str> = Vec::new();
+    for r in rows {
+        if !metrics.contains(&r.claim.metric.as_str()) {
+            metrics.push(&r.claim.metric);
+        }
+    }
+    let mut written = Vec::new();
+    for name in metrics {
+        let forest = claims::forest_rows(rows, name);
+        if forest.is_empty() {
+            continue;
+        }
+        let m = metric(name).expect("claims use catalog metrics");
+        let unit = if m.scale == 100.0 { " (points)" } else { "" };
+        let title = format!("Claims: {} (Δ > 0 favours the first method)", m.title);
+        let x_desc = format!("Δ {}{unit}, mean over paired seeds with 95 % CI", m.name);
+        let file = format!("figures/claims-{name}");
+        for ext in ["png", "svg"] {
+            plots::forest_plot(&out.join(format!("{file}.{ext}")), &title, &x_desc, &forest)?;
+        }
+        written.push(format!("{file}.png"));
+    }
+    Ok(written)
 }

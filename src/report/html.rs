@@ -4,7 +4,8 @@
 
 use anyhow::Result;
 
-use super::tables::Table;
+use super::claims::{self, ClaimRow};
+use super::tables::{Mark, Table, MARKS};
 use super::{Formats, ReportOutput};
 use crate::util::write_atomic;
 
@@ -15,7 +16,7 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A table as HTML, best per column in bold, `(n=k)` where seeds are missing.
+/// A table as HTML, marked as [`MARKS`] says, `(n=k)` where seeds are missing.
 pub fn table_html(t: &Table) -> String {
     let mut s = format!(
         "<h3 id=\"{}\">{}</h3>\n<table>\n<thead>",
@@ -47,16 +48,47 @@ pub fn table_html(t: &Table) -> String {
     for (i, r) in t.rows.iter().enumerate() {
         s.push_str(&format!("<tr><td>{}</td>", escape(&r.title)));
         for j in 0..t.columns.len() {
-            let text = t.cell_text(i, j);
-            if t.is_best(i, j) {
-                s.push_str(&format!("<td><b>{}</b></td>", escape(&text)));
-            } else {
-                s.push_str(&format!("<td>{}</td>", escape(&text)));
+            let text = escape(&t.cell_text(i, j));
+            match t.mark(i, j) {
+                Mark::Best => s.push_str(&format!("<td><b>{text}</b></td>")),
+                Mark::NotDistinguishable => s.push_str(&format!("<td><i>{text}</i></td>")),
+                Mark::None => s.push_str(&format!("<td>{text}</td>")),
             }
         }
         s.push_str("</tr>\n");
     }
-    s.push_str("</tbody></table>\n");
+    s.push_str(&format!(
+        "</tbody></table>\n<p class=\"marks\">{}</p>\n",
+        escape(
+            &MARKS
+                .replace("**bold**", "bold")
+                .replace("*italic*", "italic")
+        )
+    ));
+    s
+}
+
+/// The claims table as HTML, with how to read it.
+fn claims_html(rows: &[ClaimRow]) -> String {
+    let mut s = String::from(
+        "<h2 id=\"claims\">Claims: paired comparisons over seeds</h2>\n<table>\n<thead><tr>",
+    );
+    for h in claims::HEADERS {
+        s.push_str(&format!("<th>{}</th>", escape(h)));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        s.push_str(&format!("<tr><td>{}</td>", escape(&row.name())));
+        for cell in row.cells() {
+            s.push_str(&format!("<td>{}</td>", escape(&cell)));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str(&format!(
+        "</tbody></table>\n<p class=\"marks\">{}</p>\n<p><a href=\"tables/claims.md\">md</a> · \
+         <a href=\"tables/claims.tex\">tex</a> · <a href=\"tables/claims.csv\">csv</a></p>\n",
+        escape(claims::READING)
+    ));
     s
 }
 
@@ -98,6 +130,16 @@ pub fn write_index(
          <style>{STYLE}</style></head>\n<body data-broken-images=\"pending\">\n<h1>{0}</h1>\n",
         escape(name)
     );
+    if !out.notes.is_empty() {
+        s.push_str(&format!(
+            "<p class=\"warn\"><b><a href=\"#notes\">{} notes</a> about these runs: read them \
+             before the tables.</b></p>\n",
+            out.notes.len()
+        ));
+    }
+    if !out.claims.is_empty() {
+        s.push_str(&claims_html(&out.claims));
+    }
     s.push_str("<p>Raw files: <a href=\"runs.csv\">runs.csv</a> · <a href=\"runs.parquet\">runs.parquet</a> · \
                 <a href=\"table.md\">table.md</a></p>\n<h2>Tables</h2>\n");
     for t in &out.tables {
@@ -121,14 +163,10 @@ pub fn write_index(
     }
     s.push_str("<h2>Methods</h2>\n");
     s.push_str(&markdown_table_html(legend_md));
-    if !out.unfinished.is_empty() {
-        s.push_str("<h2>Not aggregated</h2>\n<ul>\n");
-        for u in &out.unfinished {
-            s.push_str(&format!(
-                "<li><code>{}</code>: {}</li>\n",
-                escape(&u.dir.display().to_string()),
-                escape(&u.reason)
-            ));
+    if !out.notes.is_empty() {
+        s.push_str("<h2 id=\"notes\">Notes</h2>\n<ul>\n");
+        for note in &out.notes {
+            s.push_str(&format!("<li>{}</li>\n", escape(note)));
         }
         s.push_str("</ul>\n");
     }

@@ -5,7 +5,9 @@
 //! [`plots`], and [`html`] ties it all into `index.html`.
 
 pub mod aggregate;
+pub mod claims;
 pub mod collect;
+pub mod configurations;
 pub mod figures;
 pub mod html;
 pub mod layouts;
@@ -21,7 +23,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::data::{DatasetSpec, Split};
 use crate::mix::Method;
-use crate::spec::{LoadedExperiment, TableEntry};
+use crate::spec::claims::default_claims_within;
+use crate::spec::{Claim, LoadedExperiment, TableEntry};
 use crate::util::write_atomic;
 use collect::{RunRecord, Unfinished};
 use layouts::TableInput;
@@ -79,6 +82,10 @@ pub struct ReportOutput {
     /// Figure files relative to `dir` (PNG; an SVG twin sits beside each).
     pub figures: Vec<String>,
     pub unfinished: Vec<Unfinished>,
+    /// What a reader must know about the runs reported (shown in every output).
+    pub notes: Vec<String>,
+    /// Every claim tested on every split.
+    pub claims: Vec<claims::ClaimRow>,
 }
 
 /// The grid being reported: dataset, splits and methods in display order.
@@ -91,6 +98,7 @@ struct Grid {
     entries: Vec<TableEntry>,
     /// Seeds per (method, split) the experiment asks for; unknown for a bare folder.
     seeds: Option<usize>,
+    claims: Vec<Claim>,
 }
 
 fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<Grid> {
@@ -103,6 +111,7 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             methods: exp.methods.clone(),
             entries: exp.tables.clone(),
             seeds: Some(exp.seeds.len()),
+            claims: exp.claims.clone(),
         },
         ReportSource::Folder(dir) => {
             let first = runs.first().context("no runs")?;
@@ -118,10 +127,18 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
                 .iter()
                 .map(|r| (r.config.split.slug(), r.config.split.clone()))
                 .collect();
-            let methods: BTreeMap<String, Method> = runs
+            let methods: BTreeMap<String, (Method, String)> = runs
                 .iter()
-                .map(|r| (r.config.method.display_name(), r.config.method.clone()))
+                .map(|r| {
+                    let context = configurations::context(&r.config);
+                    (
+                        r.config.method.display_name(),
+                        (r.config.method.clone(), context),
+                    )
+                })
                 .collect();
+            let claims = default_claims_within(&methods.values().cloned().collect::<Vec<_>>());
+            let methods: Vec<Method> = methods.into_values().map(|(m, _)| m).collect();
             Grid {
                 name: dir
                     .file_name()
@@ -130,7 +147,8 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
                 root: dir.clone(),
                 dataset: first.config.dataset.clone(),
                 splits: splits.into_values().collect(),
-                methods: methods.into_values().collect(),
+                claims,
+                methods,
                 entries: Vec::new(),
                 seeds: None,
             }
@@ -145,7 +163,7 @@ pub fn write_report(
     reports: &Path,
     formats: Formats,
 ) -> Result<ReportOutput> {
-    let found = find_runs(source, results)?;
+    let (found, mut notes) = find_runs(source, results)?;
     let grid = grid_of(source, results, &found.runs)?;
     let out = reports.join(&grid.name);
     for sub in ["tables", "figures"] {
@@ -163,30 +181,74 @@ pub fn write_report(
         aggregates: &aggregates,
     };
     let tables = layouts::tables(&input, &grid.entries);
-    write_tables(&tables, &out, formats)?;
-    let figures = figures::write_figures(&grid, &found.runs, &out)?;
+    let claim_rows = claims::claim_rows(&grid.claims, &grid.splits, &grid.dataset, &aggregates);
+    notes.extend(
+        found
+            .unfinished
+            .iter()
+            .map(|u| format!("not aggregated: `{}`: {}", u.dir.display(), u.reason)),
+    );
+    write_tables(&tables, &notes, &out, formats)?;
+    write_claims(&claim_rows, &notes, &out, formats)?;
+    let mut figures = figures::write_forest_plots(&claim_rows, &out)?;
+    figures.extend(figures::write_figures(&grid, &found.runs, &out)?);
     let legend = legend::methods_legend(&grid.methods);
-    let mut notes: Vec<String> = found
-        .unfinished
-        .iter()
-        .map(|u| format!("`{}`: {}", u.dir.display(), u.reason))
-        .collect();
-    notes.extend(aggregates.conflicts.iter().cloned());
-    let summary = summary_markdown(&grid, found.runs.len(), &tables, &legend, &notes, &figures);
+    let summary = summary_markdown(
+        &grid,
+        found.runs.len(),
+        (&claim_rows, &tables),
+        &legend,
+        &notes,
+        &figures,
+    );
     write_atomic(&out.join("table.md"), summary.as_bytes())?;
     let output = ReportOutput {
         dir: out.clone(),
         tables,
         figures,
         unfinished: found.unfinished,
+        notes,
+        claims: claim_rows,
     };
     html::write_index(&output, &grid.name, &legend, formats)?;
     Ok(output)
 }
 
-/// The runs to report: with an experiment file exactly its grid's (runs of an earlier version
-/// are ignored), with a folder everything under it.
-fn find_runs(source: &ReportSource, results: &Path) -> Result<collect::Collection> {
+/// `icm compare`: the claim "a beats b on `metric`" (accuracy when absent) on every split of
+/// the experiment's grid, tested on its finished runs, as text.
+pub fn compare(
+    exp: &LoadedExperiment,
+    results: &Path,
+    a: &str,
+    b: &str,
+    metric: Option<&str>,
+) -> Result<String> {
+    let spec = crate::spec::claims::ClaimSpec {
+        a: a.into(),
+        b: b.into(),
+        metric: metric.map(str::to_string),
+    };
+    let claim = spec
+        .resolve(&exp.methods)
+        .map_err(|e| anyhow::anyhow!("icm compare: {e}"))?;
+    let source = ReportSource::Experiment(Box::new(exp.clone()));
+    let (found, _) = find_runs(&source, results)?;
+    let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
+    let rows = claims::claim_rows(&[claim], &exp.splits, &exp.dataset, &aggregates);
+    let mut text = claims::to_text(&rows);
+    if !found.unfinished.is_empty() {
+        text.push_str(&format!(
+            "{} runs of the grid are not finished or failed and are left out (`icm status`).\n",
+            found.unfinished.len()
+        ));
+    }
+    Ok(text)
+}
+
+/// The runs to report, and notes on them: with an experiment file exactly its grid's, by run id
+/// and under its current names (runs of an earlier version are ignored); with a folder everything
+/// under it, configurations kept apart.
+fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collection, Vec<String>)> {
     let root = match source {
         ReportSource::Experiment(exp) => results.join(&exp.name),
         ReportSource::Folder(dir) => dir.clone(),
@@ -198,7 +260,7 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<collect::Collectio
             dir.file_name()
                 .is_some_and(|n| ids.contains(n.to_string_lossy().as_ref()))
         };
-        found.runs.retain(|r| ids.contains(&r.metrics.run_id));
+        configurations::relabel_to_grid(&mut found.runs, exp);
         found.unfinished.retain(|u| in_grid(&u.dir));
     }
     if found.runs.is_empty() {
@@ -207,18 +269,27 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<collect::Collectio
             root.display()
         );
     }
-    Ok(found)
+    let notes = match source {
+        ReportSource::Experiment(_) => Vec::new(),
+        ReportSource::Folder(_) => configurations::separate_configurations(&mut found.runs),
+    };
+    Ok((found, notes))
 }
 
-/// Each table in the asked formats under `out/tables/`.
-fn write_tables(tables: &[Table], out: &Path, formats: Formats) -> Result<()> {
+/// Each table in the asked formats under `out/tables/`; the notes go with every table (in
+/// LaTeX as comments).
+fn write_tables(tables: &[Table], notes: &[String], out: &Path, formats: Formats) -> Result<()> {
+    let note_lines =
+        |prefix: &str| -> String { notes.iter().map(|n| format!("{prefix}{n}\n")).collect() };
     for t in tables {
         let file = |ext: &str| out.join("tables").join(format!("{}.{ext}", t.name));
         if formats.md {
-            write_atomic(&file("md"), t.to_markdown().as_bytes())?;
+            let md = format!("{}\n{}", t.to_markdown(), note_lines("- note: "));
+            write_atomic(&file("md"), md.as_bytes())?;
         }
         if formats.tex {
-            write_atomic(&file("tex"), t.to_latex().as_bytes())?;
+            let tex = format!("{}{}", note_lines("% note: "), t.to_latex());
+            write_atomic(&file("tex"), tex.as_bytes())?;
         }
         if formats.csv {
             write_atomic(&file("csv"), t.to_csv().as_bytes())?;
@@ -227,13 +298,40 @@ fn write_tables(tables: &[Table], out: &Path, formats: Formats) -> Result<()> {
     Ok(())
 }
 
-/// `table.md`: every table, the methods legend, what was not aggregated, the figures.
+/// The claims table in the asked formats, as `tables/claims.*`.
+fn write_claims(
+    rows: &[claims::ClaimRow],
+    notes: &[String],
+    out: &Path,
+    formats: Formats,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let file = |ext: &str| out.join("tables").join(format!("claims.{ext}"));
+    let notes_with =
+        |prefix: &str| -> String { notes.iter().map(|n| format!("{prefix}{n}\n")).collect() };
+    if formats.md {
+        let md = format!("{}\n{}", claims::to_markdown(rows), notes_with("- note: "));
+        write_atomic(&file("md"), md.as_bytes())?;
+    }
+    if formats.tex {
+        let tex = format!("{}{}", notes_with("% note: "), claims::to_latex(rows));
+        write_atomic(&file("tex"), tex.as_bytes())?;
+    }
+    if formats.csv {
+        write_atomic(&file("csv"), claims::to_csv(rows).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `table.md`: the claims, every table, the methods legend, the notes, the figures.
 fn summary_markdown(
     grid: &Grid,
     runs: usize,
-    tables: &[Table],
+    (claim_rows, tables): (&[claims::ClaimRow], &[Table]),
     legend: &str,
-    not_aggregated: &[String],
+    notes: &[String],
     figures: &[String],
 ) -> String {
     let mut md = format!(
@@ -242,14 +340,24 @@ fn summary_markdown(
         grid.root.display(),
         grid.dataset.name()
     );
+    if !notes.is_empty() {
+        md.push_str(&format!(
+            "**Read the notes at the end of this page: {} about these runs.**\n\n",
+            notes.len()
+        ));
+    }
+    if !claim_rows.is_empty() {
+        md.push_str(&claims::to_markdown(claim_rows));
+        md.push('\n');
+    }
     for t in tables {
         md.push_str(&t.to_markdown());
         md.push('\n');
     }
     md.push_str(legend);
-    if !not_aggregated.is_empty() {
-        md.push_str("## Not aggregated\n\n");
-        for note in not_aggregated {
+    if !notes.is_empty() {
+        md.push_str("## Notes\n\n");
+        for note in notes {
             md.push_str(&format!("- {note}\n"));
         }
         md.push('\n');

@@ -5,6 +5,23 @@
 use super::aggregate::Cell;
 use crate::data::Split;
 use crate::metrics::catalog::Better;
+use crate::metrics::paired::{self, Verdict};
+
+/// How a cell is marked in every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The best mean among the methods on its split and metric (bold).
+    Best,
+    /// Not distinguishable from the best by the paired t-test over seeds (italic, underlined in
+    /// LaTeX).
+    NotDistinguishable,
+    None,
+}
+
+/// The marking convention, stated under every table.
+pub const MARKS: &str = "**bold**: best mean among the methods (cells with n ≥ 2 seeds); \
+     *italic*: not distinguishable from the best (paired t-test over seeds, two-sided α = 0.05); \
+     cells with one seed are never marked";
 
 /// A row or a column: what it fixes of the cell it selects.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,23 +91,64 @@ impl Table {
         format!("{:.d$}", v * scale).parse().unwrap_or(f64::NAN)
     }
 
-    /// Whether cell (row, col) holds the best mean of its column (ties at display precision are
-    /// all best).
-    pub fn is_best(&self, row: usize, col: usize) -> bool {
-        let Some(cell) = &self.cells[row][col] else {
-            return false;
-        };
-        let better = self.formats[col].0;
-        let values = self
-            .cells
+    /// The cells (row, col) competes with: the other methods on the same split and metric (down
+    /// its column when methods are rows, along its row when they are columns).
+    fn peers(&self, row: usize, col: usize) -> Vec<(usize, usize)> {
+        if self.rows[row].method.is_some() {
+            (0..self.rows.len()).map(|r| (r, col)).collect()
+        } else {
+            (0..self.columns.len()).map(|c| (row, c)).collect()
+        }
+    }
+
+    /// The best cells among (row, col)'s peers: the best mean as displayed, among cells with at
+    /// least two seeds (one seed says nothing about noise). Ties at display precision all count.
+    fn best_of_peers(&self, row: usize, col: usize) -> Vec<(usize, usize)> {
+        let candidates: Vec<((usize, usize), f64)> = self
+            .peers(row, col)
+            .into_iter()
+            .filter_map(|(r, c)| {
+                let cell = self.cells[r][c].as_ref().filter(|cell| cell.n >= 2)?;
+                Some(((r, c), self.rounded(c, cell.mean)))
+            })
+            .collect();
+        let higher = self.formats[col].0 == Better::Higher;
+        let best = candidates
             .iter()
-            .filter_map(|r| r[col].as_ref())
-            .map(|c| self.rounded(col, c.mean));
-        let best = match better {
-            Better::Higher => values.fold(f64::NEG_INFINITY, f64::max),
-            Better::Lower => values.fold(f64::INFINITY, f64::min),
+            .map(|(_, v)| *v)
+            .reduce(|a, b| if (b > a) == higher { b } else { a });
+        candidates
+            .into_iter()
+            .filter(|(_, v)| Some(*v) == best)
+            .map(|(at, _)| at)
+            .collect()
+    }
+
+    /// How cell (row, col) is marked: the best of its peers (bold), not distinguishable from the
+    /// best by the paired t-test over seeds (italic), or nothing.
+    pub fn mark(&self, row: usize, col: usize) -> Mark {
+        let Some(cell) = self.cells[row][col].as_ref().filter(|c| c.n >= 2) else {
+            return Mark::None;
         };
-        self.rounded(col, cell.mean) == best
+        let best = self.best_of_peers(row, col);
+        if best.contains(&(row, col)) {
+            return Mark::Best;
+        }
+        let Some(&(br, bc)) = best.first() else {
+            return Mark::None;
+        };
+        let best_cell = self.cells[br][bc].as_ref().expect("best cells exist");
+        let c = paired::compare(&best_cell.values, &cell.values, self.formats[col].0);
+        if c.verdict == Verdict::NoDetectableDifference {
+            Mark::NotDistinguishable
+        } else {
+            Mark::None
+        }
+    }
+
+    /// Whether cell (row, col) is bold.
+    pub fn is_best(&self, row: usize, col: usize) -> bool {
+        self.mark(row, col) == Mark::Best
     }
 
     /// `(mean, Some(std), Some(n))` as display strings; n only when below the table's full count.
@@ -142,7 +200,7 @@ impl Table {
     pub fn to_markdown(&self) -> String {
         let n = self.full_n();
         let mut s = format!(
-            "### {}\n\nmean ± std over {n} seed{}; best per column in **bold**\n\n| {} |",
+            "### {}\n\nmean ± std over {n} seed{}; {MARKS}\n\n| {} |",
             self.title,
             if n == 1 { "" } else { "s" },
             self.corner()
@@ -160,10 +218,10 @@ impl Table {
             s.push_str(&format!("| {} |", r.title));
             for j in 0..self.columns.len() {
                 let text = self.cell_text(i, j);
-                if self.is_best(i, j) {
-                    s.push_str(&format!(" **{text}** |"));
-                } else {
-                    s.push_str(&format!(" {text} |"));
+                match self.mark(i, j) {
+                    Mark::Best => s.push_str(&format!(" **{text}** |")),
+                    Mark::NotDistinguishable => s.push_str(&format!(" *{text}* |")),
+                    Mark::None => s.push_str(&format!(" {text} |")),
                 }
             }
             s.push('\n');
@@ -174,7 +232,10 @@ impl Table {
     /// LaTeX tabular with booktabs rules; cells `$m \pm s$`, best `$\mathbf{...}$`.
     pub fn to_latex(&self) -> String {
         let mut s = format!(
-            "% {} — mean ± std over {} seeds; needs \\usepackage{{booktabs}}\n\\begin{{tabular}}{{l{}}}\n\\toprule\n",
+            "% {} — mean ± std over {} seeds; needs \\usepackage{{booktabs}}\n\
+             % \\mathbf: best mean among the methods (n ≥ 2 seeds); \\underline: not distinguishable \
+             from the best (paired t-test over seeds, two-sided α = 0.05)\n\
+             \\begin{{tabular}}{{l{}}}\n\\toprule\n",
             self.title,
             self.full_n(),
             "r".repeat(self.columns.len())
@@ -220,10 +281,10 @@ impl Table {
                         if let Some(sd) = std {
                             body.push_str(&format!(" \\pm {sd}"));
                         }
-                        let body = if self.is_best(i, j) {
-                            format!("\\mathbf{{{body}}}")
-                        } else {
-                            body
+                        let body = match self.mark(i, j) {
+                            Mark::Best => format!("\\mathbf{{{body}}}"),
+                            Mark::NotDistinguishable => format!("\\underline{{{body}}}"),
+                            Mark::None => body,
                         };
                         match n {
                             Some(n) => format!("${body}$\\,(n{{=}}{n})"),
@@ -241,19 +302,22 @@ impl Table {
 
     /// Long CSV: one line per cell.
     pub fn to_csv(&self) -> String {
-        let mut s = String::from("row,column_group,column,mean,std,n,best\n");
+        let mut s =
+            String::from("row,column_group,column,mean,std,n,best,not_distinguishable_from_best\n");
         for (i, r) in self.rows.iter().enumerate() {
             for (j, c) in self.columns.iter().enumerate() {
                 if let Some(cell) = &self.cells[i][j] {
+                    let mark = self.mark(i, j);
                     s.push_str(&format!(
-                        "{},{},{},{},{},{},{}\n",
+                        "{},{},{},{},{},{},{},{}\n",
                         csv_field(&r.title),
                         csv_field(c.group.as_deref().unwrap_or("")),
                         csv_field(&c.title),
                         cell.mean,
                         cell.std.map_or(String::new(), |x| x.to_string()),
                         cell.n,
-                        self.is_best(i, j)
+                        mark == Mark::Best,
+                        mark == Mark::NotDistinguishable
                     ));
                 }
             }
@@ -292,7 +356,7 @@ pub fn latex_escape(text: &str) -> String {
     out
 }
 
-fn csv_field(text: &str) -> String {
+pub(super) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

@@ -65,6 +65,16 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
     let methods = check_methods(&exp)?;
     check_seeds(&exp.seeds)?;
     check_tables(&exp.tables)?;
+    let listed = exp
+        .claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.resolve(&methods)
+                .map_err(|m| mistake(format!("claims[{i}]"), m))
+        })
+        .collect::<Checked<Vec<_>>>()?;
+    let claims = super::claims::all_claims(&methods, &listed);
     Ok(LoadedExperiment {
         path: path.to_path_buf(),
         name: exp.name,
@@ -79,6 +89,7 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
         validation: exp.validation,
         tables: exp.tables,
         device: exp.device,
+        claims,
     })
 }
 

@@ -8,6 +8,7 @@
 //! parser, or the key path for value checks) and what to write instead.
 
 pub mod check;
+pub mod claims;
 pub mod run;
 pub mod tables;
 pub mod train;
@@ -18,6 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+pub use claims::Claim;
 pub use run::{LoadedExperiment, RunConfig};
 pub use tables::TableEntry;
 pub use train::{Schedule, TrainSpec};
@@ -57,6 +59,10 @@ pub struct Experiment {
     /// Where the runs train (`cpu` or `cuda`); `icm run --device` overrides it.
     #[serde(default)]
     pub device: DeviceKind,
+    /// Comparisons the report tests beyond the default ones (every ICM method against its
+    /// label-loss twin).
+    #[serde(default)]
+    pub claims: Vec<claims::ClaimSpec>,
 }
 
 /// Reads, parses and checks an experiment file.

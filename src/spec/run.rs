@@ -72,6 +72,8 @@ pub struct LoadedExperiment {
     pub validation: Option<f64>,
     pub tables: Vec<TableEntry>,
     pub device: DeviceKind,
+    /// The claims the report tests: the defaults and the experiment's `claims:`.
+    pub claims: Vec<super::Claim>,
 }
 
 impl LoadedExperiment {

@@ -99,6 +99,11 @@ impl TableEntry {
                     names()
                 ));
             }
+            if spec.name == "claims" {
+                return Err(
+                    "table name `claims` is taken by the claims table; choose another name".into(),
+                );
+            }
             if spec.name.is_empty()
                 || !spec
                     .name

@@ -1,0 +1,251 @@
+//! Reports never mix, drop or mislabel runs: a renamed method keeps its runs, a results folder
+//! holding two configurations reports them apart (and says so in every format), failed runs make
+//! `icm run` fail and are listed in the report, integer fields stay integers, and the claims
+//! table opens the report. Trained on the real embedded digits, 2 epochs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use icm::grid::records;
+use icm::grid::runner::{run_grid, RunOptions};
+use icm::report::{write_report, Formats, ReportSource};
+use icm::spec::parse_experiment;
+
+const GRID: &str = "\
+name: integrity
+splits: [balanced, {per_class: 10}]
+model: {arch: mlp, hidden: [16]}
+train: {epochs: 2, batch_size: 32, lr: 0.05}
+methods:
+  - mixup
+  - icm-mixup
+seeds: [0, 1]
+";
+
+fn train(yaml: &str, results: &Path) -> icm::spec::LoadedExperiment {
+    let exp = parse_experiment(yaml, Path::new("integrity.yaml")).unwrap();
+    let summary = run_grid(&exp, results, &RunOptions::default()).unwrap();
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    exp
+}
+
+fn read(path: PathBuf) -> String {
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_renamed_method_keeps_its_runs_under_its_new_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    train(GRID, &results);
+    let renamed = parse_experiment(
+        &GRID.replace("  - icm-mixup\n", "  - icm-mixup: {name: ours}\n"),
+        Path::new("integrity.yaml"),
+    )
+    .unwrap();
+    let out = write_report(
+        &ReportSource::Experiment(Box::new(renamed)),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let acc = read(out.dir.join("tables/accuracy.md"));
+    let row = acc.lines().find(|l| l.starts_with("| ours |")).expect(&acc);
+    assert!(
+        !row.contains('–'),
+        "the renamed method's cells are filled: {row}"
+    );
+    assert!(!acc.contains("| icm-mixup |"), "{acc}");
+    let claims = read(out.dir.join("tables/claims.md"));
+    assert!(claims.contains("| ours vs mixup |"), "{claims}");
+}
+
+#[test]
+fn a_folder_with_two_configurations_reports_them_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    train(GRID, &results);
+    train(&GRID.replace("lr: 0.05", "lr: 0.1"), &results);
+    let out = write_report(
+        &ReportSource::Folder(results.join("integrity")),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let acc = read(out.dir.join("tables/accuracy.md"));
+    for row in [
+        "| mixup [train.lr=0.05] |",
+        "| mixup [train.lr=0.1] |",
+        "| icm-mixup [train.lr=0.05] |",
+        "| icm-mixup [train.lr=0.1] |",
+    ] {
+        let line = acc.lines().find(|l| l.starts_with(row)).expect(&acc);
+        assert!(!line.contains('–'), "{line}");
+        assert!(
+            line.contains("± "),
+            "both seeds of one configuration, never mixed: {line}"
+        );
+    }
+    let noted = "differ in train.lr";
+    assert!(read(out.dir.join("table.md")).contains(noted));
+    assert!(acc.contains(noted), "in every Markdown table");
+    let tex = read(out.dir.join("tables/accuracy.tex"));
+    assert!(
+        tex.lines()
+            .any(|l| l.starts_with("% note:") && l.contains(noted)),
+        "{tex}"
+    );
+    assert!(read(out.dir.join("index.html")).contains(noted));
+    // Default claims pair each configuration with its own twin only.
+    let claims = read(out.dir.join("tables/claims.csv"));
+    assert!(
+        claims.contains("icm-mixup [train.lr=0.1],mixup [train.lr=0.1]"),
+        "{claims}"
+    );
+    assert!(!claims.contains("icm-mixup [train.lr=0.1],mixup [train.lr=0.05]"));
+}
+
+#[test]
+fn the_claims_table_opens_the_report_and_integers_stay_integers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let exp = train(GRID, &results);
+    let out = write_report(
+        &ReportSource::Experiment(Box::new(exp)),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let md = read(out.dir.join("table.md"));
+    let first_table = md.find("### ").unwrap();
+    assert!(md[first_table..].starts_with("### Claims"), "{md}");
+    assert!(
+        md.contains("| icm-mixup vs mixup | balanced | accuracy (%) |"),
+        "{md}"
+    );
+    let html = read(out.dir.join("index.html"));
+    assert!(html.find("id=\"claims\"").unwrap() < html.find("<h2>Tables</h2>").unwrap());
+    assert!(out.dir.join("figures/claims-accuracy.png").is_file());
+    assert!(out.dir.join("figures/claims-ece.svg").is_file());
+    use polars::prelude::*;
+    let frame = ParquetReader::new(fs::File::open(out.dir.join("runs.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    for column in [
+        "seed",
+        "config.seed",
+        "config.data_seed",
+        "config.train.epochs",
+    ] {
+        let dtype = frame.column(column).unwrap().dtype().clone();
+        assert!(dtype.is_integer(), "{column} is {dtype:?}");
+    }
+    assert_eq!(
+        frame.column("config.train.lr").unwrap().dtype(),
+        &DataType::Float64
+    );
+}
+
+fn icm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_icm"))
+}
+
+#[test]
+fn failed_runs_fail_the_grid_every_time_and_are_listed_in_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = tmp.path().join("integrity.yaml");
+    fs::write(&yaml, GRID).unwrap();
+    let results = tmp.path().join("results");
+    let run = |retry: bool| {
+        let mut cmd = icm();
+        cmd.arg("run")
+            .arg(&yaml)
+            .arg("--quiet")
+            .arg("--results")
+            .arg(&results)
+            .arg("--reports")
+            .arg(tmp.path().join("reports"));
+        if retry {
+            cmd.arg("--retry-failed");
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run(false).status.success());
+    // One run failed earlier: its metrics gone, a failure note in their place.
+    let exp = parse_experiment(GRID, Path::new("integrity.yaml")).unwrap();
+    let dir = records::run_dir(&results, "integrity", &exp.runs()[0].run_id());
+    fs::remove_file(dir.join(records::METRICS_FILE)).unwrap();
+    fs::write(
+        dir.join(records::FAILURE_FILE),
+        "loss became NaN at epoch 2 batch 3",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let out = run(false);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "a failed run fails the grid: {stderr}"
+        );
+        assert!(stderr.contains("1 of 8 runs failed"), "{stderr}");
+        assert!(
+            stderr.contains("loss became NaN at epoch 2 batch 3"),
+            "{stderr}"
+        );
+        let md = read(tmp.path().join("reports/integrity/table.md"));
+        assert!(
+            md.contains("failed: loss became NaN"),
+            "the report lists it: {md}"
+        );
+    }
+    assert!(run(true).status.success(), "--retry-failed trains it again");
+}
+
+#[test]
+fn icm_compare_prints_the_claim_on_every_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = tmp.path().join("integrity.yaml");
+    fs::write(&yaml, GRID).unwrap();
+    let results = tmp.path().join("results");
+    train(GRID, &results);
+    let out = icm()
+        .args(["compare"])
+        .arg(&yaml)
+        .args(["icm-mixup", "mixup", "--metric", "nll", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("icm-mixup vs mixup"))
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per split: {text}");
+    assert!(
+        lines.iter().all(|l| l.contains("NLL") && l.contains(" 2 ")),
+        "{text}"
+    );
+    assert!(text.contains("paired t-test"), "{text}");
+    let bad = icm()
+        .args(["compare"])
+        .arg(&yaml)
+        .args(["icm-mixup", "mixpu", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("`b: mixpu` is not a method of this experiment"),
+        "{err}"
+    );
+}
