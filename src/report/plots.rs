@@ -571,7 +571,7 @@ where
         .margin(14)
         .x_label_area_size(42)
         .y_label_area_size(360)
-        .build_cartesian_2d((lo - pad)..(hi + pad), (0..n).into_segmented())
+        .build_cartesian_2d((lo - pad)..(hi + pad), (0..(n - 1).max(0)).into_segmented())
         .map_err(draw_err)?;
     chart
         .configure_mesh()
