@@ -67,6 +67,7 @@ fn main() {
             train_seconds: 1.0,
             device: Default::default(),
             trainer_revision: icm::train::TRAINER_REVISION,
+            diverged: None,
         };
         fs::write(
             dir.join(records::CONFIG_FILE),

@@ -217,6 +217,9 @@ fn run(args: RunArgs) -> Result<()> {
         device: args.device,
     };
     let summary = run_grid(&exp, &args.results, &opts)?;
+    for (id, what) in &summary.diverged {
+        eprintln!("warning: run {id} diverged at {what}; reports leave it out of means and claims");
+    }
     println!(
         "{}: {} runs{}, {} trained ({} resumed), {} skipped (already done), {} running elsewhere, \
          {} failed earlier (not retried), {} failed, {:.1} s",

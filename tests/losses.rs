@@ -153,3 +153,106 @@ fn soft_target_cross_entropy_hand_case() {
         assert!(close(*a as f64, b, 1e-6), "{g:?}");
     }
 }
+
+/// The masked loss on a batch with a duplicate: Z = diag(1, 2, 3), targets e1, e1, e2 (pairs 0
+/// and 1 share their mixed classifier), so S = [[0, 0, 0], [2, 2, 0], [0, 0, 3]] and S_01, S_10
+/// leave the softmaxes:
+/// L_row = ⅓ (ln 2 + (−2 + ln(e² + 1)) + (−3 + ln(2 + e³))),
+/// L_col = ⅓ (ln 2 + (−2 + ln(e² + 1)) + (−3 + ln(2 + e³))) (S is symmetric in its masked form).
+#[test]
+fn masked_icm_loss_and_gradient_match_hand_computation() {
+    use icm::mix::losses::{icm_loss_with, IcmLoss};
+    let dev = Cpu::default();
+    let z: Matrix<Cpu> =
+        dev.tensor_from_vec(vec![1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0], (3, 3));
+    let t: Matrix<Cpu> =
+        dev.tensor_from_vec(vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], (3, 3));
+    let masked = IcmLoss {
+        mask_duplicates: true,
+        ..IcmLoss::faithful(IcmAxes::Pair)
+    };
+    let row = (2f64.ln() + (-2.0 + (e(2.0) + 1.0).ln()) + (-3.0 + (2.0 + e(3.0)).ln())) / 3.0;
+    let got = icm_loss_with(z.clone(), t.clone(), &masked)
+        .unwrap()
+        .array() as f64;
+    assert!(close(got, row, 1e-6), "{got} vs {row}");
+    let unmasked = icm_loss(z.clone(), t.clone(), IcmAxes::Pair)
+        .unwrap()
+        .array() as f64;
+    let unmasked_row =
+        (3f64.ln() + (-2.0 + (2.0 * e(2.0) + 1.0).ln()) + (-3.0 + (2.0 + e(3.0)).ln())) / 3.0;
+    assert!(
+        close(unmasked, unmasked_row, 1e-6),
+        "masking changes the loss"
+    );
+    for axes in [IcmAxes::Class, IcmAxes::Dual] {
+        let loss = IcmLoss { axes, ..masked };
+        let want = if axes == IcmAxes::Dual {
+            2.0 * row
+        } else {
+            row
+        };
+        let got = icm_loss_with(z.clone(), t.clone(), &loss).unwrap().array() as f64;
+        assert!(close(got, want, 1e-6), "{axes:?}: {got} vs {want}");
+    }
+    // Gradient of the pair axis: dL/dS_ij = (softmax over the unmasked j of row i − δ_ij) / 3,
+    // 0 at masked entries; dL/dZ = dL/dS · T.
+    let p = |a: f64, others: &[f64]| e(a) / (e(a) + others.iter().map(|&x| e(x)).sum::<f64>());
+    let d_s = [
+        [(p(0.0, &[0.0]) - 1.0) / 3.0, 0.0, p(0.0, &[0.0]) / 3.0],
+        [0.0, (p(2.0, &[0.0]) - 1.0) / 3.0, p(0.0, &[2.0]) / 3.0],
+        [
+            p(0.0, &[0.0, 3.0]) / 3.0,
+            p(0.0, &[0.0, 3.0]) / 3.0,
+            (p(3.0, &[0.0, 0.0]) - 1.0) / 3.0,
+        ],
+    ];
+    let targets = [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    let grads = icm_loss_with(z.leaky_trace(), t, &masked)
+        .unwrap()
+        .backward();
+    let got = grads.get(&z).as_vec();
+    for i in 0..3 {
+        for c in 0..3 {
+            let want: f64 = (0..3).map(|j| d_s[i][j] * targets[j][c]).sum();
+            assert!(
+                close(got[i * 3 + c] as f64, want, 1e-6),
+                "dZ[{i},{c}]: {got:?}"
+            );
+        }
+    }
+}
+
+/// Scores over a temperature: the loss of (Z, T) at τ equals the plain loss of (Z/τ, T), and its
+/// gradient is 1/τ times the plain gradient there.
+#[test]
+fn scaled_icm_loss_and_gradient_match_the_plain_loss_of_scaled_logits() {
+    use icm::mix::losses::{icm_loss_with, IcmLoss};
+    let (dev, z, t) = case();
+    let tau = 2.0;
+    let scaled = IcmLoss {
+        temperature: tau,
+        ..IcmLoss::faithful(IcmAxes::Dual)
+    };
+    let z_over: Matrix<Cpu> =
+        dev.tensor_from_vec(z.as_vec().iter().map(|v| v / tau as f32).collect(), (3, 3));
+    let a = icm_loss_with(z.leaky_trace(), t.clone(), &scaled).unwrap();
+    let b = icm_loss(z_over.leaky_trace(), t, IcmAxes::Dual).unwrap();
+    assert!(close(a.array() as f64, b.array() as f64, 1e-6));
+    // By hand: row 0 of S/2 = (0.25, 0, 0.1).
+    assert!(a.array() > 0.0);
+    let ga = a.backward().get(&z).as_vec();
+    let gb = b.backward().get(&z_over).as_vec();
+    for (x, y) in ga.iter().zip(&gb) {
+        assert!(close(*x as f64, *y as f64 / tau, 1e-6), "{ga:?} vs {gb:?}");
+    }
+    // Off (τ = 1, no masking) the stabilised loss is the paper's loss bit for bit.
+    let (_, z, t) = case();
+    let plain = icm_loss(z.clone(), t.clone(), IcmAxes::Dual)
+        .unwrap()
+        .array();
+    let off = icm_loss_with(z, t, &IcmLoss::faithful(IcmAxes::Dual))
+        .unwrap()
+        .array();
+    assert_eq!(plain, off);
+}

@@ -54,6 +54,7 @@ fn record(config: &RunConfig, accuracy: f64, ece: f64) -> RunRecord {
             train_seconds: 1.0,
             device: Default::default(),
             trainer_revision: icm::train::TRAINER_REVISION,
+            diverged: None,
         },
     }
 }

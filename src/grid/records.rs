@@ -12,7 +12,7 @@ use crate::metrics::{Bin, TestMetrics};
 use crate::nn::DeviceKind;
 use crate::spec::{yaml_error, RunConfig};
 use crate::train::revision::defect_affecting;
-use crate::train::{EpochRecord, RunOutcome, TRAINER_REVISION};
+use crate::train::{Divergence, EpochRecord, RunOutcome, TRAINER_REVISION};
 use crate::util::{fault_point, write_atomic};
 
 /// Contents of `metrics.json`: identification of the run plus its test metrics.
@@ -41,6 +41,10 @@ pub struct RunMetrics {
     /// predate revisions.
     #[serde(default = "crate::train::revision::unrecorded_revision")]
     pub trainer_revision: u32,
+    /// When and how the run was seen to collapse (see `crate::train::divergence`): such a run
+    /// is reported apart from ordinary ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
 }
 
 /// Contents of `reliability.json`.
@@ -121,14 +125,7 @@ pub fn write_run(
         serde_yaml::to_string(config)?.as_bytes(),
     )?;
 
-    let mut history = String::from("epoch,lr,train_loss,test_accuracy,val_accuracy\n");
-    for h in &outcome.history {
-        let val = h.val_accuracy.map_or(String::new(), |v| v.to_string());
-        history.push_str(&format!(
-            "{},{},{},{},{val}\n",
-            h.epoch, h.lr, h.train_loss, h.test_accuracy
-        ));
-    }
+    let history = history_csv(&outcome.history);
     write_atomic(&dir.join(HISTORY_FILE), history.as_bytes())?;
 
     let reliability = Reliability {
@@ -162,6 +159,7 @@ pub fn write_run(
         train_seconds: outcome.train_seconds,
         device: outcome.device,
         trainer_revision: TRAINER_REVISION,
+        diverged: outcome.diverged.clone(),
     };
     write_atomic(
         &dir.join(METRICS_FILE),
@@ -202,24 +200,79 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
     serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!(yaml_error(path, &e)))
 }
 
-/// Reads a run's `history.csv`.
+/// The columns of `history.csv`, in order; the last six may be empty.
+const HISTORY_COLUMNS: [&str; 10] = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "test_accuracy",
+    "val_accuracy",
+    "grad_norm",
+    "max_grad_norm",
+    "max_logit",
+    "max_score",
+    "duplicates",
+];
+
+/// `history.csv` of these epochs.
+pub fn history_csv(history: &[EpochRecord]) -> String {
+    let mut out = HISTORY_COLUMNS.join(",");
+    out.push('\n');
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for h in history {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            h.epoch,
+            h.lr,
+            h.train_loss,
+            h.test_accuracy,
+            opt(h.val_accuracy),
+            opt(h.grad_norm),
+            opt(h.max_grad_norm),
+            opt(h.max_logit),
+            opt(h.max_score),
+            opt(h.duplicates)
+        ));
+    }
+    out
+}
+
+/// Reads a run's `history.csv` (columns found by their header names, so files of earlier
+/// versions with fewer columns read too).
 pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
+    for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
-        let parse = |k: usize| -> Result<f64> {
-            f.get(k)
+        let optional = |name: &str| -> Option<f64> {
+            column(name)
+                .and_then(|k| f.get(k))
                 .and_then(|v| v.parse::<f64>().ok())
-                .with_context(|| format!("{} line {}: expected 4 numbers", path.display(), i + 1))
+        };
+        let required = |name: &str| -> Result<f64> {
+            optional(name).with_context(|| {
+                format!(
+                    "{} line {}: expected a number in column `{name}`",
+                    path.display(),
+                    i + 2
+                )
+            })
         };
         out.push(EpochRecord {
-            epoch: parse(0)? as usize,
-            lr: parse(1)?,
-            train_loss: parse(2)?,
-            test_accuracy: parse(3)?,
-            val_accuracy: f.get(4).and_then(|v| v.parse::<f64>().ok()),
+            epoch: required("epoch")? as usize,
+            lr: required("lr")?,
+            train_loss: required("train_loss")?,
+            test_accuracy: required("test_accuracy")?,
+            val_accuracy: optional("val_accuracy"),
+            grad_norm: optional("grad_norm"),
+            max_grad_norm: optional("max_grad_norm"),
+            max_logit: optional("max_logit"),
+            max_score: optional("max_score"),
+            duplicates: optional("duplicates"),
         });
     }
     Ok(out)

@@ -105,6 +105,8 @@ pub struct GridSummary {
     pub previously_failed: Vec<(String, String)>,
     /// Failed in this invocation: (run id, reason).
     pub failed: Vec<(String, String)>,
+    /// Trained in this invocation and seen to diverge: (run id, what was seen).
+    pub diverged: Vec<(String, String)>,
     pub seconds: f64,
 }
 
@@ -239,6 +241,11 @@ impl GridRun<'_> {
                 let mut s = self.summary.lock().expect("summary");
                 s.trained += 1;
                 s.resumed += resuming as usize;
+                if let Some(d) = &outcome.diverged {
+                    let what = format!("epoch {}: {}", d.epoch, d.what);
+                    self.bar.println(format!("run {id} diverged at {what}"));
+                    s.diverged.push((id, what));
+                }
             }
             Err(e) => {
                 let reason = format!("{e:#}");

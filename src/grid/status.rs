@@ -10,8 +10,9 @@ use super::locks::{self, RunState};
 use super::records;
 use crate::spec::LoadedExperiment;
 
-/// `icm status`: done / running / failed / pending per method and overall, with an ETA from the
-/// finished runs' training times.
+/// `icm status`: done / diverged / running / failed / pending per method and overall, with an
+/// ETA from the finished runs' training times. A diverged run is finished (not trained again)
+/// but counted apart: reports leave it out of means.
 pub fn grid_status(
     exp: &LoadedExperiment,
     results: &Path,
@@ -20,6 +21,7 @@ pub fn grid_status(
     #[derive(Default)]
     struct Counts {
         done: usize,
+        diverged: usize,
         running: usize,
         failed: usize,
         pending: usize,
@@ -38,11 +40,15 @@ pub fn grid_status(
             .1;
         match locks::state(&dir, lock_timeout) {
             RunState::Done => {
-                counts.done += 1;
-                total.done += 1;
-                if let Ok(m) = records::read_metrics(&dir.join(records::METRICS_FILE)) {
-                    seconds.push(m.train_seconds);
+                let record = records::read_metrics(&dir.join(records::METRICS_FILE)).ok();
+                if record.as_ref().is_some_and(|m| m.diverged.is_some()) {
+                    counts.diverged += 1;
+                    total.diverged += 1;
+                } else {
+                    counts.done += 1;
+                    total.done += 1;
                 }
+                seconds.extend(record.map(|m| m.train_seconds));
             }
             RunState::Running(_) => {
                 counts.running += 1;
@@ -60,8 +66,8 @@ pub fn grid_status(
     }
     let line = |name: &str, c: &Counts| {
         format!(
-            "{name:<28} {:>5} done {:>5} running {:>5} failed {:>5} pending\n",
-            c.done, c.running, c.failed, c.pending
+            "{name:<28} {:>5} done {:>5} diverged {:>5} running {:>5} failed {:>5} pending\n",
+            c.done, c.diverged, c.running, c.failed, c.pending
         )
     };
     let mut out = format!("{} ({})\n", exp.name, results.join(&exp.name).display());

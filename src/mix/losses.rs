@@ -46,11 +46,46 @@ pub fn soft_target_cross_entropy<D: Device<f32>, T: Tape<f32, D>>(
 /// - dual: their sum.
 ///
 /// No temperature, no normalisation, duplicate class pairs count as negatives (as the official
-/// code). Needs B ≥ 2.
+/// code). Needs B ≥ 2. [`icm_loss_with`] adds the optional stabilisers.
 pub fn icm_loss<D: Device<f32>, T: Tape<f32, D>>(
     logits: Matrix<D, T>,
     targets: Matrix<D>,
     axes: IcmAxes,
+) -> Result<Tensor<Rank0, f32, D, T>> {
+    icm_loss_with(logits, targets, &IcmLoss::faithful(axes))
+}
+
+/// The ICM loss's settings: its axes and the stabilisers (off in the paper's form).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IcmLoss {
+    pub axes: IcmAxes,
+    /// Pairs whose mixed classifiers are identical (identical target rows) are not negatives of
+    /// each other, on either axis: their scores leave the softmax.
+    pub mask_duplicates: bool,
+    /// Scores are divided by τ before the softmax (1: the paper's form).
+    pub temperature: f64,
+}
+
+impl IcmLoss {
+    /// The paper's loss: no masking, no temperature.
+    pub fn faithful(axes: IcmAxes) -> Self {
+        IcmLoss {
+            axes,
+            mask_duplicates: false,
+            temperature: 1.0,
+        }
+    }
+}
+
+/// A score far below any real one: masked entries get it, so their softmax weight is exactly 0
+/// while every product stays finite (−∞ · 0 would be NaN where the loss picks the diagonal).
+const MASKED: f32 = -1.0e30;
+
+/// The ICM loss with its stabilisers ([`IcmLoss`]); with both off it is exactly [`icm_loss`].
+pub fn icm_loss_with<D: Device<f32>, T: Tape<f32, D>>(
+    logits: Matrix<D, T>,
+    targets: Matrix<D>,
+    loss: &IcmLoss,
 ) -> Result<Tensor<Rank0, f32, D, T>> {
     let (b, c) = *logits.shape();
     ensure!(
@@ -70,7 +105,14 @@ pub fn icm_loss<D: Device<f32>, T: Tape<f32, D>>(
         eye[i * b + i] = 1.0;
     }
     let eye: Matrix<D> = dev.tensor_from_vec(eye, (b, b));
-    let scores = logits.matmul(targets.permute::<_, Axes2<1, 0>>());
+    let mut scores = logits.matmul(targets.clone().permute::<_, Axes2<1, 0>>());
+    if loss.temperature != 1.0 {
+        scores = scores / loss.temperature as f32;
+    }
+    if loss.mask_duplicates {
+        let mask: Matrix<D> = dev.tensor_from_vec(duplicate_mask(&targets.as_vec(), b, c), (b, b));
+        scores = scores + mask;
+    }
     let row_loss = |s: Matrix<D, T>| {
         (s.log_softmax::<Axis<1>>() * eye.clone())
             .sum::<Rank0, _>()
@@ -83,7 +125,7 @@ pub fn icm_loss<D: Device<f32>, T: Tape<f32, D>>(
             .negate()
             / b as f32
     };
-    Ok(match axes {
+    Ok(match loss.axes {
         IcmAxes::Pair => row_loss(scores),
         IcmAxes::Class => col_loss(scores),
         IcmAxes::Dual => {
@@ -94,7 +136,33 @@ pub fn icm_loss<D: Device<f32>, T: Tape<f32, D>>(
     })
 }
 
-/// The loss a method puts on its mixed batch: soft-target CE or ICM with the method's axes.
+/// B × B additive mask: [`MASKED`] at (i, k), k ≠ i, where pairs i and k have identical target
+/// rows (the same mixed classifier), 0 elsewhere. Symmetric, so it serves both axes.
+pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
+    let row = |i: usize| &targets[i * c..(i + 1) * c];
+    let mut mask = vec![0.0f32; b * b];
+    for i in 0..b {
+        for k in 0..b {
+            if i != k && row(i) == row(k) {
+                mask[i * b + k] = MASKED;
+            }
+        }
+    }
+    mask
+}
+
+/// The share of a batch's pairs whose mixed classifier (target row) another pair of the batch
+/// shares: the duplicates the paper's loss treats as negatives.
+pub fn duplicate_fraction(targets: &[f32], b: usize, c: usize) -> f64 {
+    let row = |i: usize| &targets[i * c..(i + 1) * c];
+    let duplicated = (0..b)
+        .filter(|&i| (0..b).any(|k| k != i && row(k) == row(i)))
+        .count();
+    duplicated as f64 / b.max(1) as f64
+}
+
+/// The loss a method puts on its mixed batch: soft-target CE, or ICM with the method's axes and
+/// stabilisers.
 pub fn target_loss<D: Device<f32>, T: Tape<f32, D>>(
     method: &Method,
     logits: Matrix<D, T>,
@@ -102,7 +170,7 @@ pub fn target_loss<D: Device<f32>, T: Tape<f32, D>>(
 ) -> Result<Tensor<Rank0, f32, D, T>> {
     match method.target {
         Target::Label => soft_target_cross_entropy(logits, targets),
-        Target::Icm => icm_loss(logits, targets, method.axes.unwrap_or_default()),
+        Target::Icm => icm_loss_with(logits, targets, &method.icm_loss()),
     }
 }
 

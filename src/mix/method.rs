@@ -79,6 +79,19 @@ pub struct Method {
     /// Label smoothing ε of the targets: t := (1 − ε)·t + ε/C (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
+    /// Stabiliser: identical mixed classifiers are not negatives of each other in the ICM loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_duplicates: Option<bool>,
+    /// Stabiliser: the ICM scores are divided by this temperature τ before the softmax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Stabiliser: the gradient is scaled down to this norm when it is longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+    /// Stabiliser: the learning rate rises linearly over this many first epochs, (e + 1)/W of
+    /// the schedule's rate in epoch e < W.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
     /// Name shown in tables, legends and file names: the user's `name:`, else the preset plus
     /// every parameter that differs from it. Not part of the run id.
     #[serde(rename = "label_text")]
@@ -88,6 +101,23 @@ pub struct Method {
 impl Method {
     pub fn uses_icm(&self) -> bool {
         self.target == Target::Icm
+    }
+
+    /// The ICM loss this method trains with (its axes and stabilisers).
+    pub fn icm_loss(&self) -> super::losses::IcmLoss {
+        super::losses::IcmLoss {
+            axes: self.axes.unwrap_or_default(),
+            mask_duplicates: self.mask_duplicates.unwrap_or(false),
+            temperature: self.temperature.unwrap_or(1.0),
+        }
+    }
+
+    /// The factor of the schedule's learning rate in epoch `epoch` (0-based): the warm-up ramp.
+    pub fn warmup_factor(&self, epoch: usize) -> f64 {
+        match self.warmup_epochs {
+            Some(w) if epoch < w => (epoch + 1) as f64 / w as f64,
+            _ => 1.0,
+        }
     }
 
     /// The name shown in tables, legends and file names.
@@ -225,6 +255,10 @@ pub struct MethodParams {
     pub regularised: Option<bool>,
     pub gamma: Option<f64>,
     pub label_smoothing: Option<f64>,
+    pub mask_duplicates: Option<bool>,
+    pub temperature: Option<f64>,
+    pub clip_grad_norm: Option<f64>,
+    pub warmup_epochs: Option<usize>,
 }
 
 /// One entry of the `methods:` list: `- mixup` or `- mixup: {alpha: 0.4}`.
@@ -291,6 +325,10 @@ fn preset_defaults(preset: &str) -> Method {
         regularised: p.regularised,
         gamma: None,
         label_smoothing: None,
+        mask_duplicates: None,
+        temperature: None,
+        clip_grad_norm: None,
+        warmup_epochs: None,
         display_name: String::new(),
     };
     fill_dependent_defaults(&mut m);
@@ -359,6 +397,11 @@ impl MethodEntry {
         m.axes = p.axes.or(m.axes);
         m.gamma = p.gamma.or(m.gamma);
         m.label_smoothing = p.label_smoothing.filter(|&e| e != 0.0);
+        // Writing a stabiliser's off value is the same run as leaving it out.
+        m.mask_duplicates = p.mask_duplicates.filter(|&on| on);
+        m.temperature = p.temperature.filter(|&t| t != 1.0);
+        m.clip_grad_norm = p.clip_grad_norm;
+        m.warmup_epochs = p.warmup_epochs.filter(|&w| w > 1);
         fill_dependent_defaults(&mut m);
         m.check_values()?;
         m.display_name = match &p.name {
@@ -408,6 +451,12 @@ impl MethodParams {
             m.regularised,
             "gamma",
             "it weights the RegMixup term (set `regularised: true`)",
+        )?;
+        needs(
+            self.mask_duplicates.is_some() || self.temperature.is_some(),
+            m.target == Target::Icm,
+            "mask_duplicates/temperature",
+            "they stabilise the ICM loss (set `target: icm` or use an icm-* preset)",
         )
     }
 }
@@ -432,6 +481,12 @@ impl Method {
         if let Some(g) = self.gamma.filter(|g| !(g.is_finite() && *g >= 0.0)) {
             return Err(format!("gamma must be ≥ 0, got {g}"));
         }
+        if let Some(t) = self.temperature.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(format!("temperature must be > 0, got {t}"));
+        }
+        if let Some(c) = self.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(format!("clip_grad_norm must be > 0, got {c}"));
+        }
         Ok(())
     }
 }
@@ -453,6 +508,10 @@ fn label_with_overrides(preset_name: &str, preset: &Method, m: &Method) -> Strin
         "regularised",
         "gamma",
         "label_smoothing",
+        "mask_duplicates",
+        "temperature",
+        "clip_grad_norm",
+        "warmup_epochs",
     ] {
         let (va, vb) = (a.get(key), b.get(key));
         if va != vb {

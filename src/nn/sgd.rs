@@ -22,13 +22,27 @@ impl<D: Device<f32>> Sgd<D> {
         }
     }
 
-    /// Updates `params` in place from `grads` (as returned by `backward()`).
-    pub fn step(&mut self, params: &mut FlatParams<f32, D>, grads: &Gradients<f32, D>, lr: f64) {
+    /// Updates `params` in place from `grads` (as returned by `backward()`), the gradient
+    /// scaled down to `clip` when its norm exceeds it. Returns the gradient's norm before
+    /// clipping.
+    pub fn step(
+        &mut self,
+        params: &mut FlatParams<f32, D>,
+        grads: &Gradients<f32, D>,
+        lr: f64,
+        clip: Option<f64>,
+    ) -> f64 {
         let mut d = grads.get(&params.all);
-        if self.weight_decay != 0.0 {
-            d.axpy(1.0, &params.all, self.weight_decay);
+        let norm = (d.clone().square().sum::<Rank0, _>().as_vec()[0] as f64).sqrt();
+        let scale = match clip {
+            Some(max) if norm > max => max / norm,
+            _ => 1.0,
+        };
+        if self.weight_decay != 0.0 || scale != 1.0 {
+            d.axpy(scale, &params.all, self.weight_decay);
         }
         self.velocity.axpy(self.momentum, &d, 1.0);
         params.all.axpy(1.0, &self.velocity, -lr);
+        norm
     }
 }

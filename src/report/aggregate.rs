@@ -21,6 +21,8 @@ pub struct Cell {
     pub n: usize,
     /// Each run's value by (seed, data seed).
     pub values: BTreeMap<PairKey, f64>,
+    /// Runs of the group that diverged and are not in this cell (0 in tables that include them).
+    pub diverged: usize,
 }
 
 /// Group key as shown in reports.
@@ -31,22 +33,49 @@ pub struct GroupKey {
     pub split: String,
 }
 
-/// Every metric's cell per group.
+/// Cells per group and metric.
+pub type Cells = BTreeMap<GroupKey, BTreeMap<String, Cell>>;
+
+/// Every metric's cell per group, over the ordinary runs (diverged runs left out and counted)
+/// and over every run.
 #[derive(Debug, Clone, Default)]
 pub struct Aggregates {
-    pub cells: BTreeMap<GroupKey, BTreeMap<String, Cell>>,
+    pub cells: Cells,
+    pub with_diverged: Cells,
 }
 
 impl Aggregates {
+    /// The cell of the ordinary runs.
     pub fn get(&self, dataset: &str, method: &str, split: &str, metric: &str) -> Option<&Cell> {
-        self.cells
-            .get(&GroupKey {
-                dataset: dataset.into(),
-                method: method.into(),
-                split: split.into(),
-            })
-            .and_then(|m| m.get(metric))
+        lookup(&self.cells, dataset, method, split, metric)
     }
+
+    /// The cell of every run, diverged ones included.
+    pub fn get_with_diverged(
+        &self,
+        dataset: &str,
+        method: &str,
+        split: &str,
+        metric: &str,
+    ) -> Option<&Cell> {
+        lookup(&self.with_diverged, dataset, method, split, metric)
+    }
+}
+
+fn lookup<'a>(
+    cells: &'a Cells,
+    dataset: &str,
+    method: &str,
+    split: &str,
+    metric: &str,
+) -> Option<&'a Cell> {
+    cells
+        .get(&GroupKey {
+            dataset: dataset.into(),
+            method: method.into(),
+            split: split.into(),
+        })
+        .and_then(|m| m.get(metric))
 }
 
 /// Columns that vary within a group (everything else is the group key).
@@ -55,15 +84,48 @@ impl Aggregates {
 fn is_per_run(name: &str) -> bool {
     matches!(
         name,
-        "run_id" | "seed" | "config.seed" | "train_seconds" | "device"
+        "run_id" | "seed" | "config.seed" | "train_seconds" | "device" | "diverged"
     ) || METRICS.iter().any(|m| m.name == name)
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
 
-/// Aggregates a runs frame (see `collect::runs_frame`). Runs whose configurations differ in
-/// anything but the seed must already carry different method labels (`collect` names them);
-/// two such groups under one label are an error, never merged or dropped.
+/// Aggregates a runs frame (see `collect::runs_frame`): the ordinary runs, with each cell's
+/// count of diverged runs (a group whose every run diverged has a cell with n = 0), and every
+/// run. Runs whose configurations differ in anything but the seed must already carry different
+/// method labels (`configurations` names them); two such groups under one label are an error,
+/// never merged or dropped.
 pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
+    let with_diverged = cells_of(runs)?;
+    let ordinary = runs
+        .clone()
+        .lazy()
+        .filter(col("diverged").eq(lit(false)))
+        .collect()?;
+    let mut cells = cells_of(&ordinary)?;
+    for (key, metrics) in &with_diverged {
+        for (metric, all) in metrics {
+            let cell = cells
+                .entry(key.clone())
+                .or_default()
+                .entry(metric.clone())
+                .or_insert_with(|| Cell {
+                    mean: f64::NAN,
+                    std: None,
+                    n: 0,
+                    values: BTreeMap::new(),
+                    diverged: 0,
+                });
+            cell.diverged = all.n - cell.n;
+        }
+    }
+    Ok(Aggregates {
+        cells,
+        with_diverged,
+    })
+}
+
+/// The cells of every group of `runs`.
+fn cells_of(runs: &DataFrame) -> Result<Cells> {
     let out = grouped(runs)?;
     let text = |frame: &DataFrame, name: &str| -> Result<Vec<String>> {
         let ca = frame.column(name)?.str()?.clone();
@@ -76,14 +138,14 @@ pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
         text(&out, "method")?,
         text(&out, "split")?,
     );
-    let mut result = Aggregates::default();
+    let mut result = Cells::new();
     for i in 0..out.height() {
         let key = GroupKey {
             dataset: datasets[i].clone(),
             method: methods[i].clone(),
             split: splits[i].clone(),
         };
-        if result.cells.contains_key(&key) {
+        if result.contains_key(&key) {
             bail!(
                 "{} / {} / {}: runs of two configurations share this row; report them from \
                  their experiment file, or keep them in separate results folders",
@@ -92,14 +154,14 @@ pub fn aggregate(runs: &DataFrame) -> Result<Aggregates> {
                 key.split
             );
         }
-        result.cells.insert(key, row_cells(&out, i)?);
+        result.insert(key, row_cells(&out, i)?);
     }
     attach_values(runs, &mut result)?;
     Ok(result)
 }
 
 /// Fills every cell's per-run values from the runs frame.
-fn attach_values(runs: &DataFrame, aggregates: &mut Aggregates) -> Result<()> {
+fn attach_values(runs: &DataFrame, cells: &mut Cells) -> Result<()> {
     let text = |name: &str| -> Result<StringChunked> { Ok(runs.column(name)?.str()?.clone()) };
     let (datasets, methods, splits) = (text("dataset")?, text("method")?, text("split")?);
     let seeds = runs.column("seed")?.cast(&DataType::UInt64)?;
@@ -121,11 +183,7 @@ fn attach_values(runs: &DataFrame, aggregates: &mut Aggregates) -> Result<()> {
                 seeds.get(row).unwrap_or(0),
                 data_seeds.get(row).unwrap_or(0),
             );
-            if let Some(cell) = aggregates
-                .cells
-                .get_mut(&key)
-                .and_then(|cells| cells.get_mut(metric))
-            {
+            if let Some(cell) = cells.get_mut(&key).and_then(|cells| cells.get_mut(metric)) {
                 cell.values.insert(pair, value);
             }
         }
@@ -182,6 +240,7 @@ fn row_cells(out: &DataFrame, i: usize) -> Result<BTreeMap<String, Cell>> {
                 std: if n >= 2 { std } else { None },
                 n,
                 values: BTreeMap::new(),
+                diverged: 0,
             },
         );
     }

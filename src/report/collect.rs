@@ -140,6 +140,12 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
             .collect::<Vec<_>>(),
     ));
     columns.push(text("device", &|r| r.metrics.device.to_string()));
+    columns.push(Column::new(
+        "diverged".into(),
+        runs.iter()
+            .map(|r| r.metrics.diverged.is_some())
+            .collect::<Vec<_>>(),
+    ));
     Ok(DataFrame::new(runs.len(), columns)?)
 }
 

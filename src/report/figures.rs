@@ -14,6 +14,7 @@ use super::Grid;
 use crate::data::{Profile, Split};
 use crate::grid::records;
 use crate::metrics::catalog::metric;
+use crate::train::EpochRecord;
 use crate::util::file_safe;
 
 /// Writes every figure of the report under `out`; returns the PNG paths relative to `out` (each
@@ -110,6 +111,13 @@ impl Figures<'_> {
                 plots::training_curves(p, &title, &loss, &acc)
             })?;
         }
+        let panels = diagnostics(self.grid, self.runs, split)?;
+        if panels.len() > 1 {
+            let title = format!("Training diagnostics, every run — {}", split.title());
+            self.both(format!("figures/diagnostics-{}", split.slug()), &|p| {
+                plots::panels(p, &title, &panels)
+            })?;
+        }
         Ok(())
     }
 
@@ -190,38 +198,87 @@ impl Figures<'_> {
     }
 }
 
-/// Mean-over-seeds training loss and test accuracy per epoch, one series per method.
-fn curves(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<(Vec<Series>, Vec<Series>)> {
-    let (mut loss, mut acc) = (Vec::new(), Vec::new());
+/// One value per epoch of a run's history (`None` where the run did not record it).
+type Field = fn(&EpochRecord) -> Option<f64>;
+
+/// Series of a history field on one split: the mean over seeds per method, or with `per_run`
+/// one line per run (a single seed's collapse is what the diagnostics must show).
+fn history_series(
+    grid: &Grid,
+    runs: &[RunRecord],
+    split: &Split,
+    field: Field,
+    per_run: bool,
+) -> Result<Vec<Series>> {
+    let mut out = Vec::new();
     for m in &grid.methods {
-        let mut per_epoch: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for r in runs
             .iter()
             .filter(|r| r.metrics.method == m.display_name() && r.metrics.split == split.slug())
         {
-            for h in records::read_history(&r.dir.join(records::HISTORY_FILE))? {
-                let e = per_epoch.entry(h.epoch).or_default();
-                e.0.push(h.train_loss);
-                e.1.push(h.test_accuracy * 100.0);
+            let history = records::read_history(&r.dir.join(records::HISTORY_FILE))?;
+            let points: Vec<(usize, f64)> = history
+                .iter()
+                .filter_map(|h| field(h).map(|v| (h.epoch, v)))
+                .collect();
+            if per_run && !points.is_empty() {
+                out.push(Series {
+                    name: format!("{} (seed {})", m.display_name(), r.metrics.seed),
+                    points: points.iter().map(|&(e, v)| (e as f64, v, None)).collect(),
+                });
+            }
+            for (e, v) in points {
+                per_epoch.entry(e).or_default().push(v);
             }
         }
-        if per_epoch.is_empty() {
-            continue;
+        if !per_run && !per_epoch.is_empty() {
+            out.push(Series {
+                name: m.display_name(),
+                points: per_epoch
+                    .iter()
+                    .map(|(&e, values)| {
+                        let (mean, std) = plots::mean_std(values);
+                        (e as f64, mean, std)
+                    })
+                    .collect(),
+            });
         }
-        let series = |second: bool| Series {
-            name: m.display_name(),
-            points: per_epoch
-                .iter()
-                .map(|(&e, (losses, accs))| {
-                    let (mean, std) = plots::mean_std(if second { accs } else { losses });
-                    (e as f64, mean, std)
-                })
-                .collect(),
-        };
-        loss.push(series(false));
-        acc.push(series(true));
     }
-    Ok((loss, acc))
+    Ok(out)
+}
+
+/// Mean-over-seeds training loss and test accuracy per epoch, one series per method.
+fn curves(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<(Vec<Series>, Vec<Series>)> {
+    Ok((
+        history_series(grid, runs, split, |h| Some(h.train_loss), false)?,
+        history_series(grid, runs, split, |h| Some(h.test_accuracy * 100.0), false)?,
+    ))
+}
+
+/// The collapse diagnostics of every run on a split, one panel per diagnostic the runs recorded.
+fn diagnostics(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<Vec<plots::Panel>> {
+    let fields: [(&str, &str, Field); 5] = [
+        ("train loss", "loss", |h| Some(h.train_loss)),
+        ("gradient norm (mean per epoch)", "L2 norm", |h| h.grad_norm),
+        ("largest |logit|", "|z|", |h| h.max_logit),
+        ("largest |ICM score|", "|S|", |h| h.max_score),
+        ("duplicated mixed classifiers", "share of pairs", |h| {
+            h.duplicates
+        }),
+    ];
+    let mut panels = Vec::new();
+    for (title, y_desc, field) in fields {
+        let series = history_series(grid, runs, split, field, true)?;
+        if !series.is_empty() {
+            panels.push(plots::Panel {
+                title: title.into(),
+                y_desc: y_desc.into(),
+                series,
+            });
+        }
+    }
+    Ok(panels)
 }
 
 /// A forest plot of the claims per metric (`figures/claims-<metric>`); returns the PNG paths.

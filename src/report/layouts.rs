@@ -29,6 +29,8 @@ struct TableLayout<'a> {
     metric: Option<&'a str>,
     precision: Option<usize>,
     better: Option<Better>,
+    /// Diverged runs averaged in.
+    include_diverged: bool,
 }
 
 impl<'a> TableLayout<'a> {
@@ -48,6 +50,7 @@ impl<'a> TableLayout<'a> {
             metric: Some(metric),
             precision: None,
             better: None,
+            include_diverged: false,
         }
     }
 }
@@ -79,6 +82,7 @@ impl TableInput<'_> {
             metric: table_metric,
             precision,
             better,
+            include_diverged,
         } = layout;
         if rows.is_empty() || columns.is_empty() {
             return None;
@@ -99,9 +103,14 @@ impl TableInput<'_> {
                     .map(|c| {
                         let method = r.method.as_ref().or(c.method.as_ref())?;
                         let split = r.split.as_ref().or(c.split.as_ref())?;
-                        self.aggregates
-                            .get(&dataset, method, split, &metric_of(r, c))
-                            .cloned()
+                        let metric = metric_of(r, c);
+                        let cell = if include_diverged {
+                            self.aggregates
+                                .get_with_diverged(&dataset, method, split, &metric)
+                        } else {
+                            self.aggregates.get(&dataset, method, split, &metric)
+                        };
+                        cell.cloned()
                     })
                     .collect()
             })
@@ -124,6 +133,7 @@ impl TableInput<'_> {
             columns,
             cells,
             formats,
+            marks: true,
         })
     }
 }
@@ -137,6 +147,15 @@ pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
             .filter_map(|m| metric_table(input, m))
             .collect();
         out.extend(shot_table(input));
+        let any_diverged = input
+            .aggregates
+            .cells
+            .values()
+            .flat_map(|m| m.values())
+            .any(|c| c.diverged > 0);
+        if any_diverged {
+            out.extend(collapse_table(input));
+        }
         return out;
     }
     let mut out = Vec::new();
@@ -152,6 +171,7 @@ pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
                 out.extend(data_constrained_table(input))
             }
             TableEntry::Preset(Preset::IcmAxes) => out.extend(icm_axes_table(input)),
+            TableEntry::Preset(Preset::Collapse) => out.extend(collapse_table(input)),
         }
     }
     out
@@ -182,6 +202,7 @@ fn custom_table(input: &TableInput, spec: &TableSpec) -> Option<Table> {
     input.build(TableLayout {
         precision: spec.precision,
         better: spec.better,
+        include_diverged: spec.include_diverged,
         ..TableLayout::of_metric(&spec.name, &title, &spec.metric, rows, columns)
     })
 }
@@ -297,4 +318,28 @@ fn shot_table(input: &TableInput) -> Option<Table> {
             columns,
         )
     })
+}
+
+/// The collapse rate: the share of each method's runs on each split that diverged, `k of n`
+/// beside it. Counts carry no per-seed test, so nothing is marked.
+fn collapse_table(input: &TableInput) -> Option<Table> {
+    let mut table = input.build(TableLayout::of_metric(
+        "collapse",
+        "Collapse rate: runs that diverged (%)",
+        "accuracy",
+        input.method_rows(|_| true),
+        input.split_columns(|_| true),
+    ))?;
+    for row in &mut table.cells {
+        for cell in row.iter_mut().flatten() {
+            let total = cell.n + cell.diverged;
+            cell.mean = cell.diverged as f64 / total.max(1) as f64;
+            cell.std = None;
+            cell.n = total;
+            cell.values.clear();
+        }
+    }
+    table.formats = vec![(Better::Lower, 100.0, 0); table.columns.len()];
+    table.marks = false;
+    Some(table)
 }

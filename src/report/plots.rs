@@ -530,6 +530,48 @@ where
     )
 }
 
+/// One panel of a multi-panel chart.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub title: String,
+    pub y_desc: String,
+    pub series: Vec<Series>,
+}
+
+/// Line charts against the epoch, two panels per row.
+pub fn panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
+    let rows = panels.len().div_ceil(2).max(1) as u32;
+    render!(path, (1200, 60 + 440 * rows), |root| draw_panels(
+        &root, title, panels
+    ))
+}
+
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(draw_err)?;
+    let root = root
+        .titled(title, (FONT, 22).into_font().style(FontStyle::Bold))
+        .map_err(draw_err)?;
+    let rows = panels.len().div_ceil(2).max(1);
+    for (area, panel) in root.split_evenly((rows, 2)).iter().zip(panels) {
+        draw_lines(
+            area,
+            &panel.title,
+            "epoch",
+            &panel.y_desc,
+            false,
+            &panel.series,
+        )?;
+    }
+    Ok(())
+}
+
 /// One row of a forest plot: its label, the estimate and its interval.
 pub type ForestRow = (String, f64, Option<(f64, f64)>);
 

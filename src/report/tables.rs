@@ -7,6 +7,16 @@ use crate::data::Split;
 use crate::metrics::catalog::Better;
 use crate::metrics::paired::{self, Verdict};
 
+/// A cell as display strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellParts {
+    /// `None` when every run of the cell diverged.
+    pub mean: Option<String>,
+    pub std: Option<String>,
+    /// `n=k` where seeds are missing, with `d diverged` where runs were left out.
+    pub note: Option<String>,
+}
+
 /// How a cell is marked in every format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -68,6 +78,8 @@ pub struct Table {
     pub cells: Vec<Vec<Option<Cell>>>,
     /// Per column: metric direction, scale, decimals.
     pub formats: Vec<(Better, f64, usize)>,
+    /// Whether cells are marked (bold / italic): not for counts, where no test applies.
+    pub marks: bool,
 }
 
 impl Table {
@@ -127,6 +139,9 @@ impl Table {
     /// How cell (row, col) is marked: the best of its peers (bold), not distinguishable from the
     /// best by the paired t-test over seeds (italic), or nothing.
     pub fn mark(&self, row: usize, col: usize) -> Mark {
+        if !self.marks {
+            return Mark::None;
+        }
         let Some(cell) = self.cells[row][col].as_ref().filter(|c| c.n >= 2) else {
             return Mark::None;
         };
@@ -151,36 +166,37 @@ impl Table {
         self.mark(row, col) == Mark::Best
     }
 
-    /// `(mean, Some(std), Some(n))` as display strings; n only when below the table's full count.
-    pub fn cell_parts(
-        &self,
-        row: usize,
-        col: usize,
-    ) -> Option<(String, Option<String>, Option<usize>)> {
+    /// The cell's parts as display strings; `None` for a cell without runs.
+    pub fn cell_parts(&self, row: usize, col: usize) -> Option<CellParts> {
         let cell = self.cells[row][col].as_ref()?;
         let (_, scale, d) = self.formats[col];
-        Some((
-            format!("{:.d$}", cell.mean * scale),
-            cell.std.map(|s| format!("{:.d$}", s * scale)),
-            (cell.n < self.full_n()).then_some(cell.n),
-        ))
+        let short = cell.n < self.full_n() || cell.diverged > 0;
+        let note = match (cell.n, cell.diverged) {
+            (0, k) => Some(format!("{k} diverged")),
+            (n, 0) => short.then(|| format!("n={n}")),
+            (n, k) => Some(format!("n={n}, {k} diverged")),
+        };
+        Some(CellParts {
+            mean: (cell.n > 0).then(|| format!("{:.d$}", cell.mean * scale)),
+            std: cell.std.map(|s| format!("{:.d$}", s * scale)),
+            note,
+        })
     }
 
-    /// The cell as plain text: `mean ± std`, `(n=k)` where seeds are missing, `–` when empty.
+    /// The cell as plain text: `mean ± std`, `(n=k)` where seeds are missing or runs diverged,
+    /// `–` when empty.
     pub fn cell_text(&self, row: usize, col: usize) -> String {
-        match self.cell_parts(row, col) {
-            None => "–".to_string(),
-            Some((mean, std, n)) => {
-                let mut text = mean;
-                if let Some(sd) = std {
-                    text.push_str(&format!(" ± {sd}"));
-                }
-                if let Some(n) = n {
-                    text.push_str(&format!(" (n={n})"));
-                }
-                text
-            }
+        let Some(parts) = self.cell_parts(row, col) else {
+            return "–".to_string();
+        };
+        let mut text = parts.mean.unwrap_or_else(|| "–".into());
+        if let Some(sd) = parts.std {
+            text.push_str(&format!(" ± {sd}"));
         }
+        if let Some(note) = parts.note {
+            text.push_str(&format!(" ({note})"));
+        }
+        text
     }
 
     /// Header of the row-label column.
@@ -200,9 +216,16 @@ impl Table {
     pub fn to_markdown(&self) -> String {
         let n = self.full_n();
         let mut s = format!(
-            "### {}\n\nmean ± std over {n} seed{}; {MARKS}\n\n| {} |",
+            "### {}\n\n{}\n\n| {} |",
             self.title,
-            if n == 1 { "" } else { "s" },
+            if self.marks {
+                format!(
+                    "mean ± std over {n} seed{}; {MARKS}",
+                    if n == 1 { "" } else { "s" }
+                )
+            } else {
+                format!("over {n} seeds per cell; counts, so no marks")
+            },
             self.corner()
         );
         for c in &self.columns {
@@ -276,19 +299,25 @@ impl Table {
             for j in 0..self.columns.len() {
                 let cell = match self.cell_parts(i, j) {
                     None => "--".to_string(),
-                    Some((mean, std, n)) => {
-                        let mut body = mean;
-                        if let Some(sd) = std {
-                            body.push_str(&format!(" \\pm {sd}"));
-                        }
-                        let body = match self.mark(i, j) {
-                            Mark::Best => format!("\\mathbf{{{body}}}"),
-                            Mark::NotDistinguishable => format!("\\underline{{{body}}}"),
-                            Mark::None => body,
+                    Some(parts) => {
+                        let body = match parts.mean {
+                            None => "--".to_string(),
+                            Some(mean) => {
+                                let mut body = mean;
+                                if let Some(sd) = parts.std {
+                                    body.push_str(&format!(" \\pm {sd}"));
+                                }
+                                let body = match self.mark(i, j) {
+                                    Mark::Best => format!("\\mathbf{{{body}}}"),
+                                    Mark::NotDistinguishable => format!("\\underline{{{body}}}"),
+                                    Mark::None => body,
+                                };
+                                format!("${body}$")
+                            }
                         };
-                        match n {
-                            Some(n) => format!("${body}$\\,(n{{=}}{n})"),
-                            None => format!("${body}$"),
+                        match parts.note {
+                            Some(note) => format!("{body}\\,({})", note.replace('=', "{=}")),
+                            None => body,
                         }
                     }
                 };
@@ -313,7 +342,11 @@ impl Table {
                         csv_field(&r.title),
                         csv_field(c.group.as_deref().unwrap_or("")),
                         csv_field(&c.title),
-                        cell.mean,
+                        if cell.n > 0 {
+                            cell.mean.to_string()
+                        } else {
+                            String::new()
+                        },
                         cell.std.map_or(String::new(), |x| x.to_string()),
                         cell.n,
                         mark == Mark::Best,

@@ -20,6 +20,8 @@ pub enum Preset {
     DataConstrained,
     /// ICM methods only: the pair / class / dual axes ablation.
     IcmAxes,
+    /// The share of runs that diverged, per method and split (added by default when any did).
+    Collapse,
 }
 
 /// What a table's rows are (the columns are the other one).
@@ -45,6 +47,9 @@ pub struct TableSpec {
     pub precision: Option<usize>,
     /// Overrides the metric's direction for bolding.
     pub better: Option<Better>,
+    /// Averages diverged runs in with the others (by default they are left out and counted).
+    #[serde(default)]
+    pub include_diverged: bool,
 }
 
 /// One entry of `tables:`: a preset name or a custom table.
@@ -60,7 +65,7 @@ impl<'de> Deserialize<'de> for TableEntry {
         impl<'de> Visitor<'de> for EntryVisitor {
             type Value = TableEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a preset (`balanced`, `long_tailed`, `data_constrained`, `icm_axes`) or `{name: ..., metric: ...}`")
+                f.write_str("a preset (`balanced`, `long_tailed`, `data_constrained`, `icm_axes`, `collapse`) or `{name: ..., metric: ...}`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TableEntry, E> {
                 Preset::deserialize(de::value::StrDeserializer::<E>::new(v)).map(TableEntry::Preset)
@@ -84,6 +89,7 @@ pub fn entry_files(entry: &TableEntry) -> Vec<String> {
         }
         TableEntry::Preset(Preset::DataConstrained) => vec!["data_constrained".into()],
         TableEntry::Preset(Preset::IcmAxes) => vec!["icm_axes".into()],
+        TableEntry::Preset(Preset::Collapse) => vec!["collapse".into()],
     }
 }
 

@@ -41,6 +41,7 @@ pub struct Checkpoint {
     pub order_rng: ChaCha8Rng,
     pub mix_rng: ChaCha8Rng,
     pub augment_rng: ChaCha8Rng,
+    #[serde(with = "super::history::exact")]
     pub history: Vec<EpochRecord>,
     /// Training time spent so far, over all attempts.
     pub seconds: f64,

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod divergence;
 pub mod eval;
 pub mod history;
 pub mod revision;
@@ -13,17 +14,18 @@ pub mod step;
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE};
+pub use divergence::{Divergence, DivergenceWatch};
 pub use eval::predict_logits;
-pub use history::EpochRecord;
+pub use history::{EpochDiagnostics, EpochRecord};
 pub use revision::TRAINER_REVISION;
-pub use step::{step_loss, train_step, Batch};
+pub use step::{step_loss, train_step, Batch, StepStats};
 
 use crate::data::batch::{assemble_batch, batches};
 use crate::data::Dataset;
@@ -41,6 +43,8 @@ pub struct RunOutcome {
     pub train_class_counts: Vec<usize>,
     pub train_seconds: f64,
     pub device: DeviceKind,
+    /// When and how the run was seen to collapse, if it was.
+    pub diverged: Option<Divergence>,
 }
 
 /// The random streams of a run. Each is ChaCha8 seeded with the run's seed on a stream id of its
@@ -164,12 +168,25 @@ fn train_on<D: NetDevice>(
     if let Some(saver) = &saver {
         saver.resume(&dev, &mut progress, config)?;
     }
+    let mut watch = DivergenceWatch::new(data.train.classes, config.train.epochs);
+    // A resumed run's watch sees its earlier epochs again.
+    let mut diverged = progress.history.iter().find_map(|r| watch.observe(r));
     // The last epoch's test logits are the final predictions: evaluated once, not twice.
     let mut test_logits = None;
     for epoch in progress.epochs_done()..config.train.epochs {
-        let (record, logits) = train_epoch(&dev, &mut progress, config, data, epoch)?;
+        let (record, logits, stopped) = train_epoch(&dev, &mut progress, config, data, epoch)?;
+        if let Some(seen) = watch.observe(&record) {
+            diverged.get_or_insert(seen);
+        }
         progress.history.push(record);
         test_logits = Some(logits);
+        if let Some(why) = stopped {
+            // No finite loss, no step to take: the run ends here, scored as it stands.
+            if let Some(d) = diverged.as_mut().filter(|d| d.epoch == epoch + 1) {
+                d.what = format!("{}: {why}", d.what);
+            }
+            break;
+        }
         if let Some(saver) = &mut saver {
             let seconds = progress.earlier_seconds + start.elapsed().as_secs_f64();
             saver.after_epoch(&progress, config.train.epochs, seconds)?;
@@ -188,23 +205,27 @@ fn train_on<D: NetDevice>(
         train_class_counts: data.train.class_counts(),
         train_seconds: progress.earlier_seconds + start.elapsed().as_secs_f64(),
         device: kind,
+        diverged,
     })
 }
 
-/// Trains epoch `epoch` (0-based) and scores it: its history line and the test logits.
+/// Trains epoch `epoch` (0-based) and scores it: its history line, the test logits, and why
+/// training had to stop, if it did (a non-finite loss: its batch and learning rate).
 fn train_epoch<D: NetDevice>(
     dev: &D,
     progress: &mut Progress<D>,
     config: &RunConfig,
     data: &RunData,
     epoch: usize,
-) -> Result<(EpochRecord, Vec<f32>)> {
+) -> Result<(EpochRecord, Vec<f32>, Option<String>)> {
     let spec = &config.train;
     let (train, classes) = (data.train, data.train.classes);
     let counts = train.class_counts();
-    let lr = spec.lr_at(epoch);
+    let lr = spec.lr_at(epoch) * config.method.warmup_factor(epoch);
     progress.order.shuffle(&mut progress.order_rng);
     let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+    let mut diagnostics = EpochDiagnostics::default();
+    let mut stopped = None;
     for (step, idx) in batches(&progress.order, spec.batch_size)
         .into_iter()
         .enumerate()
@@ -218,7 +239,7 @@ fn train_epoch<D: NetDevice>(
             classes,
             class_counts: &counts,
         };
-        let value = train_step(
+        let stats = train_step(
             dev,
             &mut progress.model,
             &mut progress.sgd,
@@ -227,19 +248,16 @@ fn train_epoch<D: NetDevice>(
             lr,
             &mut progress.mix_rng,
         )?;
-        if !value.is_finite() {
-            bail!(
-                "loss became {value} at epoch {} batch {} (lr {lr}); lower `train.lr` or \
-                 check the method's parameters",
-                epoch + 1,
-                step + 1
-            );
-        }
-        loss_sum += value as f64 * idx.len() as f64;
+        loss_sum += stats.loss as f64 * idx.len() as f64;
         seen += idx.len();
+        if !stats.loss.is_finite() {
+            stopped = Some(format!("batch {} (lr {lr})", step + 1));
+            break;
+        }
+        diagnostics.add(&stats);
     }
     let logits = predict_logits(dev, &mut progress.model, data.test);
-    let record = EpochRecord {
+    let mut record = EpochRecord {
         epoch: epoch + 1,
         lr,
         train_loss: loss_sum / seen.max(1) as f64,
@@ -248,6 +266,8 @@ fn train_epoch<D: NetDevice>(
             let logits = predict_logits(dev, &mut progress.model, v);
             eval::accuracy(&logits, &v.labels, classes)
         }),
+        ..EpochRecord::default()
     };
-    Ok((record, logits))
+    diagnostics.fill(&mut record, config.method.uses_icm());
+    Ok((record, logits, stopped))
 }

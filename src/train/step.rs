@@ -5,6 +5,7 @@ use anyhow::Result;
 use dfdx::prelude::*;
 
 use crate::data::ImageShape;
+use crate::mix::losses::duplicate_fraction;
 use crate::mix::rule::soft_targets;
 use crate::mix::{mix_batch, regmixup_total, target_loss, Method};
 use crate::nn::{NetDevice, Network, Sgd};
@@ -21,9 +22,24 @@ pub struct Batch<'a> {
     pub class_counts: &'a [usize],
 }
 
-/// One SGD step of `method`: mix, forward, loss (plus RegMixup's clean pass), backward, update.
-/// Returns the loss; a non-finite loss leaves the parameters untouched (batch-norm running
-/// statistics have already seen the batch).
+/// What one training step saw: its loss and the diagnostics `history.csv` keeps per epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    pub loss: f32,
+    /// L2 norm of the loss's gradient, before any clipping (0 when the loss was not finite and
+    /// no step was taken).
+    pub grad_norm: f64,
+    /// Largest |logit| of the mixed batch.
+    pub max_logit: f64,
+    /// Largest |ICM score| (ICM methods; 0 otherwise).
+    pub max_score: f64,
+    /// Share of pairs whose mixed classifier another pair of the batch shares (ICM methods).
+    pub duplicates: f64,
+}
+
+/// One SGD step of `method`: mix, forward, loss (plus RegMixup's clean pass), backward, update
+/// (with the method's gradient clipping). A non-finite loss leaves the parameters untouched
+/// (batch-norm running statistics have already seen the batch).
 pub fn train_step<D: NetDevice, R: rand::Rng>(
     dev: &D,
     model: &mut Network<D>,
@@ -32,15 +48,15 @@ pub fn train_step<D: NetDevice, R: rand::Rng>(
     batch: &Batch,
     lr: f64,
     rng: &mut R,
-) -> Result<f32> {
+) -> Result<StepStats> {
     let grads = model.params().alloc_grads();
-    let loss = method_loss(dev, model, method, batch, rng, |x| x.traced(grads))?;
-    let value = loss.as_vec()[0];
-    if value.is_finite() {
+    let (loss, mut stats) = method_loss(dev, model, method, batch, rng, |x| x.traced(grads))?;
+    stats.loss = loss.as_vec()[0];
+    if stats.loss.is_finite() {
         let grads = loss.backward();
-        sgd.step(model.params_mut(), &grads, lr);
+        stats.grad_norm = sgd.step(model.params_mut(), &grads, lr, method.clip_grad_norm);
     }
-    Ok(value)
+    Ok(stats)
 }
 
 /// The loss a training step of `method` minimises on `batch`, with the mixing drawn from `rng`
@@ -53,12 +69,13 @@ pub fn step_loss<D: NetDevice, R: rand::Rng>(
     batch: &Batch,
     rng: &mut R,
 ) -> Result<f32> {
-    let loss = method_loss(dev, model, method, batch, rng, |x| x)?;
+    let (loss, _) = method_loss(dev, model, method, batch, rng, |x| x)?;
     Ok(loss.as_vec()[0])
 }
 
 /// Mixes `batch` and builds the method's loss on tape `T`: `trace` puts the tape on the mixed
-/// inputs, and RegMixup's clean pass joins the same tape.
+/// inputs, and RegMixup's clean pass joins the same tape. Also returns the batch's logit and
+/// ICM-score diagnostics.
 fn method_loss<D: NetDevice, R: rand::Rng, T: Tape<f32, D>>(
     dev: &D,
     model: &mut Network<D>,
@@ -66,7 +83,7 @@ fn method_loss<D: NetDevice, R: rand::Rng, T: Tape<f32, D>>(
     batch: &Batch,
     rng: &mut R,
     trace: impl FnOnce(Matrix<D>) -> Matrix<D, T>,
-) -> Result<Tensor<Rank0, f32, D, T>> {
+) -> Result<(Tensor<Rank0, f32, D, T>, StepStats)> {
     let (b, d, classes) = (batch.labels.len(), batch.shape.numel(), batch.classes);
     let mixed = mix_batch(
         method,
@@ -77,12 +94,14 @@ fn method_loss<D: NetDevice, R: rand::Rng, T: Tape<f32, D>>(
         batch.class_counts,
         rng,
     );
+    let stats_targets = mixed.targets.clone();
     let inputs: Matrix<D> = dev.tensor_from_vec(mixed.inputs, (b, d));
     let targets: Matrix<D> = dev.tensor_from_vec(mixed.targets, (b, classes));
     let logits = model.forward(trace(inputs), true);
+    let stats = diagnostics(method, &logits.as_vec(), &stats_targets, b, classes);
     let loss = target_loss(method, logits, targets)?;
     if !method.regularised {
-        return Ok(loss);
+        return Ok((loss, stats));
     }
     // RegMixup: a second forward pass on the clean batch with hard labels.
     let clean: Matrix<D> = dev.tensor_from_vec(batch.x.to_vec(), (b, d));
@@ -90,5 +109,34 @@ fn method_loss<D: NetDevice, R: rand::Rng, T: Tape<f32, D>>(
     let one_hot = soft_targets(batch.labels, &identity, &vec![1.0; b], classes);
     let one_hot: Matrix<D> = dev.tensor_from_vec(one_hot, (b, classes));
     let clean_logits = model.forward(clean.retaped::<T>(), true);
-    regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))
+    let total = regmixup_total(clean_logits, one_hot, loss, method.gamma.unwrap_or(1.0))?;
+    Ok((total, stats))
+}
+
+/// The largest |logit|, and for ICM methods the largest |score| of S = Z·Tᵀ (over the
+/// temperature) and the share of duplicated mixed classifiers.
+fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> StepStats {
+    let max_logit = z.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+    if !method.uses_icm() {
+        return StepStats {
+            max_logit,
+            ..Default::default()
+        };
+    }
+    let temperature = method.temperature.unwrap_or(1.0);
+    let mut max_score = 0.0f64;
+    for i in 0..b {
+        for j in 0..b {
+            let s: f64 = (0..c)
+                .map(|k| z[i * c + k] as f64 * t[j * c + k] as f64)
+                .sum();
+            max_score = max_score.max((s / temperature).abs());
+        }
+    }
+    StepStats {
+        max_logit,
+        max_score,
+        duplicates: duplicate_fraction(t, b, c),
+        ..Default::default()
+    }
 }
