@@ -6,12 +6,22 @@ use std::path::Path;
 
 use icm::grid::records;
 use icm::grid::runner::{run_grid, RunOptions};
+use icm::mix::losses::uniform_score_loss;
+use icm::mix::MethodEntry;
 use icm::spec::parse_experiment;
 use icm::train::{DivergenceWatch, EpochRecord};
 
-/// A history of (train loss, test accuracy) per epoch, 10 classes.
+/// The loss of uniform scores for ICM (dual axes) at B = 128: 2·ln 128.
+const ICM_UNIFORM: f64 = 9.704060527839234;
+
+/// A history of (train loss, test accuracy) per epoch, 10 classes, ICM at B = 128.
 fn watch(history: &[(f64, f64)]) -> Option<(usize, String)> {
-    let mut w = DivergenceWatch::new(10, history.len());
+    watch_with(ICM_UNIFORM, history)
+}
+
+/// [`watch`] for a loss whose uniform-score level is `uniform`.
+fn watch_with(uniform: f64, history: &[(f64, f64)]) -> Option<(usize, String)> {
+    let mut w = DivergenceWatch::new(10, history.len(), uniform);
     history.iter().enumerate().find_map(|(i, &(loss, acc))| {
         w.observe(&EpochRecord {
             epoch: i + 1,
@@ -33,6 +43,53 @@ fn the_long_tailed_collapse_is_caught_at_its_spike() {
     let (epoch, what) = watch(&h).expect("detected");
     assert_eq!(epoch, 10);
     assert!(what.contains("jumped to 49.4000"), "{what}");
+    assert!(what.contains("uniform scores give 9.7041"), "{what}");
+}
+
+#[test]
+fn the_uniform_score_loss_of_each_loss() {
+    let method = |yaml: &str| {
+        serde_yaml::from_str::<MethodEntry>(yaml)
+            .unwrap()
+            .resolve()
+            .unwrap()
+    };
+    let ln = |x: f64| x.ln();
+    assert_eq!(uniform_score_loss(&method("mixup"), 10, 128), ln(10.0));
+    assert_eq!(
+        uniform_score_loss(&method("icm-mixup"), 10, 128),
+        ICM_UNIFORM
+    );
+    assert_eq!(
+        uniform_score_loss(&method("icm-mixup: {axes: pair}"), 10, 64),
+        ln(64.0)
+    );
+    assert_eq!(
+        uniform_score_loss(&method("regmixup: {gamma: 0.5}"), 10, 64),
+        ln(10.0) + 0.5 * ln(10.0)
+    );
+    assert_eq!(
+        uniform_score_loss(&method("icm-regmixup"), 10, 64),
+        ln(10.0) + 2.0 * ln(64.0)
+    );
+}
+
+#[test]
+fn a_label_loss_swinging_with_its_mixing_weight_is_not_a_spike() {
+    // Mixup on the digits (one λ per batch, 23 batches an epoch): its epoch loss jumps
+    // 0.15 → 0.84 (5.6×) and back, far below ln 10 = 2.30; accuracy stays up.
+    let h = [
+        (0.60, 0.95),
+        (0.30, 0.97),
+        (0.15, 0.97),
+        (0.84, 0.97),
+        (0.21, 0.98),
+        (0.91, 0.97),
+    ];
+    assert_eq!(watch_with(10f64.ln(), &h), None);
+    // The same jump to past the uniform level is a spike.
+    let h = [(0.60, 0.95), (0.30, 0.97), (0.15, 0.97), (2.10, 0.97)];
+    assert_eq!(watch_with(10f64.ln(), &h).unwrap().0, 4);
 }
 
 #[test]
@@ -70,18 +127,18 @@ fn a_non_finite_loss_is_caught() {
 
 #[test]
 fn ordinary_histories_are_not_flagged() {
-    // Falling loss with a baseline's largest bump (1.3×), rising accuracy.
+    // Falling ICM loss with a large bump (1.7×), rising accuracy.
     let h = [
-        (2.3, 0.30),
-        (1.2, 0.60),
-        (0.9, 0.70),
-        (1.17, 0.68),
-        (0.8, 0.75),
-        (0.7, 0.78),
+        (9.0, 0.30),
+        (7.2, 0.60),
+        (4.5, 0.70),
+        (7.6, 0.68),
+        (4.0, 0.75),
+        (3.7, 0.78),
     ];
     assert_eq!(watch(&h), None);
     // A run that never learned (accuracy at chance from the start) did not collapse.
-    let h = [(2.30, 0.10), (2.30, 0.11), (2.29, 0.10)];
+    let h = [(9.70, 0.10), (9.70, 0.11), (9.69, 0.10)];
     assert_eq!(watch(&h), None);
 }
 
@@ -119,4 +176,21 @@ fn a_real_collapse_is_recorded_and_a_normal_run_is_not() {
             .iter()
             .all(|h| h.grad_norm.is_some() && h.max_score.is_some()));
     }
+}
+
+/// The quickstart's label-loss methods on the real digits (3 splits × 3 seeds each): none is
+/// flagged, though Mixup's epoch loss swings several-fold with its mixing weight there.
+#[test]
+fn the_quickstarts_baselines_are_never_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("experiments/quickstart.yaml").unwrap();
+    let text: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("- icm-mixup"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let exp = parse_experiment(&text, Path::new("quickstart.yaml")).unwrap();
+    assert_eq!(exp.runs().len(), 18, "erm and mixup, 3 splits, 3 seeds");
+    let summary = run_grid(&exp, tmp.path(), &RunOptions::default()).unwrap();
+    assert!(summary.diverged.is_empty(), "{:?}", summary.diverged);
 }

@@ -174,6 +174,29 @@ pub fn target_loss<D: Device<f32>, T: Tape<f32, D>>(
     }
 }
 
+/// The loss `method` has on a batch of `batch` samples over `classes` classes when every logit
+/// (and so every ICM score) is equal: the level a collapsed run sits at. Soft-target CE gives
+/// ln C whatever the targets; each ICM axis ln B (the masked loss at most that); RegMixup adds
+/// its clean term's ln C.
+pub fn uniform_score_loss(method: &Method, classes: usize, batch: usize) -> f64 {
+    let label = (classes.max(1) as f64).ln();
+    let mixed = match method.target {
+        Target::Label => label,
+        Target::Icm => {
+            let axes = match method.axes.unwrap_or_default() {
+                IcmAxes::Dual => 2.0,
+                IcmAxes::Pair | IcmAxes::Class => 1.0,
+            };
+            axes * (batch.max(1) as f64).ln()
+        }
+    };
+    if method.regularised {
+        label + method.gamma.unwrap_or(1.0) * mixed
+    } else {
+        mixed
+    }
+}
+
 /// RegMixup's total: CE(clean logits, one-hot labels) + γ · (loss on the mixed batch).
 pub fn regmixup_total<D: Device<f32>, T: Tape<f32, D>>(
     clean_logits: Matrix<D, T>,

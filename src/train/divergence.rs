@@ -7,8 +7,11 @@
 //! A run is diverged at the first epoch where any of these holds:
 //! - the loss is not finite;
 //! - the epoch's mean training loss is more than [`LOSS_SPIKE`] times the lowest of the previous
-//!   [`LOSS_WINDOW`] epochs' (observed collapses jumped 2× to 7.4×; no baseline ever rose more
-//!   than 1.3× from one epoch to the next);
+//!   [`LOSS_WINDOW`] epochs' (observed collapses jumped 2× to 7.4×) and at least
+//!   [`SPIKE_CHANCE_SHARE`] of the loss of uniform scores (collapses jump to or past it: 2·ln 128 =
+//!   9.70 for ICM at B = 128). The second condition keeps label-loss noise out: Mixup's epoch loss
+//!   on a small set swings 3×–6× with its per-batch λ (0.15 → 0.84 on the digits), but stays far
+//!   below ln C;
 //! - accuracy (validation when the run has a hold-out, else test) is at most [`CHANCE_FACTOR`]
 //!   times chance (1/C) in [`CHANCE_EPOCHS`] consecutive epochs (or the last one), after an epoch
 //!   at [`LEARNED_FACTOR`] times chance or more.
@@ -24,6 +27,8 @@ use super::EpochRecord;
 pub const LOSS_SPIKE: f64 = 1.8;
 /// Epochs the spike is measured against.
 pub const LOSS_WINDOW: usize = 3;
+/// A spike counts only when the loss reaches this share of the loss of uniform scores.
+pub const SPIKE_CHANCE_SHARE: f64 = 0.75;
 /// Accuracy at or below this many times chance counts as chance level.
 pub const CHANCE_FACTOR: f64 = 1.5;
 /// ... in this many consecutive epochs.
@@ -44,15 +49,18 @@ pub struct Divergence {
 pub struct DivergenceWatch {
     classes: usize,
     epochs: usize,
+    uniform_loss: f64,
     seen: Vec<EpochRecord>,
 }
 
 impl DivergenceWatch {
-    /// A watch for a run of `epochs` epochs over `classes` classes.
-    pub fn new(classes: usize, epochs: usize) -> Self {
+    /// A watch for a run of `epochs` epochs over `classes` classes whose loss with uniform scores
+    /// is `uniform_loss` (`crate::mix::losses::uniform_score_loss`).
+    pub fn new(classes: usize, epochs: usize, uniform_loss: f64) -> Self {
         DivergenceWatch {
             classes,
             epochs,
+            uniform_loss,
             seen: Vec::new(),
         }
     }
@@ -72,13 +80,17 @@ impl DivergenceWatch {
         let earlier = &self.seen[..self.seen.len() - 1];
         let window = &earlier[earlier.len().saturating_sub(LOSS_WINDOW)..];
         if let Some(low) = window.iter().map(|r| r.train_loss).reduce(f64::min) {
-            if low > 0.0 && record.train_loss > LOSS_SPIKE * low {
+            let loss = record.train_loss;
+            if low > 0.0
+                && loss > LOSS_SPIKE * low
+                && loss >= SPIKE_CHANCE_SHARE * self.uniform_loss
+            {
                 return found(format!(
-                    "training loss jumped to {:.4}, {:.1}× the lowest of the {} epochs before ({:.4})",
-                    record.train_loss,
-                    record.train_loss / low,
+                    "training loss jumped to {loss:.4}, {:.1}× the lowest of the {} epochs before \
+                     ({low:.4}; uniform scores give {:.4})",
+                    loss / low,
                     window.len(),
-                    low
+                    self.uniform_loss
                 ));
             }
         }

@@ -30,6 +30,7 @@ pub use step::{step_loss, train_step, Batch, StepStats};
 use crate::data::batch::{assemble_batch, batches};
 use crate::data::Dataset;
 use crate::metrics::{self, Bin, Prediction, TestMetrics};
+use crate::mix::losses::uniform_score_loss;
 use crate::nn::{DeviceKind, NetDevice, Network, Sgd};
 use crate::spec::RunConfig;
 
@@ -168,7 +169,12 @@ fn train_on<D: NetDevice>(
     if let Some(saver) = &saver {
         saver.resume(&dev, &mut progress, config)?;
     }
-    let mut watch = DivergenceWatch::new(data.train.classes, config.train.epochs);
+    let uniform_loss = uniform_score_loss(
+        &config.method,
+        data.train.classes,
+        config.train.batch_size.min(data.train.labels.len()),
+    );
+    let mut watch = DivergenceWatch::new(data.train.classes, config.train.epochs, uniform_loss);
     // A resumed run's watch sees its earlier epochs again.
     let mut diverged = progress.history.iter().find_map(|r| watch.observe(r));
     // The last epoch's test logits are the final predictions: evaluated once, not twice.
