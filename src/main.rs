@@ -43,6 +43,11 @@ enum Command {
     Report(ReportArgs),
     /// Test the claim "method A beats method B" on every split, with paired statistics over seeds.
     Compare(CompareArgs),
+    /// The method presets with every setting (or an experiment's methods as it resolves them).
+    Methods {
+        /// Experiment file (default: list the presets).
+        experiment: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -193,6 +198,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Report(args) => report(args),
         Command::Compare(args) => compare(args),
+        Command::Methods { experiment } => methods(experiment),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -288,6 +294,30 @@ fn slurm(args: SlurmArgs) -> Result<()> {
 fn data(experiment: PathBuf) -> Result<()> {
     let exp = load_experiment(&experiment)?;
     print!("{}", icm::grid::runner::describe_data(&exp)?);
+    Ok(())
+}
+
+/// `icm methods`: the methods legend of the report, for the presets or an experiment's methods.
+/// A preset that needs settings (`custom`) is listed below the table with what it needs.
+fn methods(experiment: Option<PathBuf>) -> Result<()> {
+    if let Some(path) = experiment {
+        let exp = load_experiment(&path)?;
+        print!("{}", icm::report::legend::methods_legend(&exp.methods));
+        return Ok(());
+    }
+    let (mut methods, mut needs) = (Vec::new(), Vec::new());
+    for preset in icm::mix::method::preset_names() {
+        let entry = icm::mix::MethodEntry {
+            preset: preset.clone(),
+            params: Default::default(),
+        };
+        match entry.resolve() {
+            Ok(method) => methods.push(method),
+            Err(why) => needs.push(format!("- {why}\n")),
+        }
+    }
+    print!("{}", icm::report::legend::methods_legend(&methods));
+    print!("{}", needs.concat());
     Ok(())
 }
 

@@ -313,3 +313,36 @@ fn label_smoothing_is_off_unless_set() {
         .unwrap_err();
     assert!(err.contains("label_smoothing"), "{err}");
 }
+
+/// `icm methods` prints every preset with its resolved settings (the report's legend), and the
+/// one that needs settings with what it needs; with an experiment, that grid's methods.
+#[test]
+fn icm_methods_lists_the_presets_and_an_experiments_methods() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_icm"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let presets = run(&["methods"]);
+    for row in [
+        "| mixup | mixup | 0.2 | per_batch | standard | label | – | – | – |",
+        "| remix | mixup | 1 | per_batch | remix (3, 0.5) | label | – | – | – |",
+        "| regmixup | mixup | 20 | per_batch | standard | label | 1 | – | – |",
+        "| icm-cutmix | cutmix | 1 | per_batch | standard | icm (dual) | – | – | – |",
+    ] {
+        assert!(presets.contains(row), "{row} missing from\n{presets}");
+    }
+    assert_eq!(
+        presets.matches("\n| ").count(),
+        1 + 9,
+        "header and 9 presets"
+    );
+    assert!(presets.contains("`custom` needs both `mixer:` and `target:`"));
+    let grid = run(&["methods", "experiments/icm-stability.yaml"]);
+    assert!(grid.contains(
+        "| icm-mixup+clip | mixup | 0.2 | per_batch | standard | icm (dual) | – | – | gradient norm clipped at 5 |"
+    ), "{grid}");
+}
