@@ -62,6 +62,37 @@ fn a_renamed_method_keeps_its_runs_under_its_new_name() {
     assert!(claims.contains("| ours vs mixup |"), "{claims}");
 }
 
+/// The experiment a run was trained under is bookkeeping, not configuration: runs copied in from
+/// another experiment's folder (same run ids) join their cells.
+#[test]
+fn runs_trained_under_another_experiment_name_join_their_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    train(GRID, &results);
+    let other = tmp.path().join("other");
+    let third_seed = GRID
+        .replace("name: integrity", "name: probe")
+        .replace("seeds: [0, 1]", "seeds: [2]");
+    train(&third_seed, &other);
+    for entry in fs::read_dir(other.join("probe")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = results.join("integrity").join(from.file_name().unwrap());
+        fs::rename(&from, &to).unwrap();
+    }
+    let all_seeds = GRID.replace("seeds: [0, 1]", "seeds: [0, 1, 2]");
+    let exp = parse_experiment(&all_seeds, Path::new("integrity.yaml")).unwrap();
+    let out = write_report(
+        &ReportSource::Experiment(Box::new(exp)),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let acc = read(out.dir.join("tables/accuracy.md"));
+    assert!(acc.contains("mean ± std over 3 seeds"), "{acc}");
+    assert!(!acc.contains("(n="), "every cell has its 3 runs: {acc}");
+}
+
 #[test]
 fn a_folder_with_two_configurations_reports_them_apart() {
     let tmp = tempfile::tempdir().unwrap();

@@ -79,12 +79,13 @@ fn lookup<'a>(
 }
 
 /// Columns that vary within a group (everything else is the group key).
-/// The data folder (`config.dataset.*.root`) is not part of a group either: like the run id, a
+/// The experiment a run was trained under is bookkeeping (runs copied between experiments keep
+/// their run ids and join their cells). The data folder (`config.dataset.*.root`) is not part of a group either: like the run id, a
 /// group does not change when the data moves.
 fn is_per_run(name: &str) -> bool {
     matches!(
         name,
-        "run_id" | "seed" | "config.seed" | "train_seconds" | "device" | "diverged"
+        "run_id" | "experiment" | "seed" | "config.seed" | "train_seconds" | "device" | "diverged"
     ) || METRICS.iter().any(|m| m.name == name)
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
