@@ -310,3 +310,53 @@ fn one_seed_gives_no_marks() {
         assert!(!t.to_csv().contains(",true"), "{}", t.to_csv());
     }
 }
+
+/// A cell with diverged runs is never marked (the mean of the runs that survived a collapse is
+/// not the method's mean), and claims count the diverged runs they leave out.
+#[test]
+fn cells_with_diverged_runs_are_not_marked_and_claims_count_them() {
+    let e = exp();
+    let mut records = fixed_records(&e);
+    for r in records.iter_mut() {
+        let m = &mut r.metrics;
+        if m.method == "icm-mixup" && m.split == "long_tailed-10" && m.seed == 0 {
+            m.diverged = Some(icm::train::Divergence {
+                epoch: 1,
+                what: "training loss became NaN".into(),
+            });
+        }
+    }
+    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
+    let input = TableInput {
+        expected_n: Some(e.seeds.len()),
+        dataset: &e.dataset,
+        splits: &e.splits,
+        methods: &e.methods,
+        aggregates: &agg,
+    };
+    let t = tables(&input, &e.tables);
+    let acc = t.iter().find(|t| t.name == "accuracy").unwrap();
+    let md = acc.to_markdown();
+    // Long-tailed: icm-mixup's two surviving seeds (0.90, 1.00) average 95.00, above erm's and
+    // mixup's 92.00, but one of its three runs diverged: erm and mixup share the bold.
+    assert!(
+        md.contains("| icm-mixup | *90.00 ± 10.00* | 95.00 ± 7.07 (n=2, 1 diverged) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| erm | **92.00 ± 2.00** | **92.00 ± 2.00** |"),
+        "{md}"
+    );
+    assert!(md.contains("no diverged run"), "{md}");
+    let rows = icm::report::claims::claim_rows(&e.claims, &e.splits, &e.dataset, &agg);
+    let lt = rows
+        .iter()
+        .find(|r| r.split.slug() == "long_tailed-10" && r.claim.metric == "accuracy")
+        .unwrap();
+    assert_eq!((lt.result.n, lt.result.unpaired, lt.diverged), (2, 1, 1));
+    let table = icm::report::claims::to_markdown(&rows);
+    assert!(
+        table.contains("| 2 (1 diverged, 1 unpaired left out) |"),
+        "{table}"
+    );
+}

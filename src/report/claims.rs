@@ -16,6 +16,8 @@ pub struct ClaimRow {
     pub claim: Claim,
     pub split: Split,
     pub result: PairedComparison,
+    /// Runs of a and b on this split that diverged: left out of the pairs, counted here.
+    pub diverged: usize,
 }
 
 impl ClaimRow {
@@ -58,13 +60,29 @@ impl ClaimRow {
             format!("{}/{}/{}", r.wins, r.ties, r.losses),
             p((r.n > 0).then_some(r.sign_p)),
             p(r.t_p),
-            if r.unpaired > 0 {
-                format!("{} ({} unpaired left out)", r.n, r.unpaired)
-            } else {
-                r.n.to_string()
-            },
+            self.pairs(),
             self.verdict(),
         ]
+    }
+}
+
+impl ClaimRow {
+    /// The number of pairs, with the runs left out: diverged ones, and those whose partner is
+    /// missing (or diverged).
+    fn pairs(&self) -> String {
+        let r = &self.result;
+        let mut left_out = Vec::new();
+        if self.diverged > 0 {
+            left_out.push(format!("{} diverged", self.diverged));
+        }
+        if r.unpaired > 0 {
+            left_out.push(format!("{} unpaired", r.unpaired));
+        }
+        if left_out.is_empty() {
+            r.n.to_string()
+        } else {
+            format!("{} ({} left out)", r.n, left_out.join(", "))
+        }
     }
 }
 
@@ -86,7 +104,9 @@ pub const READING: &str = "Δ is a − b where higher is better and b − a wher
     Δ > 0 favours a (percentage points for percentages). Runs are paired by training seed and \
     data seed; the 95 % interval is Student t over the per-pair differences; wins/ties/losses \
     count pairs. The verdict is the paired t-test, two-sided, at α = 0.05; the exact sign test \
-    is shown beside it (with fewer than 6 pairs it cannot reach 0.05).";
+    is shown beside it (with fewer than 6 pairs it cannot reach 0.05). Diverged runs are left \
+    out and counted under pairs: a verdict over the runs that did not diverge says nothing about \
+    how often a method collapses (see the collapse rate).";
 
 /// Every claim on every split of the grid, from the aggregated per-seed values.
 pub fn claim_rows(
@@ -100,16 +120,15 @@ pub fn claim_rows(
     for claim in claims {
         let better = metric(&claim.metric).expect("checked").better;
         for split in splits {
-            let values = |method: &str| {
-                aggregates
-                    .get(&dataset, method, &split.slug(), &claim.metric)
-                    .map(|c| c.values.clone())
-                    .unwrap_or_default()
-            };
+            let cell =
+                |method: &str| aggregates.get(&dataset, method, &split.slug(), &claim.metric);
+            let values = |method: &str| cell(method).map(|c| c.values.clone()).unwrap_or_default();
+            let diverged = |method: &str| cell(method).map_or(0, |c| c.diverged);
             rows.push(ClaimRow {
                 claim: claim.clone(),
                 split: split.clone(),
                 result: compare(&values(&claim.a), &values(&claim.b), better),
+                diverged: diverged(&claim.a) + diverged(&claim.b),
             });
         }
     }
@@ -154,19 +173,20 @@ pub fn to_latex(rows: &[ClaimRow]) -> String {
 /// One line per claim and split, raw (unscaled) numbers.
 pub fn to_csv(rows: &[ClaimRow]) -> String {
     let mut s = String::from(
-        "a,b,metric,split,n,unpaired,mean_difference,ci_low,ci_high,wins,ties,losses,sign_p,t_p,verdict\n",
+        "a,b,metric,split,n,unpaired,diverged,mean_difference,ci_low,ci_high,wins,ties,losses,sign_p,t_p,verdict\n",
     );
     let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
     for row in rows {
         let r = &row.result;
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             csv_field(&row.claim.a),
             csv_field(&row.claim.b),
             row.claim.metric,
             row.split.slug(),
             r.n,
             r.unpaired,
+            row.diverged,
             num((r.n > 0).then_some(r.mean)),
             num(r.interval.map(|i| i.0)),
             num(r.interval.map(|i| i.1)),

@@ -29,9 +29,15 @@ pub enum Mark {
 }
 
 /// The marking convention, stated under every table.
-pub const MARKS: &str = "**bold**: best mean among the methods (cells with n ≥ 2 seeds); \
-     *italic*: not distinguishable from the best (paired t-test over seeds, two-sided α = 0.05); \
-     cells with one seed are never marked";
+pub const MARKS: &str = "**bold**: best mean among the methods (cells with n ≥ 2 seeds and no \
+     diverged run); *italic*: not distinguishable from the best (paired t-test over seeds, \
+     two-sided α = 0.05); cells with one seed or with diverged runs are never marked";
+
+/// Whether a cell may be marked: at least two seeds (one says nothing about noise) and no
+/// diverged run (the mean of the runs that survived a collapse is not the method's mean).
+fn markable(cell: &Cell) -> bool {
+    cell.n >= 2 && cell.diverged == 0
+}
 
 /// A row or a column: what it fixes of the cell it selects.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,14 +119,14 @@ impl Table {
         }
     }
 
-    /// The best cells among (row, col)'s peers: the best mean as displayed, among cells with at
-    /// least two seeds (one seed says nothing about noise). Ties at display precision all count.
+    /// The best cells among (row, col)'s peers: the best mean as displayed, among
+    /// [`markable`] cells. Ties at display precision all count.
     fn best_of_peers(&self, row: usize, col: usize) -> Vec<(usize, usize)> {
         let candidates: Vec<((usize, usize), f64)> = self
             .peers(row, col)
             .into_iter()
             .filter_map(|(r, c)| {
-                let cell = self.cells[r][c].as_ref().filter(|cell| cell.n >= 2)?;
+                let cell = self.cells[r][c].as_ref().filter(|cell| markable(cell))?;
                 Some(((r, c), self.rounded(c, cell.mean)))
             })
             .collect();
@@ -142,7 +148,7 @@ impl Table {
         if !self.marks {
             return Mark::None;
         }
-        let Some(cell) = self.cells[row][col].as_ref().filter(|c| c.n >= 2) else {
+        let Some(cell) = self.cells[row][col].as_ref().filter(|c| markable(c)) else {
             return Mark::None;
         };
         let best = self.best_of_peers(row, col);
@@ -256,7 +262,7 @@ impl Table {
     pub fn to_latex(&self) -> String {
         let mut s = format!(
             "% {} — mean ± std over {} seeds; needs \\usepackage{{booktabs}}\n\
-             % \\mathbf: best mean among the methods (n ≥ 2 seeds); \\underline: not distinguishable \
+             % \\mathbf: best mean among the methods (n ≥ 2 seeds, none diverged); \\underline: not distinguishable \
              from the best (paired t-test over seeds, two-sided α = 0.05)\n\
              \\begin{{tabular}}{{l{}}}\n\\toprule\n",
             self.title,
