@@ -86,14 +86,17 @@ pub fn check(kind: DeviceKind) -> Result<()> {
                 Ok(true) => Ok(()),
                 Ok(false) => bail!("device: cuda: a test step on the GPU gave non-finite values"),
                 Err(_) => bail!(
-                    "device: cuda: the GPU is visible but dfdx's kernels failed to run (is NVRTC                      from the CUDA toolkit installed?); use `device: cpu`"
+                    "device: cuda: the GPU is visible but dfdx's kernels failed to run (is NVRTC \
+                     from the CUDA toolkit installed? a scripts/build-cuda bundle runs through its \
+                     own `icm` wrapper, which provides it); use `device: cpu`"
                 ),
             }
         }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => bail!(
             "device: cuda: this icm was built without CUDA; rebuild with \
-             `cargo build --release --features cuda` (needs the CUDA toolkit) or use `device: cpu`"
+             `cargo build --release --features cuda` (needs the CUDA toolkit), or build a bundle \
+             with scripts/build-cuda (no toolkit needed), or use `device: cpu`"
         ),
     }
 }
