@@ -178,6 +178,7 @@ fn device_is_checked_and_not_part_of_the_run_id() {
         let err = format!("{err:#}");
         assert!(err.contains("built without CUDA"), "{err}");
         assert!(err.contains("--features cuda"), "{err}");
+        assert!(err.contains("scripts/build-cuda"), "{err}");
         assert_eq!(
             std::fs::read_dir(tmp.path()).unwrap().count(),
             0,

@@ -61,14 +61,36 @@ fn smoke_step(dev: &dfdx::prelude::Cuda) -> bool {
         })
 }
 
+/// Runs `f`, turning a panic into `Err` with the panic's message and printing nothing: cudarc
+/// panics (`unwrap`) instead of returning errors on driver problems, e.g. `cuInit` on a machine
+/// with a driver but no GPU, and those must reach the user as one clear error line. The panic
+/// hook is process-wide, so callers are serialised while it is swapped.
+pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
 /// The CUDA device with `seed` for its random streams, or an error that says what to do.
 #[cfg(feature = "cuda")]
 pub fn cuda(seed: u64) -> Result<dfdx::prelude::Cuda> {
-    // cudarc panics instead of returning an error on some driver problems.
-    match std::panic::catch_unwind(|| dfdx::prelude::Cuda::try_seed_from_u64(seed)) {
+    match catch_quietly(|| dfdx::prelude::Cuda::try_seed_from_u64(seed)) {
         Ok(Ok(dev)) => Ok(dev),
         Ok(Err(e)) => bail!("device: cuda: no usable NVIDIA GPU ({e:?}); use `device: cpu`"),
-        Err(_) => bail!("device: cuda: the CUDA driver failed to start; use `device: cpu`"),
+        Err(panic) => bail!(
+            "device: cuda: no usable NVIDIA GPU: the CUDA driver failed to start ({panic}); \
+             use `device: cpu`"
+        ),
     }
 }
 
@@ -82,18 +104,64 @@ pub fn check(kind: DeviceKind) -> Result<()> {
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => {
             let dev = cuda(0)?;
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| smoke_step(&dev))) {
+            match catch_quietly(|| smoke_step(&dev)) {
                 Ok(true) => Ok(()),
                 Ok(false) => bail!("device: cuda: a test step on the GPU gave non-finite values"),
-                Err(_) => bail!(
-                    "device: cuda: the GPU is visible but dfdx's kernels failed to run (is NVRTC                      from the CUDA toolkit installed?); use `device: cpu`"
+                Err(panic) => bail!(
+                    "device: cuda: the GPU is visible but dfdx's kernels failed to run ({panic}; \
+                     is NVRTC from the CUDA toolkit installed? a scripts/build-cuda bundle runs \
+                     through its own `icm` wrapper, which provides it); use `device: cpu`"
                 ),
             }
         }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => bail!(
             "device: cuda: this icm was built without CUDA; rebuild with \
-             `cargo build --release --features cuda` (needs the CUDA toolkit) or use `device: cpu`"
+             `cargo build --release --features cuda` (needs the CUDA toolkit), or build a bundle \
+             with scripts/build-cuda (no toolkit needed), or use `device: cpu`"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::catch_quietly;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // One test: the panic hook is process-wide, and a second test swapping it in parallel would
+    // race with this one.
+    #[test]
+    fn catch_quietly_returns_the_value_or_the_message_silently_and_restores_the_hook() {
+        assert_eq!(catch_quietly(|| 7), Ok(7));
+        let code = 100;
+        assert_eq!(
+            catch_quietly(|| -> i32 { panic!("driver said {code}") }),
+            Err("driver said 100".to_string())
+        );
+        assert_eq!(
+            catch_quietly(|| -> i32 { panic!("plain") }),
+            Err("plain".to_string())
+        );
+        assert_eq!(
+            catch_quietly(|| -> i32 { std::panic::panic_any(3u8) }),
+            Err("a panic without a message".to_string())
+        );
+        // Counts this thread's panics only: other tests run in parallel.
+        let me = std::thread::current().id();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |_| {
+            if std::thread::current().id() == me {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let _ = catch_quietly(|| -> i32 { panic!("quiet") });
+        let silenced = seen.load(Ordering::SeqCst);
+        let _ = std::panic::catch_unwind(|| -> i32 { panic!("loud") });
+        let restored = seen.load(Ordering::SeqCst);
+        std::panic::set_hook(previous);
+        assert_eq!((silenced, restored), (0, 1));
     }
 }
