@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{shot_accuracies, TestMetrics};
+use super::{shot_accuracies, OodScore, TestMetrics};
 
 /// Which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -105,6 +105,78 @@ pub const METRICS: &[Metric] = &[
         scale: 100.0,
         decimals: 2,
         read: |t, counts| shot_accuracies(&t.per_class_accuracy, counts).few,
+    },
+    Metric {
+        name: "corruption_accuracy",
+        title: "mean corruption acc. (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_corrupted(|c| c.accuracy),
+    },
+    Metric {
+        name: "corruption_ece",
+        title: "mean corruption ECE (%)",
+        better: Better::Lower,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_corrupted(|c| c.ece),
+    },
+    Metric {
+        name: "corruption_nll",
+        title: "mean corruption NLL",
+        better: Better::Lower,
+        scale: 1.0,
+        decimals: 3,
+        read: |t, _| t.mean_corrupted(|c| c.nll),
+    },
+    Metric {
+        name: "ood_auroc",
+        title: "OOD AUROC, MSP (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::Msp, |d| d.auroc),
+    },
+    Metric {
+        name: "ood_auroc_max_logit",
+        title: "OOD AUROC, max logit (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::MaxLogit, |d| d.auroc),
+    },
+    Metric {
+        name: "ood_auroc_energy",
+        title: "OOD AUROC, energy (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::Energy, |d| d.auroc),
+    },
+    Metric {
+        name: "ood_aupr_in",
+        title: "OOD AUPR-in, MSP (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::Msp, |d| d.aupr_in),
+    },
+    Metric {
+        name: "ood_aupr_out",
+        title: "OOD AUPR-out, MSP (%)",
+        better: Better::Higher,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::Msp, |d| d.aupr_out),
+    },
+    Metric {
+        name: "ood_fpr95",
+        title: "OOD FPR@95%TPR, MSP (%)",
+        better: Better::Lower,
+        scale: 100.0,
+        decimals: 2,
+        read: |t, _| t.mean_ood(OodScore::Msp, |d| d.fpr95),
     },
 ];
 

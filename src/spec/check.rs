@@ -61,6 +61,13 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
             ));
         }
     }
+    if let Some(e) = &exp.evaluate {
+        e.check()
+            .map_err(|(k, m)| mistake(format!("evaluate.{k}"), m))?;
+    }
+    if let Some(o) = &exp.ood {
+        o.check().map_err(|(k, m)| mistake(format!("ood.{k}"), m))?;
+    }
     resolve_train_defaults(&mut exp);
     let methods = check_methods(&exp)?;
     check_seeds(&exp.seeds)?;
@@ -90,6 +97,8 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
         tables: exp.tables,
         device: exp.device,
         claims,
+        evaluate: exp.evaluate,
+        ood: exp.ood,
     })
 }
 
