@@ -297,3 +297,18 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     }
     Ok(out)
 }
+
+/// Reads a run's `ood_scores.csv`: (set, MSP score) per image.
+pub fn read_ood_scores(path: &Path) -> Result<Vec<(String, f64)>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .map(|(i, line)| {
+            line.rsplit_once(',')
+                .and_then(|(set, v)| Some((set.to_string(), v.parse::<f64>().ok()?)))
+                .with_context(|| format!("{} line {}: expected `set,score`", path.display(), i + 1))
+        })
+        .collect()
+}
