@@ -342,6 +342,14 @@ fn the_new_sections_enter_run_ids_only_when_set_and_bad_values_are_named() {
         err.contains("x.yaml") && err.contains("evaluate.severities[1]"),
         "{err}"
     );
+    let part = format!("{with}tables: [{{name: t, metric: ood_auroc@digits}}]\n");
+    let err = format!("{:#}", parse_experiment(&part, path).unwrap_err());
+    assert!(
+        err.contains("x.yaml") && err.contains("tables[0].metric") && err.contains("`digits`"),
+        "{err}"
+    );
+    let ok = format!("{with}tables: [{{name: t, metric: corruption_ece@rotate}}]\n");
+    assert!(parse_experiment(&ok, path).is_ok());
     let unknown = format!("{GRID}evaluate: {{corruptions: [fog]}}\n");
     let err = format!("{:#}", parse_experiment(&unknown, path).unwrap_err());
     assert!(err.contains("x.yaml") && err.contains("fog"), "{err}");
@@ -390,7 +398,30 @@ fn a_grid_stores_corruption_and_ood_metrics_beside_the_others() {
     assert!(m.beyond_seconds.is_some());
     let acc = icm::metrics::catalog::metric("corruption_accuracy").unwrap();
     let mean = m.test.corrupted.iter().map(|c| c.accuracy).sum::<f64>() / 4.0;
-    assert_eq!((acc.read)(&m.test, &m.train_class_counts), Some(mean));
+    assert_eq!(acc.value(&m.test, &m.train_class_counts), Some(mean));
+    // Per part: one OOD set, one corruption, one severity.
+    let noise = icm::metrics::catalog::metric("ood_auroc@noise").unwrap();
+    let want = m
+        .test
+        .ood
+        .iter()
+        .find(|o| o.set == "noise" && o.score == OodScore::Msp);
+    assert_eq!(
+        noise.value(&m.test, &[]),
+        Some(want.unwrap().detection.auroc)
+    );
+    let rotate = icm::metrics::catalog::metric("corruption_accuracy@rotate").unwrap();
+    let five = icm::metrics::catalog::metric("corruption_accuracy@5").unwrap();
+    let c = &m.test.corrupted;
+    assert_eq!(
+        rotate.value(&m.test, &[]),
+        Some((c[2].accuracy + c[3].accuracy) / 2.0)
+    );
+    assert_eq!(
+        five.value(&m.test, &[]),
+        Some((c[1].accuracy + c[3].accuracy) / 2.0)
+    );
+    assert!(icm::metrics::catalog::metric("accuracy@rotate").is_none());
     let scores = fs::read_to_string(dir.join("ood_scores.csv")).unwrap();
     assert_eq!(scores.lines().next(), Some("set,msp"));
     // 324 test images, 36 held-out images, 324 noise images.
@@ -405,5 +436,5 @@ fn a_grid_stores_corruption_and_ood_metrics_beside_the_others() {
     fs::write(dir.join("metrics.json"), value.to_string()).unwrap();
     let m = icm::grid::records::read_metrics(&dir.join("metrics.json")).unwrap();
     assert!(m.test.corrupted.is_empty() && m.test.ood.is_empty());
-    assert_eq!((acc.read)(&m.test, &m.train_class_counts), None);
+    assert_eq!(acc.value(&m.test, &m.train_class_counts), None);
 }

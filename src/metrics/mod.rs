@@ -60,6 +60,25 @@ impl TestMetrics {
         mean(self.corrupted.iter().map(f))
     }
 
+    /// Mean of `f` over the corrupted sets of corruption `part` (its name) or of severity `part`
+    /// (a number).
+    pub fn part_corrupted(&self, part: &str, f: fn(&CorruptedMetrics) -> f64) -> Option<f64> {
+        mean(
+            self.corrupted
+                .iter()
+                .filter(|c| c.corruption == part || c.severity.to_string() == part)
+                .map(f),
+        )
+    }
+
+    /// `f` of the out-of-distribution set `part` under `score`.
+    pub fn part_ood(&self, part: &str, score: OodScore, f: fn(&Detection) -> f64) -> Option<f64> {
+        self.ood
+            .iter()
+            .find(|o| o.set == part && o.score == score)
+            .map(|o| f(&o.detection))
+    }
+
     /// Mean of `f` over the out-of-distribution sets under `score` (`None` without any).
     pub fn mean_ood(&self, score: OodScore, f: fn(&Detection) -> f64) -> Option<f64> {
         mean(
