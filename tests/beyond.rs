@@ -360,7 +360,8 @@ fn a_grid_stores_corruption_and_ood_metrics_beside_the_others() {
     let tmp = tempfile::tempdir().unwrap();
     let yaml = format!(
         "{GRID}evaluate: {{corruptions: [gaussian_noise, rotate], severities: [1, 5], images: 100}}\n\
-         ood: {{held_out_classes: [9], sets: {{noise: gaussian_noise}}}}\n"
+         ood: {{held_out_classes: [9], sets: {{noise: gaussian_noise}}}}\n\
+         tables: [{{name: noise, metric: ood_auroc@noise}}]\n"
     );
     let exp = parse_experiment(&yaml, &tmp.path().join("b.yaml")).unwrap();
     let opts = icm::grid::runner::RunOptions {
@@ -426,6 +427,24 @@ fn a_grid_stores_corruption_and_ood_metrics_beside_the_others() {
     assert_eq!(scores.lines().next(), Some("set,msp"));
     // 324 test images, 36 held-out images, 324 noise images.
     assert_eq!(scores.lines().count(), 1 + 324 + 36 + 324);
+    // The report: a table of one OOD set's AUROC, the severity figure and the score histograms.
+    let out = icm::report::write_report(
+        &icm::report::ReportSource::Experiment(Box::new(exp.clone())),
+        tmp.path(),
+        &tmp.path().join("reports"),
+        icm::report::Formats::default(),
+    )
+    .unwrap();
+    let table = fs::read_to_string(out.dir.join("tables/noise.md")).unwrap();
+    let auroc = want.unwrap().detection.auroc * 100.0;
+    assert!(table.contains(&format!("| erm | {auroc:.2} |")), "{table}");
+    for fig in [
+        "figures/severity-balanced.png",
+        "figures/ood-scores-erm-balanced.png",
+    ] {
+        assert!(out.figures.contains(&fig.to_string()), "{:?}", out.figures);
+        assert!(out.dir.join(fig).is_file() && out.dir.join(fig.replace(".png", ".svg")).is_file());
+    }
     // A record without the new fields (an older run) still reads, with none of them.
     let old = fs::read_to_string(dir.join("metrics.json")).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&old).unwrap();

@@ -13,7 +13,7 @@ use super::plots::{self, Panel, Series};
 use super::Grid;
 use crate::data::Split;
 use crate::grid::records;
-use crate::metrics::TestMetrics;
+use crate::metrics::{CorruptedMetrics, TestMetrics};
 use crate::util::file_safe;
 
 /// Bins of the score histograms over 0..1.
@@ -63,13 +63,16 @@ fn draw(out: &Path, file: &str, title: &str, panels: &[Panel]) -> Result<()> {
     Ok(())
 }
 
+/// A y axis of the severity figure: its title, the clean test value, the corrupted value.
+type SeverityField = (
+    &'static str,
+    fn(&TestMetrics) -> f64,
+    fn(&CorruptedMetrics) -> f64,
+);
+
 /// Accuracy and ECE (%) against severity, one line per method.
 fn severity_panels(grid: &Grid, runs: &[&RunRecord]) -> Vec<Panel> {
-    let fields: [(
-        &str,
-        fn(&TestMetrics) -> f64,
-        fn(&crate::metrics::CorruptedMetrics) -> f64,
-    ); 2] = [
+    let fields: [SeverityField; 2] = [
         ("accuracy (%)", |t| t.accuracy, |c| c.accuracy),
         ("ECE (%)", |t| t.ece, |c| c.ece),
     ];
