@@ -6,13 +6,16 @@
 
 pub mod augment;
 pub mod batch;
+pub mod conform;
+pub mod corrupt;
 pub mod preprocess;
 pub mod sources;
 pub mod splits;
 
 use anyhow::Result;
 
-pub use preprocess::{Normalize, Preprocess};
+pub use corrupt::Corruption;
+pub use preprocess::{Normalize, Preprocess, Standardiser};
 pub use sources::DatasetSpec;
 pub use splits::{Profile, Split};
 
@@ -86,19 +89,73 @@ impl Dataset {
 pub struct TrainTest {
     pub train: Dataset,
     pub test: Dataset,
+    /// The test set's raw pixels (after padding, before normalisation): what corruptions start
+    /// from.
+    pub raw_test: Dataset,
+    /// The training pool's statistics, which normalised both sets.
+    pub standardiser: Standardiser,
 }
 
 /// Loads a dataset's training pool and test set, padded and normalised as `pre` says with the
 /// training pool's statistics. Fails with the missing or broken file and where the data comes
 /// from.
 pub fn load(spec: &DatasetSpec, pre: &Preprocess) -> Result<TrainTest> {
-    let (mut train, mut test) = spec.load_raw()?;
+    Ok(load_holding_out(spec, pre, &[])?.0)
+}
+
+/// [`load`] without the classes `held_out`: the other classes keep their order, renumbered
+/// from 0, and the statistics are the kept training pool's. Also returns the raw (padded, not
+/// normalised) test images of the held-out classes, empty when none are.
+pub fn load_holding_out(
+    spec: &DatasetSpec,
+    pre: &Preprocess,
+    held_out: &[usize],
+) -> Result<(TrainTest, Dataset)> {
+    let (train, test) = spec.load_raw()?;
+    let (mut train, _) = without_classes(&train, held_out)?;
+    let (mut test, held) = without_classes(&test, held_out)?;
+    let mut held = held;
     if let Some(size) = pre.pad_to {
         train = preprocess::pad(&train, size)?;
         test = preprocess::pad(&test, size)?;
+        held = preprocess::pad(&held, size)?;
     }
-    preprocess::standardise(&mut train, &mut test, pre.normalize);
-    Ok(TrainTest { train, test })
+    let raw_test = test.clone();
+    let standardiser = preprocess::standardise(&mut train, &mut test, pre.normalize);
+    let data = TrainTest {
+        train,
+        test,
+        raw_test,
+        standardiser,
+    };
+    Ok((data, held))
+}
+
+/// The images of the classes not in `held_out`, renumbered in order, and those of the held-out
+/// classes (labels kept).
+fn without_classes(data: &Dataset, held_out: &[usize]) -> Result<(Dataset, Dataset)> {
+    if let Some(&c) = held_out.iter().find(|&&c| c >= data.classes) {
+        anyhow::bail!(
+            "held-out class {c} does not exist: the classes are 0..{}",
+            data.classes - 1
+        );
+    }
+    if held_out.len() >= data.classes {
+        anyhow::bail!("every class is held out: keep at least one for training");
+    }
+    let kept: Vec<usize> = (0..data.classes)
+        .filter(|c| !held_out.contains(c))
+        .collect();
+    let (inside, outside): (Vec<usize>, Vec<usize>) =
+        (0..data.len()).partition(|&i| !held_out.contains(&data.labels[i]));
+    let mut keep = data.subset(&inside);
+    keep.labels = keep
+        .labels
+        .iter()
+        .map(|y| kept.iter().position(|k| k == y).expect("kept class"))
+        .collect();
+    keep.classes = kept.len();
+    Ok((keep, data.subset(&outside)))
 }
 
 /// The embedded UCI digits (36 test images per class, 1,437 training images), standardised per

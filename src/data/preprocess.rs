@@ -71,51 +71,74 @@ pub(crate) fn pad(data: &Dataset, size: usize) -> Result<Dataset> {
     })
 }
 
-/// Standardisation with the training pool's statistics, per pixel or per channel (constant
-/// features keep std 1).
-pub(crate) fn standardise(train: &mut Dataset, test: &mut Dataset, how: Normalize) {
-    let d = train.shape.numel();
-    let n = train.len() as f64;
-    let mut mean = vec![0.0f64; d];
-    let mut var = vec![0.0f64; d];
-    for row in train.images.chunks(d) {
-        for (m, &x) in mean.iter_mut().zip(row) {
-            *m += x as f64 / n;
-        }
-    }
-    for row in train.images.chunks(d) {
-        for ((v, &m), &x) in var.iter_mut().zip(&mean).zip(row) {
-            *v += (x as f64 - m).powi(2) / n;
-        }
-    }
-    if how == Normalize::PerChannel {
-        // Pool each channel's pixels: E[x] and E[x²] over positions give the channel's moments.
-        let plane = train.shape.height * train.shape.width;
-        for c in 0..train.shape.channels {
-            let r = c * plane..(c + 1) * plane;
-            let m = mean[r.clone()].iter().sum::<f64>() / plane as f64;
-            let second = r.clone().map(|i| var[i] + mean[i] * mean[i]).sum::<f64>() / plane as f64;
-            let v = (second - m * m).max(0.0);
-            for i in r {
-                mean[i] = m;
-                var[i] = v;
+/// The training pool's per-feature mean and standard deviation: what every set the network sees
+/// (test, corrupted, out-of-distribution) is normalised with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standardiser {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+}
+
+impl Standardiser {
+    /// The statistics of `train`, per pixel or per channel (constant features keep std 1).
+    pub fn fit(train: &Dataset, how: Normalize) -> Standardiser {
+        let d = train.shape.numel();
+        let n = train.len() as f64;
+        let mut mean = vec![0.0f64; d];
+        let mut var = vec![0.0f64; d];
+        for row in train.images.chunks(d) {
+            for (m, &x) in mean.iter_mut().zip(row) {
+                *m += x as f64 / n;
             }
         }
+        for row in train.images.chunks(d) {
+            for ((v, &m), &x) in var.iter_mut().zip(&mean).zip(row) {
+                *v += (x as f64 - m).powi(2) / n;
+            }
+        }
+        if how == Normalize::PerChannel {
+            // Pool each channel's pixels: E[x] and E[x²] over positions give the channel's moments.
+            let plane = train.shape.height * train.shape.width;
+            for c in 0..train.shape.channels {
+                let r = c * plane..(c + 1) * plane;
+                let m = mean[r.clone()].iter().sum::<f64>() / plane as f64;
+                let second =
+                    r.clone().map(|i| var[i] + mean[i] * mean[i]).sum::<f64>() / plane as f64;
+                let v = (second - m * m).max(0.0);
+                for i in r {
+                    mean[i] = m;
+                    var[i] = v;
+                }
+            }
+        }
+        let std = var
+            .iter()
+            .map(|&v| if v > 1e-12 { v.sqrt() } else { 1.0 })
+            .collect();
+        Standardiser { mean, std }
     }
-    let std: Vec<f64> = var
-        .iter()
-        .map(|&v| if v > 1e-12 { v.sqrt() } else { 1.0 })
-        .collect();
-    for set in [train, test] {
+
+    /// Normalises `set` in place (it must have the training images' shape).
+    pub fn apply(&self, set: &mut Dataset) {
+        let d = self.mean.len();
         for row in set.images.chunks_mut(d) {
-            for ((x, &m), &s) in row.iter_mut().zip(&mean).zip(&std) {
+            for ((x, &m), &s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
                 *x = ((*x as f64 - m) / s) as f32;
             }
         }
-        set.background = mean
+        set.background = self
+            .mean
             .iter()
-            .zip(&std)
+            .zip(&self.std)
             .map(|(&m, &s)| (-m / s) as f32)
             .collect();
     }
+}
+
+/// Standardisation with the training pool's statistics, per pixel or per channel; returns them.
+pub(crate) fn standardise(train: &mut Dataset, test: &mut Dataset, how: Normalize) -> Standardiser {
+    let stats = Standardiser::fit(train, how);
+    stats.apply(train);
+    stats.apply(test);
+    stats
 }

@@ -33,6 +33,10 @@ pub struct RunMetrics {
     pub test_size: usize,
     pub epochs: usize,
     pub train_seconds: f64,
+    /// Seconds spent scoring the corrupted and out-of-distribution sets after training (absent
+    /// in runs without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_seconds: Option<f64>,
     /// Where the attempt that finished the run trained (not part of the run id: CPU and CUDA
     /// results agree only up to rounding).
     #[serde(default)]
@@ -60,6 +64,9 @@ pub const HISTORY_FILE: &str = "history.csv";
 pub const RELIABILITY_FILE: &str = "reliability.json";
 pub const PREDICTIONS_FILE: &str = "predictions.csv";
 pub const FAILURE_FILE: &str = "failure.txt";
+/// Maximum softmax probability of every test and out-of-distribution image (`set,msp`; the
+/// test set is `test`): the data of the score histograms.
+pub const OOD_SCORES_FILE: &str = "ood_scores.csv";
 
 /// Folder of a run.
 pub fn run_dir(results: &Path, experiment: &str, run_id: &str) -> PathBuf {
@@ -99,6 +106,7 @@ pub fn set_aside(dir: &Path) -> Result<PathBuf> {
         HISTORY_FILE,
         RELIABILITY_FILE,
         PREDICTIONS_FILE,
+        OOD_SCORES_FILE,
         crate::train::CHECKPOINT_FILE,
     ] {
         let from = dir.join(name);
@@ -143,6 +151,16 @@ pub fn write_run(
         preds.push_str(&format!("{},{},{}\n", p.label, p.predicted, p.confidence));
     }
     write_atomic(&dir.join(PREDICTIONS_FILE), preds.as_bytes())?;
+    if !outcome.beyond.msp.is_empty() {
+        let mut scores = String::from("set,msp\n");
+        for (set, values) in &outcome.beyond.msp {
+            let set = if set.is_empty() { "test" } else { set };
+            for v in values {
+                scores.push_str(&format!("{set},{v}\n"));
+            }
+        }
+        write_atomic(&dir.join(OOD_SCORES_FILE), scores.as_bytes())?;
+    }
 
     let metrics = RunMetrics {
         run_id: config.run_id(),
@@ -157,6 +175,8 @@ pub fn write_run(
         test_size,
         epochs: config.train.epochs,
         train_seconds: outcome.train_seconds,
+        beyond_seconds: (config.evaluate.is_some() || config.ood.is_some())
+            .then_some(outcome.beyond_seconds),
         device: outcome.device,
         trainer_revision: TRAINER_REVISION,
         diverged: outcome.diverged.clone(),
@@ -276,4 +296,19 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
         });
     }
     Ok(out)
+}
+
+/// Reads a run's `ood_scores.csv`: (set, MSP score) per image.
+pub fn read_ood_scores(path: &Path) -> Result<Vec<(String, f64)>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .map(|(i, line)| {
+            line.rsplit_once(',')
+                .and_then(|(set, v)| Some((set.to_string(), v.parse::<f64>().ok()?)))
+                .with_context(|| format!("{} line {}: expected `set,score`", path.display(), i + 1))
+        })
+        .collect()
 }

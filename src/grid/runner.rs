@@ -16,7 +16,7 @@ use super::records;
 use crate::data::{self, splits, Dataset};
 use crate::nn::DeviceKind;
 use crate::spec::{LoadedExperiment, RunConfig};
-use crate::train::{train_run, Checkpointing, RunOutcome, CHECKPOINT_FILE};
+use crate::train::{train_and_score, BeyondSets, Checkpointing, RunOutcome, CHECKPOINT_FILE};
 
 /// How `icm run` works through a grid.
 #[derive(Debug, Clone)]
@@ -122,15 +122,17 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     if !runs.iter().all(finished) {
         crate::nn::device::check(device)?;
     }
-    let data = load_data(exp)?;
+    let (data, held_out) = load_data(exp)?;
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
+    let beyond = beyond_sets(exp, &data, &held_out)?;
     let grid = GridRun {
         exp,
         results,
         opts,
         device,
         test: &data.test,
+        beyond: beyond.as_ref(),
         subsets: &subsets,
         summary: Mutex::new(GridSummary {
             total: runs.len(),
@@ -182,6 +184,8 @@ struct GridRun<'a> {
     opts: &'a RunOptions,
     device: DeviceKind,
     test: &'a Dataset,
+    /// The corrupted and out-of-distribution sets, when the experiment has any.
+    beyond: Option<&'a BeyondSets>,
     /// (training, validation) sets per split slug.
     subsets: &'a BTreeMap<String, (Dataset, Option<Dataset>)>,
     summary: Mutex<GridSummary>,
@@ -269,12 +273,13 @@ impl GridRun<'_> {
         };
         let (train, val) = &self.subsets[&config.split.slug()];
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            train_run(
+            train_and_score(
                 config,
                 self.device,
                 train,
                 val.as_ref(),
                 self.test,
+                self.beyond,
                 Some(&checkpointing),
             )
         }))
@@ -322,7 +327,7 @@ pub fn split_sets(
 
 /// `icm data`: per-class training counts of every split, and the test-set size.
 pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
-    let data = load_data(exp)?;
+    let (data, _) = load_data(exp)?;
     let subsets = split_sets(exp, &data.train)?;
     let mut out = format!(
         "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
@@ -356,14 +361,41 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
     Ok(out)
 }
 
-fn load_data(exp: &LoadedExperiment) -> Result<data::TrainTest> {
-    data::load(&exp.dataset, &exp.preprocess).map_err(|e| {
+/// The data of `exp`, and the raw test images of its held-out classes (empty without any).
+fn load_data(exp: &LoadedExperiment) -> Result<(data::TrainTest, Dataset)> {
+    let held: &[usize] = exp.ood.as_ref().map_or(&[], |o| &o.held_out_classes);
+    data::load_holding_out(&exp.dataset, &exp.preprocess, held).map_err(|e| {
+        let place = if held.is_empty() {
+            ""
+        } else {
+            " (ood.held_out_classes)"
+        };
         anyhow::anyhow!(
-            "{}: dataset `{}`: {e:#}",
+            "{}: dataset `{}`{place}: {e:#}",
             exp.path.display(),
             exp.dataset.name()
         )
     })
+}
+
+/// The sets each run of `exp` is scored on after training (`evaluate:`, `ood:`), if any.
+fn beyond_sets(
+    exp: &LoadedExperiment,
+    data: &data::TrainTest,
+    held_out: &Dataset,
+) -> Result<Option<BeyondSets>> {
+    if exp.evaluate.is_none() && exp.ood.is_none() {
+        return Ok(None);
+    }
+    BeyondSets::build(
+        exp.evaluate.as_ref(),
+        exp.ood.as_ref(),
+        &data.raw_test,
+        &data.standardiser,
+        held_out,
+    )
+    .map(Some)
+    .map_err(|e| anyhow::anyhow!("{}: {e:#}", exp.path.display()))
 }
 
 /// Fails when any run of the grid (this shard) is failed, whether it failed now or earlier,

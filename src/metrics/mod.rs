@@ -4,6 +4,7 @@
 
 pub mod calibration;
 pub mod catalog;
+pub mod ood;
 pub mod paired;
 pub mod shots;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use calibration::{adaptive_ece, bin_index, ece, mce, reliability_bins, Bin, ECE_BINS};
 pub use catalog::{Better, Metric, METRICS};
+pub use ood::{detection, Detection, OodMetrics, OodScore};
 pub use shots::{shot_accuracies, ShotAccuracy};
 
 /// Per-sample outcome of a prediction.
@@ -33,6 +35,64 @@ pub struct TestMetrics {
     pub brier: f64,
     /// Accuracy on each class's test images; `None` (null) for a class without test images.
     pub per_class_accuracy: Vec<Option<f64>>,
+    /// Metrics on each corrupted copy of the test set (`evaluate:`); none for runs without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupted: Vec<CorruptedMetrics>,
+    /// Detection of each out-of-distribution set under each score (`ood:`); none for runs
+    /// without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ood: Vec<OodMetrics>,
+}
+
+/// The test metrics of one corruption at one severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorruptedMetrics {
+    pub corruption: String,
+    pub severity: u8,
+    pub accuracy: f64,
+    pub ece: f64,
+    pub nll: f64,
+}
+
+impl TestMetrics {
+    /// Mean of `f` over the corrupted test sets (`None` without any).
+    pub fn mean_corrupted(&self, f: fn(&CorruptedMetrics) -> f64) -> Option<f64> {
+        mean(self.corrupted.iter().map(f))
+    }
+
+    /// Mean of `f` over the corrupted sets of corruption `part` (its name) or of severity `part`
+    /// (a number).
+    pub fn part_corrupted(&self, part: &str, f: fn(&CorruptedMetrics) -> f64) -> Option<f64> {
+        mean(
+            self.corrupted
+                .iter()
+                .filter(|c| c.corruption == part || c.severity.to_string() == part)
+                .map(f),
+        )
+    }
+
+    /// `f` of the out-of-distribution set `part` under `score`.
+    pub fn part_ood(&self, part: &str, score: OodScore, f: fn(&Detection) -> f64) -> Option<f64> {
+        self.ood
+            .iter()
+            .find(|o| o.set == part && o.score == score)
+            .map(|o| f(&o.detection))
+    }
+
+    /// Mean of `f` over the out-of-distribution sets under `score` (`None` without any).
+    pub fn mean_ood(&self, score: OodScore, f: fn(&Detection) -> f64) -> Option<f64> {
+        mean(
+            self.ood
+                .iter()
+                .filter(|o| o.score == score)
+                .map(|o| f(&o.detection)),
+        )
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// Row-wise softmax of B × C logits, in f64.
@@ -151,6 +211,8 @@ pub fn evaluate(
             .zip(&per_class_total)
             .map(|(&c, &t)| (t > 0).then(|| c as f64 / t as f64))
             .collect(),
+        corrupted: Vec::new(),
+        ood: Vec::new(),
     };
     (metrics, preds, bins)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use polars::prelude::*;
 
-use crate::metrics::METRICS;
+use crate::metrics::catalog::in_use;
 
 /// What pairs runs of two methods: the training seed and the data seed.
 pub type PairKey = (u64, u64);
@@ -80,13 +80,13 @@ fn lookup<'a>(
 
 /// Columns that vary within a group (everything else is the group key).
 /// The experiment a run was trained under is bookkeeping (runs copied between experiments keep
-/// their run ids and join their cells). The data folder (`config.dataset.*.root`) is not part of a group either: like the run id, a
-/// group does not change when the data moves.
+/// their run ids and join their cells). The data folder (`config.dataset.*.root`) is not part
+/// of a group either: like the run id, a group does not change when the data moves.
 fn is_per_run(name: &str) -> bool {
     matches!(
         name,
         "run_id" | "experiment" | "seed" | "config.seed" | "train_seconds" | "device" | "diverged"
-    ) || METRICS.iter().any(|m| m.name == name)
+    ) || in_use().iter().any(|m| m.name == name)
         || (name.starts_with("config.dataset") && name.ends_with(".root"))
 }
 
@@ -168,7 +168,7 @@ fn attach_values(runs: &DataFrame, cells: &mut Cells) -> Result<()> {
     let seeds = runs.column("seed")?.cast(&DataType::UInt64)?;
     let data_seeds = runs.column("config.data_seed")?.cast(&DataType::UInt64)?;
     let (seeds, data_seeds) = (seeds.u64()?, data_seeds.u64()?);
-    for metric in METRICS.iter().map(|m| m.name) {
+    for metric in in_use().into_iter().map(|m| m.name) {
         let values = runs.column(metric)?.cast(&DataType::Float64)?;
         let values = values.f64()?;
         for row in 0..runs.height() {
@@ -202,7 +202,7 @@ fn grouped(runs: &DataFrame) -> Result<DataFrame> {
         .map(|c| col(c.clone()))
         .collect();
     let mut aggs = vec![len().alias("__runs")];
-    for m in METRICS.iter().map(|m| m.name) {
+    for m in in_use().into_iter().map(|m| m.name) {
         aggs.push(col(m).mean().alias(format!("{m}__mean")));
         aggs.push(col(m).std(1).alias(format!("{m}__std")));
         aggs.push(
@@ -223,7 +223,7 @@ fn grouped(runs: &DataFrame) -> Result<DataFrame> {
 /// The cells of group row `i` of [`grouped`]'s frame: every metric with at least one value.
 fn row_cells(out: &DataFrame, i: usize) -> Result<BTreeMap<String, Cell>> {
     let mut cells = BTreeMap::new();
-    for m in METRICS.iter().map(|m| m.name) {
+    for m in in_use().into_iter().map(|m| m.name) {
         let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
         if n == 0 {
             continue;

@@ -9,7 +9,8 @@ use polars::prelude::*;
 use walkdir::WalkDir;
 
 use crate::grid::records::{self, RunMetrics};
-use crate::metrics::{Metric, METRICS};
+use crate::metrics::catalog::in_use;
+use crate::metrics::Metric;
 use crate::spec::RunConfig;
 
 /// A finished run.
@@ -88,7 +89,7 @@ pub fn collect(root: &Path) -> Result<Collection> {
 /// A run's value of a catalog metric (`None`: the metric does not apply, e.g. no few-shot
 /// classes).
 pub fn metric_value(r: &RunMetrics, metric: &Metric) -> Option<f64> {
-    (metric.read)(&r.test, &r.train_class_counts)
+    metric.value(&r.test, &r.train_class_counts)
 }
 
 /// Flattens a JSON value into `prefix.key` → leaf pairs.
@@ -126,7 +127,7 @@ pub fn runs_frame(runs: &[RunRecord]) -> Result<DataFrame> {
         ),
     ];
     columns.extend(config_columns(runs));
-    for metric in METRICS {
+    for metric in in_use() {
         let xs: Vec<Option<f64>> = runs
             .iter()
             .map(|r| metric_value(&r.metrics, metric))

@@ -32,7 +32,11 @@ pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Resu
     }
     figures.accuracy_chart(Axis::Imbalance)?;
     figures.accuracy_chart(Axis::SamplesPerClass)?;
-    Ok(figures.written)
+    let mut written = figures.written;
+    for split in &grid.splits {
+        written.extend(super::robustness::write_figures(grid, runs, split, out)?);
+    }
+    Ok(written)
 }
 
 /// The x axis of an accuracy chart.
@@ -273,6 +277,7 @@ fn diagnostics(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<Vec<plo
         if !series.is_empty() {
             panels.push(plots::Panel {
                 title: title.into(),
+                x_desc: "epoch".into(),
                 y_desc: y_desc.into(),
                 series,
             });

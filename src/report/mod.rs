@@ -13,6 +13,7 @@ pub mod html;
 pub mod layouts;
 pub mod legend;
 pub mod plots;
+pub mod robustness;
 pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet};

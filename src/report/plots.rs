@@ -534,11 +534,12 @@ where
 #[derive(Debug, Clone)]
 pub struct Panel {
     pub title: String,
+    pub x_desc: String,
     pub y_desc: String,
     pub series: Vec<Series>,
 }
 
-/// Line charts against the epoch, two panels per row.
+/// Line charts (each panel its own axes), two panels per row.
 pub fn panels(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
     let rows = panels.len().div_ceil(2).max(1) as u32;
     render!(path, (1200, 60 + 440 * rows), |root| draw_panels(
@@ -563,7 +564,7 @@ where
         draw_lines(
             area,
             &panel.title,
-            "epoch",
+            &panel.x_desc,
             &panel.y_desc,
             false,
             &panel.series,

@@ -61,10 +61,18 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
             ));
         }
     }
+    if let Some(e) = &exp.evaluate {
+        e.check()
+            .map_err(|(k, m)| mistake(format!("evaluate.{k}"), m))?;
+    }
+    if let Some(o) = &exp.ood {
+        o.check().map_err(|(k, m)| mistake(format!("ood.{k}"), m))?;
+    }
     resolve_train_defaults(&mut exp);
     let methods = check_methods(&exp)?;
     check_seeds(&exp.seeds)?;
     check_tables(&exp.tables)?;
+    check_parts(&exp)?;
     let listed = exp
         .claims
         .iter()
@@ -90,6 +98,8 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
         tables: exp.tables,
         device: exp.device,
         claims,
+        evaluate: exp.evaluate,
+        ood: exp.ood,
     })
 }
 
@@ -246,6 +256,53 @@ fn check_tables(entries: &[TableEntry]) -> Checked {
                     ),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The OOD sets, corruptions and severities of `exp`: what a `name@part` metric may name.
+fn parts_of(exp: &Experiment) -> Vec<String> {
+    let mut known = Vec::new();
+    if let Some(e) = &exp.evaluate {
+        known.extend(e.corruptions.iter().map(|c| c.name().to_string()));
+        known.extend(e.severities.iter().map(|s| s.to_string()));
+    }
+    if let Some(o) = &exp.ood {
+        if !o.held_out_classes.is_empty() {
+            known.push(super::evaluate::HELD_OUT.to_string());
+        }
+        known.extend(o.sets.keys().cloned());
+    }
+    known
+}
+
+/// Every `name@part` metric of the tables and claims names a part of this experiment.
+fn check_parts(exp: &Experiment) -> Checked {
+    let tables = exp.tables.iter().enumerate().filter_map(|(i, t)| match t {
+        TableEntry::Custom(spec) => Some((format!("tables[{i}].metric"), &spec.metric)),
+        TableEntry::Preset(_) => None,
+    });
+    let claims = exp.claims.iter().enumerate().filter_map(|(i, c)| {
+        c.metric
+            .as_ref()
+            .map(|m| (format!("claims[{i}].metric"), m))
+    });
+    let known = parts_of(exp);
+    for (place, name) in tables.chain(claims) {
+        let Some((_, part)) = name.split_once('@') else {
+            continue;
+        };
+        if !known.iter().any(|k| k == part) {
+            let choices = if known.is_empty() {
+                "this experiment has none (add `evaluate:` or `ood:`)".to_string()
+            } else {
+                format!("use one of {}", known.join(", "))
+            };
+            return Err(mistake(
+                place,
+                format!("`{part}` is not an OOD set, corruption or severity here; {choices}"),
+            ));
         }
     }
     Ok(())

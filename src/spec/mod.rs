@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod claims;
+pub mod evaluate;
 pub mod run;
 pub mod tables;
 pub mod train;
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 pub use claims::Claim;
+pub use evaluate::{EvaluateSpec, OodSource, OodSpec};
 pub use run::{LoadedExperiment, RunConfig};
 pub use tables::TableEntry;
 pub use train::{Schedule, TrainSpec};
@@ -63,6 +65,12 @@ pub struct Experiment {
     /// label-loss twin).
     #[serde(default)]
     pub claims: Vec<claims::ClaimSpec>,
+    /// Corrupted copies of the test set each run is scored on after its last epoch.
+    #[serde(default)]
+    pub evaluate: Option<EvaluateSpec>,
+    /// Out-of-distribution sets each run is scored against after its last epoch.
+    #[serde(default)]
+    pub ood: Option<OodSpec>,
 }
 
 /// Reads, parses and checks an experiment file.

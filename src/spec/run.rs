@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::evaluate::{EvaluateSpec, OodSpec};
 use super::tables::TableEntry;
 use super::train::TrainSpec;
 use crate::data::{DatasetSpec, Preprocess, Split};
@@ -28,6 +29,12 @@ pub struct RunConfig {
     pub train: TrainSpec,
     pub method: Method,
     pub seed: u64,
+    /// Corrupted test sets; only in the run id when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate: Option<EvaluateSpec>,
+    /// Out-of-distribution sets and held-out classes; only in the run id when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodSpec>,
 }
 
 impl RunConfig {
@@ -74,6 +81,8 @@ pub struct LoadedExperiment {
     pub device: DeviceKind,
     /// The claims the report tests: the defaults and the experiment's `claims:`.
     pub claims: Vec<super::Claim>,
+    pub evaluate: Option<EvaluateSpec>,
+    pub ood: Option<OodSpec>,
 }
 
 impl LoadedExperiment {
@@ -93,6 +102,8 @@ impl LoadedExperiment {
                         train: self.train.clone(),
                         method: method.clone(),
                         seed,
+                        evaluate: self.evaluate.clone(),
+                        ood: self.ood.clone(),
                     });
                 }
             }

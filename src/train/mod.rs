@@ -5,6 +5,7 @@
 //! times training steps.
 
 pub mod bench;
+pub mod beyond;
 pub mod checkpoint;
 pub mod divergence;
 pub mod eval;
@@ -20,6 +21,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use beyond::{BeyondScores, BeyondSets};
 pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE};
 pub use divergence::{Divergence, DivergenceWatch};
 pub use eval::predict_logits;
@@ -46,6 +48,10 @@ pub struct RunOutcome {
     pub device: DeviceKind,
     /// When and how the run was seen to collapse, if it was.
     pub diverged: Option<Divergence>,
+    /// Its scores on the corrupted and out-of-distribution sets (empty without them).
+    pub beyond: BeyondScores,
+    /// Seconds spent scoring those sets (not part of `train_seconds`).
+    pub beyond_seconds: f64,
 }
 
 /// The random streams of a run. Each is ChaCha8 seeded with the run's seed on a stream id of its
@@ -126,7 +132,26 @@ pub fn train_run(
     test: &Dataset,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<RunOutcome> {
-    let data = RunData { train, val, test };
+    train_and_score(config, device, train, val, test, None, checkpointing)
+}
+
+/// [`train_run`], then scores the trained network once on `beyond`'s corrupted and
+/// out-of-distribution sets.
+pub fn train_and_score(
+    config: &RunConfig,
+    device: DeviceKind,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    test: &Dataset,
+    beyond: Option<&BeyondSets>,
+    checkpointing: Option<&Checkpointing>,
+) -> Result<RunOutcome> {
+    let data = RunData {
+        train,
+        val,
+        test,
+        beyond,
+    };
     match device {
         DeviceKind::Cpu => train_on(
             Cpu::seed_from_u64(config.seed),
@@ -153,6 +178,7 @@ struct RunData<'a> {
     train: &'a Dataset,
     val: Option<&'a Dataset>,
     test: &'a Dataset,
+    beyond: Option<&'a BeyondSets>,
 }
 
 /// [`train_run`] on the device `dev` (of kind `kind`).
@@ -201,17 +227,32 @@ fn train_on<D: NetDevice>(
     // A run resumed from its final checkpoint trained no epoch here: evaluate now.
     let logits =
         test_logits.unwrap_or_else(|| predict_logits(&dev, &mut progress.model, data.test));
-    let (metrics, predictions, bins) =
+    let (mut metrics, predictions, bins) =
         metrics::evaluate(&logits, &data.test.labels, data.test.classes);
+    let train_seconds = progress.earlier_seconds + start.elapsed().as_secs_f64();
+    let scoring = Instant::now();
+    let beyond = data.beyond.map_or_else(BeyondScores::default, |sets| {
+        beyond::score(
+            &dev,
+            &mut progress.model,
+            config.evaluate.as_ref(),
+            &logits,
+            sets,
+        )
+    });
+    metrics.corrupted = beyond.corrupted.clone();
+    metrics.ood = beyond.ood.clone();
     Ok(RunOutcome {
         history: progress.history,
         metrics,
         predictions,
         bins,
         train_class_counts: data.train.class_counts(),
-        train_seconds: progress.earlier_seconds + start.elapsed().as_secs_f64(),
+        train_seconds,
         device: kind,
         diverged,
+        beyond,
+        beyond_seconds: scoring.elapsed().as_secs_f64(),
     })
 }
 
