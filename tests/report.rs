@@ -363,3 +363,42 @@ fn cells_with_diverged_runs_are_not_marked_and_claims_count_them() {
         "{table}"
     );
 }
+
+/// A diverged run's history holds NaN, infinite and enormous values (loss, gradient norm up to
+/// 1e34): charts draw what can be drawn, on log axes where asked, and finish.
+#[test]
+fn charts_skip_non_finite_points_and_draw_huge_ones() {
+    use icm::report::plots::{line_chart, panels, Panel, Series};
+    let tmp = tempfile::tempdir().unwrap();
+    let series = vec![Series {
+        name: "icm-mixup".into(),
+        points: vec![
+            (1.0, 6.7, Some(0.1)),
+            (2.0, f64::NAN, None),
+            (3.0, f64::INFINITY, Some(f64::NAN)),
+            (4.0, 1.9e34, None),
+            (5.0, 9.7, None),
+        ],
+    }];
+    let path = tmp.path().join("loss.svg");
+    line_chart(&path, "loss", "epoch", "loss", false, &series).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("icm-mixup"), "the series is drawn");
+    assert!(
+        !svg.contains("NaN") && !svg.contains("inf"),
+        "no non-finite coordinate"
+    );
+    let panel = |log_y| Panel {
+        title: "gradient norm".into(),
+        x_desc: "epoch".into(),
+        y_desc: "L2 norm".into(),
+        log_y,
+        series: series.clone(),
+    };
+    let path = tmp.path().join("diagnostics.svg");
+    panels(&path, "diagnostics", &[panel(true), panel(false)]).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    // Log ticks at powers of ten (1, 1e5, ..., 1e35); linear ticks in powers-of-ten notation.
+    assert!(svg.contains("\n1e5\n") && svg.contains("\n1e35\n"), "{svg}");
+    assert!(svg.contains("\n1.8e34\n"), "{svg}");
+}

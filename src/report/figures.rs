@@ -262,23 +262,30 @@ fn curves(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<(Vec<Series>
 
 /// The collapse diagnostics of every run on a split, one panel per diagnostic the runs recorded.
 fn diagnostics(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<Vec<plots::Panel>> {
-    let fields: [(&str, &str, Field); 5] = [
-        ("train loss", "loss", |h| Some(h.train_loss)),
-        ("gradient norm (mean per epoch)", "L2 norm", |h| h.grad_norm),
-        ("largest |logit|", "|z|", |h| h.max_logit),
-        ("largest |ICM score|", "|S|", |h| h.max_score),
-        ("duplicated mixed classifiers", "share of pairs", |h| {
-            h.duplicates
+    // Magnitudes on log axes: a collapse takes them from ~1 to 1e17 and beyond.
+    let fields: [(&str, &str, bool, Field); 5] = [
+        ("train loss", "loss", true, |h| Some(h.train_loss)),
+        ("gradient norm (mean per epoch)", "L2 norm", true, |h| {
+            h.grad_norm
         }),
+        ("largest |logit|", "|z|", true, |h| h.max_logit),
+        ("largest |ICM score|", "|S|", true, |h| h.max_score),
+        (
+            "duplicated mixed classifiers",
+            "share of pairs",
+            false,
+            |h| h.duplicates,
+        ),
     ];
     let mut panels = Vec::new();
-    for (title, y_desc, field) in fields {
+    for (title, y_desc, log_y, field) in fields {
         let series = history_series(grid, runs, split, field, true)?;
         if !series.is_empty() {
             panels.push(plots::Panel {
                 title: title.into(),
                 x_desc: "epoch".into(),
                 y_desc: y_desc.into(),
+                log_y,
                 series,
             });
         }

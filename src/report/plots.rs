@@ -358,14 +358,13 @@ fn draw_series_line<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     s: &Series,
     color: RGBColor,
-    tx: &dyn Fn(f64) -> f64,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .draw_series(LineSeries::new(
-            s.points.iter().map(|&(x, y, _)| (tx(x), y)),
+            s.points.iter().map(|&(x, y, _)| (x, y)),
             color.stroke_width(2),
         ))
         .map_err(draw_err)?
@@ -375,12 +374,12 @@ where
         .draw_series(
             s.points
                 .iter()
-                .map(|&(x, y, _)| Circle::new((tx(x), y), 4, color.filled())),
+                .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
         )
         .map_err(draw_err)?;
     chart
         .draw_series(s.points.iter().filter_map(|&(x, y, e)| {
-            e.map(|e| ErrorBar::new_vertical(tx(x), y - e, y, y + e, color.stroke_width(1), 8))
+            e.map(|e| ErrorBar::new_vertical(x, y - e, y, y + e, color.stroke_width(1), 8))
         }))
         .map_err(draw_err)?;
     Ok(())
@@ -393,6 +392,51 @@ pub struct Series {
     pub points: Vec<(f64, f64, Option<f64>)>,
 }
 
+impl Series {
+    /// The points as drawn: on log10 axes where asked, without the points that cannot be drawn
+    /// (a diverged run's NaN or infinite values, values ≤ 0 on a log axis; no error bars on a log
+    /// y axis).
+    fn plotted(&self, log_x: bool, log_y: bool) -> Series {
+        let axis = |v: f64, log: bool| {
+            let v = if log { v.log10() } else { v };
+            v.is_finite().then_some(v)
+        };
+        let points = self
+            .points
+            .iter()
+            .filter_map(|&(x, y, e)| {
+                let e = e.filter(|e| e.is_finite() && !log_y);
+                Some((axis(x, log_x)?, axis(y, log_y)?, e))
+            })
+            .collect();
+        Series {
+            name: self.name.clone(),
+            points,
+        }
+    }
+}
+
+/// A tick label of a log10 axis: the real value.
+fn log_tick(v: f64) -> String {
+    let real = 10f64.powf(v);
+    if (0.01..100_000.0).contains(&real) {
+        format!("{}", (real * 100.0).round() / 100.0)
+    } else {
+        format!("{real:.0e}")
+    }
+}
+
+/// A tick label of a linear axis: three decimals at most, powers of ten for very large or small
+/// values.
+fn linear_tick(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(0.001..100_000.0).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        format!("{}", (v * 1000.0).round() / 1000.0)
+    }
+}
+
 /// Line chart with error bars (accuracy vs imbalance ratio, vs images per class).
 pub fn line_chart(
     path: &Path,
@@ -403,7 +447,12 @@ pub fn line_chart(
     series: &[Series],
 ) -> Result<()> {
     render!(path, (760, 520), |root| draw_lines(
-        &root, title, x_desc, y_desc, log_x, series
+        &root,
+        title,
+        x_desc,
+        y_desc,
+        (log_x, false),
+        series
     ))
 }
 
@@ -427,37 +476,36 @@ fn bounds(series: &[Series], with_err: bool) -> ((f64, f64), (f64, f64)) {
     (xs, (ys.0 - pad, ys.1 + pad))
 }
 
+/// A line chart on `root`; `log` puts the x and/or y axis on a log10 scale (ticks labelled with
+/// the real values).
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     x_desc: &str,
     y_desc: &str,
-    log_x: bool,
+    log: (bool, bool),
     series: &[Series],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(draw_err)?;
-    let ((x0, x1), (y0, y1)) = bounds(series, true);
+    let (log_x, log_y) = log;
+    let series: Vec<Series> = series.iter().map(|s| s.plotted(log_x, log_y)).collect();
+    let ((x0, x1), (y0, y1)) = bounds(&series, true);
     let mut builder = ChartBuilder::on(root);
     builder
         .caption(title, (FONT, 20).into_font().style(FontStyle::Bold))
         .margin(14)
         .x_label_area_size(42)
         .y_label_area_size(60);
-    // Draw on a linear axis over log10(x) when asked, labelling ticks with the real values.
-    let tx = |x: f64| if log_x { x.log10() } else { x };
-    let (lo, hi) = if log_x {
-        let (a, b) = (tx(x0.max(1e-9)), tx(x1.max(1e-9)));
-        let pad = ((b - a) * 0.05).max(0.05);
-        (a - pad, b + pad)
+    let pad = if log_x {
+        ((x1 - x0) * 0.05).max(0.05)
     } else {
-        let pad = (x1 - x0) * 0.05;
-        (x0 - pad, x1 + pad)
+        (x1 - x0) * 0.05
     };
     let mut chart = builder
-        .build_cartesian_2d(lo..hi, y0..y1)
+        .build_cartesian_2d(x0 - pad..x1 + pad, y0..y1)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -466,7 +514,10 @@ where
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .x_label_formatter(&|v| {
-            let real = if log_x { 10f64.powf(*v) } else { *v };
+            if log_x {
+                return log_tick(*v);
+            }
+            let real = *v;
             if (real - real.round()).abs() < 1e-6 || real.abs() >= 10.0 {
                 format!("{real:.0}")
             } else if real.abs() >= 1.0 {
@@ -475,11 +526,18 @@ where
                 format!("{real:.2}")
             }
         })
+        .y_label_formatter(&|v| {
+            if log_y {
+                log_tick(*v)
+            } else {
+                linear_tick(*v)
+            }
+        })
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(draw_err)?;
     for (i, s) in series.iter().enumerate() {
-        draw_series_line(&mut chart, s, PALETTE[i % PALETTE.len()], &tx)?;
+        draw_series_line(&mut chart, s, PALETTE[i % PALETTE.len()])?;
     }
     chart
         .configure_series_labels()
@@ -519,13 +577,13 @@ where
         .titled(title, (FONT, 22).into_font().style(FontStyle::Bold))
         .map_err(draw_err)?;
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
-    draw_lines(&left, "train loss", "epoch", "loss", false, loss)?;
+    draw_lines(&left, "train loss", "epoch", "loss", (false, false), loss)?;
     draw_lines(
         &right,
         "test accuracy",
         "epoch",
         "accuracy (%)",
-        false,
+        (false, false),
         accuracy,
     )
 }
@@ -536,6 +594,9 @@ pub struct Panel {
     pub title: String,
     pub x_desc: String,
     pub y_desc: String,
+    /// A log10 y axis, for values that span orders of magnitude (a collapsing run's gradient
+    /// norm goes from 1 to 1e17).
+    pub log_y: bool,
     pub series: Vec<Series>,
 }
 
@@ -566,7 +627,7 @@ where
             &panel.title,
             &panel.x_desc,
             &panel.y_desc,
-            false,
+            (false, panel.log_y),
             &panel.series,
         )?;
     }

@@ -119,6 +119,7 @@ fn severity_panels(grid: &Grid, runs: &[&RunRecord]) -> Vec<Panel> {
                 title: format!("{y_desc} vs severity, mean over corruptions"),
                 x_desc: "severity (0 = clean)".into(),
                 y_desc: y_desc.into(),
+                log_y: false,
                 series,
             });
         }
@@ -147,6 +148,7 @@ fn histogram_panels(runs: &[&&RunRecord]) -> Result<Vec<Panel>> {
             title: format!("test vs {set}"),
             x_desc: "maximum softmax probability".into(),
             y_desc: "share of images".into(),
+            log_y: false,
             series: vec![
                 Series {
                     name: "test (in-distribution)".into(),
