@@ -12,7 +12,8 @@ use crate::spec::LoadedExperiment;
 
 /// `icm status`: done / diverged / running / failed / pending per method and overall, with an
 /// ETA from the finished runs' training times. A diverged run is finished (not trained again)
-/// but counted apart: reports leave it out of means.
+/// but counted apart: reports leave it out of means. A run whose record is damaged or superseded
+/// is pending, with a line saying why.
 pub fn grid_status(
     exp: &LoadedExperiment,
     results: &Path,
@@ -29,6 +30,7 @@ pub fn grid_status(
     let mut per_method: BTreeMap<usize, (String, Counts)> = BTreeMap::new();
     let mut total = Counts::default();
     let mut seconds = Vec::new();
+    let mut retrain = Vec::new();
     let order: Vec<String> = exp.methods.iter().map(|m| m.display_name()).collect();
     for config in exp.runs() {
         let dir = records::run_dir(results, &exp.name, &config.run_id());
@@ -58,7 +60,12 @@ pub fn grid_status(
                 counts.failed += 1;
                 total.failed += 1;
             }
-            RunState::Pending(_) | RunState::Superseded(_) => {
+            RunState::Superseded(why) => {
+                retrain.push(format!("to train again: {}: {why}\n", dir.display()));
+                counts.pending += 1;
+                total.pending += 1;
+            }
+            RunState::Pending(_) => {
                 counts.pending += 1;
                 total.pending += 1;
             }
@@ -75,6 +82,7 @@ pub fn grid_status(
         out.push_str(&line(label, c));
     }
     out.push_str(&line("all", &total));
+    out.extend(retrain);
     let left = total.pending + total.running;
     if left > 0 {
         if seconds.is_empty() {

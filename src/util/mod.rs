@@ -9,6 +9,6 @@ pub mod text;
 
 pub use fault::fault_point;
 pub use files::{temp_beside, write_atomic};
-pub use host::host_name;
+pub use host::{host_name, process_alive};
 pub use tensor::Matrix;
 pub use text::{file_safe, fmt_num};
