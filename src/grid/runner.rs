@@ -133,6 +133,9 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     }
     super::temporaries::remove_stale_temporaries(&results.join(&exp.name));
     let data = load_data(exp)?;
+    if pending > 0 {
+        check_memory(exp, &data.train)?;
+    }
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
     let grid = GridRun {
@@ -351,6 +354,9 @@ pub fn split_sets(
             .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
         let sets = match exp.validation {
             Some(fraction) => {
+                splits::check_hold_out(&keep, &pool.labels, pool.classes, fraction).map_err(
+                    |e| anyhow::anyhow!("{}: split `{}`: {e}", exp.path.display(), split.slug()),
+                )?;
                 let (train, val) =
                     splits::hold_out(&keep, &pool.labels, pool.classes, fraction, exp.data_seed);
                 (pool.subset(&train), Some(pool.subset(&val)))
@@ -362,9 +368,52 @@ pub fn split_sets(
     Ok(subsets)
 }
 
-/// `icm data`: per-class training counts of every split, and the test-set size.
+/// A byte count in MiB or GiB, for messages.
+fn gib(bytes: f64) -> String {
+    let mib = bytes / (1u64 << 20) as f64;
+    if mib < 1024.0 {
+        format!("{mib:.1} MiB")
+    } else {
+        format!("{:.1} GiB", mib / 1024.0)
+    }
+}
+
+/// Refuses a network whose estimated training memory exceeds what this machine has available,
+/// with the numbers; returns the estimate as a line for `icm data` (empty for networks without
+/// one).
+pub fn check_memory(exp: &LoadedExperiment, train: &Dataset) -> Result<String> {
+    let input = train.shape.numel();
+    let batch = exp.train.batch_size;
+    let Some(m) = crate::nn::memory::mlp_memory(&exp.model, input, train.classes, batch) else {
+        return Ok(String::new());
+    };
+    let line = format!(
+        "about {:.3e} parameters, {} for weights, gradients and momentum + {} for \
+         activations = {} per run",
+        m.parameters,
+        gib(m.parameter_bytes),
+        gib(m.activation_bytes),
+        gib(m.total_bytes())
+    );
+    if let Some(available) = crate::util::available_memory() {
+        if m.total_bytes() > available as f64 {
+            bail!(
+                "{}: `model.hidden` {:?}: the MLP needs {line}, but this machine has {} \
+                 available; use smaller widths",
+                exp.path.display(),
+                exp.model.hidden.as_deref().unwrap_or_default(),
+                gib(available as f64)
+            );
+        }
+    }
+    Ok(line)
+}
+
+/// `icm data`: per-class training counts of every split, the test-set size and the network's
+/// memory estimate (refused when it cannot fit).
 pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
     let data = load_data(exp)?;
+    let memory = check_memory(exp, &data.train)?;
     let subsets = split_sets(exp, &data.train)?;
     let mut out = format!(
         "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
@@ -394,6 +443,9 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
                 val.class_counts()
             ));
         }
+    }
+    if !memory.is_empty() {
+        out.push_str(&format!("model: {memory}\n"));
     }
     Ok(out)
 }

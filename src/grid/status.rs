@@ -83,18 +83,23 @@ pub fn grid_status(
     }
     out.push_str(&line("all", &total));
     out.extend(retrain);
-    let left = total.pending + total.running;
-    if left > 0 {
-        if seconds.is_empty() {
-            out.push_str("ETA: unknown until a run finishes\n");
-        } else {
-            let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
-            out.push_str(&format!(
-                "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
-                mean * left as f64,
-                mean
-            ));
-        }
-    }
+    out.push_str(&eta(total.pending + total.running, &seconds));
     Ok(out)
+}
+
+/// The ETA line for `left` runs from the training times of the finished ones (empty when
+/// nothing is left).
+fn eta(left: usize, seconds: &[f64]) -> String {
+    if left == 0 {
+        return String::new();
+    }
+    if seconds.is_empty() {
+        return "ETA: unknown until a run finishes\n".into();
+    }
+    let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
+    format!(
+        "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
+        mean * left as f64,
+        mean
+    )
 }
