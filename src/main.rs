@@ -88,7 +88,7 @@ struct RunArgs {
     /// Run failed runs again.
     #[arg(long)]
     retry_failed: bool,
-    /// Seconds without a heartbeat after which another process's claim is stale.
+    /// Seconds without a heartbeat after which another process's claim is stale (at least 60).
     #[arg(long, default_value_t = 3600)]
     lock_timeout: u64,
     /// Save a checkpoint every this many epochs (default: once a minute, and at the end).
@@ -263,6 +263,7 @@ fn run(args: RunArgs) -> Result<()> {
 fn status(args: StatusArgs) -> Result<()> {
     let exp = load_experiment(&args.experiment)?;
     let timeout = Duration::from_secs(args.lock_timeout);
+    icm::grid::locks::check_lock_timeout(timeout)?;
     print!(
         "{}",
         icm::grid::status::grid_status(&exp, &args.results, timeout)?

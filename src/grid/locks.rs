@@ -1,13 +1,14 @@
 //! Run state on disk and exclusive claims, so that several `icm run` processes (one machine or a
 //! shared filesystem, e.g. Slurm array tasks) never train the same run twice.
 //!
-//! A run folder is **done** when it has `metrics.json`, **failed** when it has `failure.txt`,
+//! A run folder is **done** when it has a sound `metrics.json`, **failed** when it has `failure.txt`,
 //! **running** while it has a fresh `lock.json`, and **pending** otherwise. The lock is created
-//! with `O_EXCL` and records host, pid and start time; the owner rewrites it after every epoch
-//! (heartbeat, at most every 10 s). A lock whose process is gone (same host) or whose heartbeat is older than the
-//! timeout is stale and is taken over, with a message; an owner that finds its lock taken over
+//! whole (written aside, then hard-linked into place, which fails if one exists) and records host,
+//! pid and start time; the owner rewrites it after every epoch (heartbeat, at most every 10 s). A
+//! lock whose process is gone (same host), whose heartbeat is older than the timeout, or that does
+//! not parse is stale and is taken over, with a message; an owner that finds its lock taken over
 //! drops the run ([`ClaimLost`]). Every claim appends a line to `attempts.log`, the run's audit
-//! trail.
+//! trail, saying which stale lock it took over.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -277,8 +277,11 @@ impl<'a> GridRun<'a> {
         let resuming = dir.join(CHECKPOINT_FILE).is_file();
         match pool.install(|| self.train(config, &claim)) {
             Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
-                // Another process owns the run now: write nothing.
-                self.bar.println(format!("{e}"));
+                // Another process owns the run now: write nothing, and wait for it like any run
+                // held elsewhere.
+                self.bar.suspend(|| eprintln!("{e}"));
+                self.elsewhere.lock().expect("waiting").push(config);
+                return Ok(false);
             }
             Ok(outcome) => {
                 let test_size = self.test.len();
