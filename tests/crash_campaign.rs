@@ -109,6 +109,28 @@ fn assert_never_refinished(
     now
 }
 
+/// Whatever report tables a killed attempt left parse whole (they are written atomically).
+fn assert_report_tables_whole(exp: &LoadedExperiment, root: &Path) {
+    use polars::prelude::{CsvReadOptions, SerReader};
+    let dir = root.join("reports").join(&exp.name);
+    let csv = dir.join("runs.csv");
+    if csv.is_file() {
+        let frame = CsvReadOptions::default()
+            .try_into_reader_with_file_path(Some(csv.clone()))
+            .unwrap()
+            .finish()
+            .unwrap_or_else(|e| panic!("{} is torn: {e}", csv.display()));
+        assert!(frame.height() >= 1, "{} has no runs", csv.display());
+    }
+    let parquet = dir.join("runs.parquet");
+    if parquet.is_file() {
+        let file = fs::File::open(&parquet).unwrap();
+        polars::prelude::ParquetReader::new(file)
+            .finish()
+            .unwrap_or_else(|e| panic!("{} is torn: {e}", parquet.display()));
+    }
+}
+
 fn assert_no_leftovers(root: &Path) {
     for entry in WalkDir::new(root).into_iter().flatten() {
         let name = entry.file_name().to_string_lossy();
@@ -181,7 +203,12 @@ fn sigkills_during_training_checkpoints_and_reports_lose_nothing() {
     fs::write(&yaml, GRID).unwrap();
     let exp = parse_experiment(GRID, &yaml).unwrap();
 
-    // The uninterrupted grid, and how long a whole `icm run` takes.
+    // The uninterrupted grid, and how long a whole `icm run` takes (timed on a second grid: the
+    // first start reads the binary from disk).
+    assert!(kill_after(
+        spawn(&yaml, &tmp.path().join("warm-up")),
+        Duration::MAX
+    ));
     let reference = tmp.path().join("reference");
     let start = Instant::now();
     assert!(kill_after(spawn(&yaml, &reference), Duration::MAX));
@@ -199,6 +226,7 @@ fn sigkills_during_training_checkpoints_and_reports_lose_nothing() {
             let after = whole.mul_f64(rng.gen_range(0.0..1.1));
             let completed = kill_after(spawn(&yaml, &root), after);
             finished = assert_never_refinished(&exp, &root, &finished);
+            assert_report_tables_whole(&exp, &root);
             if completed {
                 break;
             }
