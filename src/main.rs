@@ -81,11 +81,11 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Runs trained at the same time.
-    #[arg(long, default_value_t = 1)]
+    /// Runs trained at the same time (at most the number of pending runs are started).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     jobs: usize,
     /// Threads per run (default: cores / jobs).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
     /// Only this shard of the grid, k/n (0 ≤ k < n).
     #[arg(long)]
@@ -93,11 +93,11 @@ struct RunArgs {
     /// Run failed runs again.
     #[arg(long)]
     retry_failed: bool,
-    /// Seconds without a heartbeat after which another process's claim is stale.
+    /// Seconds without a heartbeat after which another process's claim is stale (at least 60).
     #[arg(long, default_value_t = 3600)]
     lock_timeout: u64,
     /// Save a checkpoint every this many epochs (default: once a minute, and at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     checkpoint_every: Option<usize>,
     /// Train on `cpu` or `cuda` (default: the experiment's `device`, else cpu).
     #[arg(long)]
@@ -167,7 +167,7 @@ struct BenchArgs {
     #[arg(long)]
     loader: bool,
     /// Threads for the matrix products (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
     /// `cpu` or `cuda`.
     #[arg(long, default_value = "cpu")]
@@ -187,6 +187,15 @@ struct ReportArgs {
     /// Table file formats, any of md,tex,csv.
     #[arg(long, default_value = "md,tex,csv")]
     format: String,
+}
+
+/// A count that must be at least 1 (`--jobs`, `--threads`, `--checkpoint-every`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (0 would do nothing)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number ≥ 1")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -214,7 +223,7 @@ fn run(args: RunArgs) -> Result<()> {
     let exp = load_experiment(&args.experiment)?;
     let opts = RunOptions {
         quiet: args.quiet,
-        jobs: args.jobs.max(1),
+        jobs: args.jobs,
         threads: args.threads.unwrap_or_else(|| default_threads(args.jobs)),
         shard: args.shard.as_deref().map(parse_shard).transpose()?,
         retry_failed: args.retry_failed,
@@ -227,7 +236,7 @@ fn run(args: RunArgs) -> Result<()> {
         eprintln!("warning: run {id} diverged at {what}; reports leave it out of means and claims");
     }
     println!(
-        "{}: {} runs{}, {} trained ({} resumed), {} skipped (already done), {} running elsewhere, \
+        "{}: {} runs{}, {} trained ({} resumed), {} skipped (already done), {} waited for (held by another worker), \
          {} failed earlier (not retried), {} failed, {:.1} s",
         exp.name,
         summary.total,
@@ -260,6 +269,7 @@ fn run(args: RunArgs) -> Result<()> {
 fn status(args: StatusArgs) -> Result<()> {
     let exp = load_experiment(&args.experiment)?;
     let timeout = Duration::from_secs(args.lock_timeout);
+    icm::grid::locks::check_lock_timeout(timeout)?;
     print!(
         "{}",
         icm::grid::status::grid_status(&exp, &args.results, timeout)?
@@ -384,6 +394,13 @@ fn bench(args: BenchArgs) -> Result<()> {
 /// `icm report`: rebuild the report of an experiment file or a folder of runs.
 fn report(args: ReportArgs) -> Result<()> {
     let formats = Formats::parse(&args.format)?;
+    if !args.source.exists() {
+        anyhow::bail!(
+            "icm report {}: no such file or folder; give an experiment file (e.g. \
+             experiments/quickstart.yaml) or a folder of runs (e.g. results/quickstart)",
+            args.source.display()
+        );
+    }
     let source = if args.source.is_dir() {
         ReportSource::Folder(args.source)
     } else {

@@ -73,6 +73,12 @@ fn assert_complete_and_equal(exp: &LoadedExperiment, results: &Path, reference: 
             fs::read_to_string(dir.join(PREDICTIONS_FILE)).unwrap(),
             fs::read_to_string(want.join(PREDICTIONS_FILE)).unwrap()
         );
+        assert_eq!(
+            fs::read(dir.join(records::HISTORY_FILE)).unwrap(),
+            fs::read(want.join(records::HISTORY_FILE)).unwrap(),
+            "history.csv of {} differs from the uninterrupted run's",
+            dir.display()
+        );
         assert!(!dir.join(LOCK_FILE).exists(), "lock released");
     }
 }

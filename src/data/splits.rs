@@ -141,7 +141,7 @@ impl<'de> Deserialize<'de> for Split {
                     .ok_or_else(|| de::Error::custom("empty split entry"))?;
                 let split = match key.as_str() {
                     "balanced" => {
-                        map.next_value::<de::IgnoredAny>()?;
+                        map.next_value::<crate::util::NoParameters>()?;
                         Split::Balanced
                     }
                     "long_tailed" => {
@@ -263,6 +263,41 @@ pub fn select(
     Ok(keep)
 }
 
+/// Refuses a validation hold-out that takes half or more of some class's training images
+/// ([`hold_out`] takes round(n·fraction) of a class of n, at least 1 and at most n − 1, none of
+/// a class of one): such a split would train on too little of that class to mean anything.
+pub fn check_hold_out(
+    indices: &[usize],
+    labels: &[usize],
+    classes: usize,
+    fraction: f64,
+) -> Result<(), String> {
+    let mut counts = vec![0usize; classes];
+    for &i in indices {
+        counts[labels[i]] += 1;
+    }
+    for (c, &n) in counts.iter().enumerate() {
+        let held = held_out(n, fraction);
+        if n >= 2 && held * 2 >= n {
+            return Err(format!(
+                "`validation: {fraction}` would hold out {held} of the {n} training images of \
+                 class {c}, half or more; use a split with more images per class, or leave out \
+                 `validation`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How many of a class's `n` images [`hold_out`] holds out.
+fn held_out(n: usize, fraction: f64) -> usize {
+    if n >= 2 {
+        ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+    } else {
+        0
+    }
+}
+
 /// Splits a training subset into (train, validation): `fraction` of each class (rounded, at
 /// least one image when the class has two or more) goes to validation, drawn with the data seed.
 pub fn hold_out(
@@ -282,11 +317,7 @@ pub fn hold_out(
         let mut rng = ChaCha8Rng::seed_from_u64(data_seed);
         rng.set_stream(1000 + c as u64);
         members.shuffle(&mut rng);
-        let held = if members.len() >= 2 {
-            ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len() - 1)
-        } else {
-            0
-        };
+        let held = held_out(members.len(), fraction);
         val.extend_from_slice(&members[..held]);
         train.extend_from_slice(&members[held..]);
     }

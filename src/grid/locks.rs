@@ -1,13 +1,14 @@
 //! Run state on disk and exclusive claims, so that several `icm run` processes (one machine or a
 //! shared filesystem, e.g. Slurm array tasks) never train the same run twice.
 //!
-//! A run folder is **done** when it has `metrics.json`, **failed** when it has `failure.txt`,
+//! A run folder is **done** when it has a sound `metrics.json`, **failed** when it has `failure.txt`,
 //! **running** while it has a fresh `lock.json`, and **pending** otherwise. The lock is created
-//! with `O_EXCL` and records host, pid and start time; the owner rewrites it after every epoch
-//! (heartbeat, at most every 10 s). A lock whose process is gone (same host) or whose heartbeat is older than the
-//! timeout is stale and is taken over, with a message; an owner that finds its lock taken over
+//! whole (written aside, then hard-linked into place, which fails if one exists) and records host,
+//! pid and start time; the owner rewrites it after every epoch (heartbeat, at most every 10 s). A
+//! lock whose process is gone (same host), whose heartbeat is older than the timeout, or that does
+//! not parse is stale and is taken over, with a message; an owner that finds its lock taken over
 //! drops the run ([`ClaimLost`]). Every claim appends a line to `attempts.log`, the run's audit
-//! trail.
+//! trail, saying which stale lock it took over.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -19,7 +20,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::records::{self, FAILURE_FILE, METRICS_FILE};
-use crate::util::{host_name, write_atomic};
+use crate::util::{host_name, process_alive, temp_beside, write_atomic};
 
 pub const LOCK_FILE: &str = "lock.json";
 pub const ATTEMPTS_FILE: &str = "attempts.log";
@@ -46,7 +47,8 @@ pub enum RunState {
     Running(LockInfo),
     /// Pending; `Some` when a stale lock will be taken over.
     Pending(Option<LockInfo>),
-    /// Finished by a trainer with a defect that affects it (the reason): trained again.
+    /// Finished, but its record is damaged or was written by a trainer with a defect that
+    /// affects it (the reason): trained again, the old files set aside.
     Superseded(String),
 }
 
@@ -54,11 +56,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Whether a process with `pid` exists on this host.
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Why a lock is stale, or `None` if its owner may still be working.
@@ -88,7 +85,7 @@ fn read_lock(dir: &Path) -> Option<LockInfo> {
 /// The state of the run in `dir`.
 pub fn state(dir: &Path, timeout: Duration) -> RunState {
     let superseded = if dir.join(METRICS_FILE).is_file() {
-        match records::superseded(dir) {
+        match records::retrain_reason(dir) {
             None => return RunState::Done,
             reason => reason,
         }
@@ -109,28 +106,36 @@ pub fn state(dir: &Path, timeout: Duration) -> RunState {
 }
 
 /// `Running` for a live lock, `Pending(Some)` for a stale one, `Pending(None)` for an unreadable
-/// one older than the timeout, `None` without a lock.
+/// one (locks are created whole, so an unreadable lock is garbage, never one being written),
+/// `None` without a lock.
 fn lock_state(dir: &Path, timeout: Duration) -> Option<RunState> {
-    let path = dir.join(LOCK_FILE);
-    let modified = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    if !dir.join(LOCK_FILE).is_file() {
+        return None;
+    }
     Some(match read_lock(dir) {
         Some(info) if staleness(dir, &info, timeout).is_none() => RunState::Running(info),
         Some(info) => RunState::Pending(Some(info)),
-        // Being written right now, or unreadable: running until it ages past the timeout.
-        None if SystemTime::now()
-            .duration_since(modified)
-            .unwrap_or_default()
-            > timeout =>
-        {
-            RunState::Pending(None)
-        }
-        None => RunState::Running(LockInfo {
-            host: "?".into(),
-            pid: 0,
-            started: 0,
-            nonce: 0,
-        }),
+        None => RunState::Pending(None),
     })
+}
+
+/// The shortest `--lock-timeout` accepted: heartbeats come at most every 10 s (after an epoch),
+/// so a shorter timeout would take live runs over and train them twice.
+pub const MIN_LOCK_TIMEOUT: Duration = Duration::from_secs(6 * HEARTBEAT_INTERVAL.as_secs());
+
+/// Refuses a lock timeout under [`MIN_LOCK_TIMEOUT`], saying why.
+pub fn check_lock_timeout(timeout: Duration) -> Result<()> {
+    if timeout < MIN_LOCK_TIMEOUT {
+        anyhow::bail!(
+            "--lock-timeout {}: must be at least {} s; a running worker refreshes its lock at most \
+             every {} s (after an epoch), so a shorter timeout takes live runs over and trains them \
+             twice (make it longer than your longest epoch too)",
+            timeout.as_secs(),
+            MIN_LOCK_TIMEOUT.as_secs(),
+            HEARTBEAT_INTERVAL.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// Removes a stale lock, atomically with respect to other processes doing the same: the lock is
@@ -225,9 +230,9 @@ pub enum ClaimResult {
     Busy(RunState),
 }
 
-/// Moves a superseded record out of the way of its retraining, saying so.
+/// Moves a damaged or superseded record out of the way of its retraining, saying so.
 fn set_aside_superseded(dir: &Path, notify: &dyn Fn(String)) -> Result<()> {
-    if let Some(reason) = records::superseded(dir) {
+    if let Some(reason) = records::retrain_reason(dir) {
         let aside = records::set_aside(dir)?;
         notify(format!(
             "retraining {}: {reason}; its old files are in {}",
@@ -256,16 +261,22 @@ pub fn try_claim(
         RunState::Failed(_) | RunState::Pending(_) | RunState::Superseded(_) => {}
     }
     let nonce: u64 = rand::random();
-    // A stale (or unreadable and old) lock may still be there, also next to a failure note.
+    // A stale (or unreadable) lock may still be there, also next to a failure note.
+    let mut took_over = String::new();
     if let Some(RunState::Pending(judged)) = lock_state(dir, timeout) {
+        let why = judged
+            .as_ref()
+            .and_then(|l| staleness(dir, l, timeout))
+            .unwrap_or_else(|| "unreadable lock".into());
         if !remove_stale_lock(dir, &judged, nonce) {
             return Ok(ClaimResult::Busy(state(dir, timeout)));
         }
         let who = judged.map_or("an unreadable lock".to_string(), |l| {
             format!("{}:{}", l.host, l.pid)
         });
+        took_over = format!(" took over from {who} (stale lock: {why})");
         notify(format!(
-            "taking over {} from {who} (stale lock)",
+            "taking over {} from {who} (stale lock: {why})",
             dir.display()
         ));
     }
@@ -275,24 +286,8 @@ pub fn try_claim(
         started: now_secs(),
         nonce,
     };
-    let lock_path = dir.join(LOCK_FILE);
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lock_path);
-    let mut file = match created {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(ClaimResult::Busy(state(dir, timeout)));
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot lock {}", dir.display())),
-    };
-    if let Err(e) = file
-        .write_all(serde_json::to_string(&info)?.as_bytes())
-        .and_then(|_| file.sync_all())
-    {
-        let _ = fs::remove_file(&lock_path);
-        return Err(e).with_context(|| format!("cannot write {}", lock_path.display()));
+    if !create_lock(dir, &info)? {
+        return Ok(ClaimResult::Busy(state(dir, timeout)));
     }
     let claim = Claim {
         dir: dir.to_path_buf(),
@@ -311,6 +306,28 @@ pub fn try_claim(
         .append(true)
         .open(dir.join(ATTEMPTS_FILE))
         .with_context(|| format!("cannot open {}", dir.join(ATTEMPTS_FILE).display()))?;
-    writeln!(log, "{} {} {}", info.started, info.host, info.pid)?;
+    writeln!(
+        log,
+        "{} {} {}{took_over}",
+        info.started, info.host, info.pid
+    )?;
     Ok(ClaimResult::Claimed(claim))
+}
+
+/// Creates `lock.json` whole, or not at all: written under a temporary name and hard-linked to
+/// its place, which fails when a lock exists. Returns whether this process holds the lock.
+fn create_lock(dir: &Path, info: &LockInfo) -> Result<bool> {
+    let lock_path = dir.join(LOCK_FILE);
+    let tmp = temp_beside(&lock_path);
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(serde_json::to_string(info)?.as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|_| fs::hard_link(&tmp, &lock_path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", dir.display())),
+    }
 }

@@ -1,11 +1,13 @@
 //! The grid layer: running an experiment's grid ([`runner`]: claims, parallel runs, shards),
 //! where each run stands ([`status`], [`locks`]: exclusive claims with heartbeats), the files of a
-//! run ([`records`]) and Slurm job arrays ([`slurm`]).
+//! run ([`records`]), clean-up of dead writers' temporary files ([`temporaries`]) and Slurm job
+//! arrays ([`slurm`]).
 
 pub mod locks;
 pub mod records;
 pub mod runner;
 pub mod slurm;
 pub mod status;
+pub mod temporaries;
 
 pub use runner::{run_grid, GridSummary, RunOptions};

@@ -67,16 +67,84 @@ pub const FAILURE_FILE: &str = "failure.txt";
 /// Maximum softmax probability of every test and out-of-distribution image (`set,msp`; the
 /// test set is `test`): the data of the score histograms.
 pub const OOD_SCORES_FILE: &str = "ood_scores.csv";
+/// A damaged `config.yaml` as it was, in the folder its run's files were set aside to.
+pub const DAMAGED_CONFIG_FILE: &str = "damaged-config.yaml";
 
 /// Folder of a run.
 pub fn run_dir(results: &Path, experiment: &str, run_id: &str) -> PathBuf {
     results.join(experiment).join(run_id)
 }
 
-/// A run is done when its `metrics.json` exists and no defect of the trainer that wrote it
-/// affects it.
+/// A run is done when its `metrics.json` exists, parses and validates, and no defect of the
+/// trainer that wrote it affects it.
 pub fn is_done(dir: &Path) -> bool {
-    dir.join(METRICS_FILE).is_file() && superseded(dir).is_none()
+    dir.join(METRICS_FILE).is_file() && retrain_reason(dir).is_none()
+}
+
+/// Why the finished run in `dir` must be trained again: its record is damaged (see
+/// [`damage`]) or superseded (see [`superseded`]). `None` for a sound, current record or no
+/// record.
+pub fn retrain_reason(dir: &Path) -> Option<String> {
+    damage(dir)
+        .map(|d| format!("damaged record: {d}"))
+        .or_else(|| superseded(dir))
+}
+
+/// What is wrong with the record of the finished run in `dir`: a `metrics.json` that does not
+/// parse (truncated, empty, wrong types, NaN) or holds impossible values, or a `config.yaml` that
+/// does not parse. `None` for a sound record or none at all.
+pub fn damage(dir: &Path) -> Option<String> {
+    let path = dir.join(METRICS_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    let metrics = match read_metrics(&path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    if let Err(e) = read_config(&dir.join(CONFIG_FILE)) {
+        return Some(format!("{e:#}"));
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string());
+    if name.as_deref() != Some(metrics.run_id.as_str()) {
+        return Some(format!(
+            "{}: run_id `{}` is not this folder's run",
+            path.display(),
+            metrics.run_id
+        ));
+    }
+    invalid_value(&metrics).map(|what| format!("{}: {what}", path.display()))
+}
+
+/// The first value of a parsed record outside its range (accuracies and calibration errors in
+/// [0, 1], NLL and training time ≥ 0, Brier score in [0, 2]).
+fn invalid_value(m: &RunMetrics) -> Option<String> {
+    let t = &m.test;
+    let unit = [
+        ("accuracy", t.accuracy),
+        ("ece", t.ece),
+        ("adaptive_ece", t.adaptive_ece),
+        ("mce", t.mce),
+    ];
+    let per_class = t
+        .per_class_accuracy
+        .iter()
+        .flatten()
+        .map(|&a| ("per_class_accuracy", a));
+    for (key, v) in unit.into_iter().chain(per_class) {
+        if !(0.0..=1.0).contains(&v) {
+            return Some(format!("`{key}` is {v}, outside [0, 1]"));
+        }
+    }
+    let ranges = [
+        ("nll", t.nll, f64::INFINITY),
+        ("brier", t.brier, 2.0),
+        ("train_seconds", m.train_seconds, f64::INFINITY),
+    ];
+    ranges
+        .into_iter()
+        .find(|(_, v, max)| !(0.0..=*max).contains(v))
+        .map(|(key, v, max)| format!("`{key}` is {v}, outside [0, {max}]"))
 }
 
 /// Why the finished run in `dir` no longer counts as done: a defect of the trainer revision that
@@ -92,13 +160,20 @@ pub fn superseded(dir: &Path) -> Option<String> {
     })
 }
 
-/// Moves the result files of a superseded run into `superseded-<unix seconds>/` inside its
-/// folder, so it can be trained again without losing what it was; returns that folder.
+/// Moves the result files of a damaged or superseded run into `superseded-<unix seconds>/`
+/// inside its folder (a fresh name if that exists), so it can be trained again without losing
+/// what it was; returns that folder.
 pub fn set_aside(dir: &Path) -> Result<PathBuf> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let aside = dir.join(format!("superseded-{stamp}"));
+    let mut aside = dir.join(format!("superseded-{stamp}"));
+    for n in 1.. {
+        if !aside.exists() {
+            break;
+        }
+        aside = dir.join(format!("superseded-{stamp}-{n}"));
+    }
     fs::create_dir_all(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
     // metrics.json first: once it is gone the run no longer looks finished.
     for name in [
@@ -114,6 +189,13 @@ pub fn set_aside(dir: &Path) -> Result<PathBuf> {
             fs::rename(&from, aside.join(name))
                 .with_context(|| format!("cannot move {} aside", from.display()))?;
         }
+    }
+    // config.yaml stays (retraining rewrites it; a folder with one is a run folder), but a
+    // damaged one is kept as it was.
+    let config = dir.join(CONFIG_FILE);
+    if config.is_file() && read_config(&config).is_err() {
+        fs::copy(&config, aside.join(DAMAGED_CONFIG_FILE))
+            .with_context(|| format!("cannot copy {} aside", config.display()))?;
     }
     Ok(aside)
 }
@@ -213,6 +295,45 @@ pub fn read_reliability(path: &Path) -> Result<Reliability> {
         .with_context(|| format!("{} is not a valid reliability file", path.display()))
 }
 
+/// Reads a run's `predictions.csv`: (label, predicted class, confidence) per test image.
+pub fn read_predictions(path: &Path) -> Result<Vec<(usize, usize, f64)>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some("label,predicted,confidence") {
+        anyhow::bail!(
+            "{} line 1: expected the header `label,predicted,confidence`",
+            path.display()
+        );
+    }
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split(',').collect();
+            let parsed = match f[..] {
+                [l, p, c] => l.parse().ok().zip(p.parse().ok()).zip(c.parse().ok()),
+                _ => None,
+            };
+            parsed.map(|((l, p), c)| (l, p, c)).with_context(|| {
+                format!(
+                    "{} line {}: expected `label,predicted,confidence` (two class numbers and a number)",
+                    path.display(),
+                    i + 2
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks the files of a finished run besides `metrics.json` (history, reliability bins,
+/// predictions): a run with a damaged one is not aggregated, and the error says which and where.
+pub fn check_auxiliary(dir: &Path) -> Result<()> {
+    read_history(&dir.join(HISTORY_FILE))?;
+    read_reliability(&dir.join(RELIABILITY_FILE))?;
+    read_predictions(&dir.join(PREDICTIONS_FILE))?;
+    Ok(())
+}
+
 /// Reads a run's `config.yaml`.
 pub fn read_config(path: &Path) -> Result<RunConfig> {
     let text =
@@ -265,6 +386,13 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name);
+    if column("epoch").is_none() {
+        anyhow::bail!(
+            "{} line 1: expected a header starting `{}`",
+            path.display(),
+            HISTORY_COLUMNS.join(",")
+        );
+    }
     let mut out = Vec::new();
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();

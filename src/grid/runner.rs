@@ -99,7 +99,8 @@ pub struct GridSummary {
     pub trained: usize,
     /// Resumed from a checkpoint (counted in `trained`).
     pub resumed: usize,
-    /// Being trained by another process.
+    /// Found held by another process's worker and waited for (finished there, or taken over
+    /// here once its owner was gone).
     pub running_elsewhere: usize,
     /// Failed earlier and not retried (`--retry-failed` retries them): (run id, reason).
     pub previously_failed: Vec<(String, String)>,
@@ -113,16 +114,28 @@ pub struct GridSummary {
 /// Trains every pending run of `exp` (in the shard) under `results`.
 pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Result<GridSummary> {
     let start = Instant::now();
+    locks::check_lock_timeout(opts.lock_timeout)?;
     let runs = shard_runs(exp.runs(), opts.shard);
     // A device that cannot train is one clear error up front, unless there is nothing left to
     // train (writing the report of a finished GPU grid works anywhere).
     let device = opts.device.unwrap_or(exp.device);
+    if results.exists() && !results.is_dir() {
+        bail!(
+            "--results {}: this is a file, not a folder; give the folder that holds (or will hold) the run folders",
+            results.display()
+        );
+    }
     let finished =
-        |c: &RunConfig| records::is_done(&records::run_dir(results, &exp.name, &c.run_id()));
-    if !runs.iter().all(finished) {
+        |c: &&RunConfig| records::is_done(&records::run_dir(results, &exp.name, &c.run_id()));
+    let pending = runs.iter().filter(|c| !finished(c)).count();
+    if pending > 0 {
         crate::nn::device::check(device)?;
     }
+    super::temporaries::remove_stale_temporaries(&results.join(&exp.name));
     let (data, held_out) = load_data(exp)?;
+    if pending > 0 {
+        check_memory(exp, &data.train)?;
+    }
     // Resolve every split before training anything, so a bad split fails fast.
     let subsets = split_sets(exp, &data.train)?;
     let beyond = beyond_sets(exp, &data, &held_out)?;
@@ -140,27 +153,31 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
         }),
         bar: progress_bar(runs.len(), opts.quiet),
         queue: Mutex::new(runs.iter().collect()),
+        elsewhere: Mutex::new(Vec::new()),
     };
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| {
-                if let Err(e) = grid.work() {
-                    first_error.lock().expect("errors").get_or_insert(e);
-                    // Stop the other workers from taking new runs.
-                    grid.queue.lock().expect("queue").clear();
-                }
-            });
+    // More workers than pending runs would only start idle thread pools.
+    let workers = opts.jobs.clamp(1, pending.max(1));
+    let mut waited_for = std::collections::BTreeSet::new();
+    loop {
+        grid.work_through(workers)?;
+        // Runs held by other workers: wait for them, and take over those whose owner died.
+        let held = std::mem::take(&mut *grid.elsewhere.lock().expect("waiting"));
+        if held.is_empty() {
+            break;
         }
-    });
-    grid.bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().expect("errors") {
-        return Err(e);
+        waited_for.extend(held.iter().map(|c| c.run_id()));
+        std::thread::sleep(WAIT_POLL);
+        grid.queue.lock().expect("queue").extend(held);
     }
+    grid.bar.finish_and_clear();
     let mut summary = grid.summary.into_inner().expect("summary");
+    summary.running_elsewhere = waited_for.len();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
+
+/// How often a worker that has finished its own runs looks at runs held by other workers.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 fn progress_bar(runs: usize, quiet: bool) -> ProgressBar {
     let bar = if quiet {
@@ -192,9 +209,31 @@ struct GridRun<'a> {
     bar: ProgressBar,
     /// Runs no worker of this process has looked at yet.
     queue: Mutex<VecDeque<&'a RunConfig>>,
+    /// Runs found held by a live worker of another process: looked at again later.
+    elsewhere: Mutex<Vec<&'a RunConfig>>,
 }
 
-impl GridRun<'_> {
+impl<'a> GridRun<'a> {
+    /// Works through the queue with `workers` threads; the first error stops them all.
+    fn work_through(&self, workers: usize) -> Result<()> {
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    if let Err(e) = self.work() {
+                        first_error.lock().expect("errors").get_or_insert(e);
+                        // Stop the other workers from taking new runs.
+                        self.queue.lock().expect("queue").clear();
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().expect("errors") {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// One worker: takes runs off the queue until it is empty, each on its own thread pool.
     fn work(&self) -> Result<()> {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -204,16 +243,19 @@ impl GridRun<'_> {
             let Some(config) = self.queue.lock().expect("queue").pop_front() else {
                 return Ok(());
             };
-            self.run_one(config, &pool)?;
-            self.bar.inc(1);
+            if self.run_one(config, &pool)? {
+                self.bar.inc(1);
+            }
         }
     }
 
-    /// Claims the run (or counts why not), trains it and records the outcome.
-    fn run_one(&self, config: &RunConfig, pool: &rayon::ThreadPool) -> Result<()> {
+    /// Claims the run (or counts why not), trains it and records the outcome. Returns `false`
+    /// for a run held by another process's worker (set aside to be looked at again).
+    fn run_one(&self, config: &'a RunConfig, pool: &rayon::ThreadPool) -> Result<bool> {
         let id = config.run_id();
         let dir = records::run_dir(self.results, &self.exp.name, &id);
-        let notify = |m: String| self.bar.println(m);
+        // Take-overs and retrainings are on stderr always (pipes, --quiet, Slurm logs).
+        let notify = |m: String| self.bar.suspend(|| eprintln!("{m}"));
         let opts = self.opts;
         let claim = match locks::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)? {
             ClaimResult::Claimed(c) => c,
@@ -222,9 +264,12 @@ impl GridRun<'_> {
                 match state {
                     RunState::Done => s.skipped += 1,
                     RunState::Failed(why) => s.previously_failed.push((id, why)),
-                    _ => s.running_elsewhere += 1,
+                    _ => {
+                        self.elsewhere.lock().expect("waiting").push(config);
+                        return Ok(false);
+                    }
                 }
-                return Ok(());
+                return Ok(true);
             }
         };
         self.bar.set_message(format!(
@@ -236,8 +281,11 @@ impl GridRun<'_> {
         let resuming = dir.join(CHECKPOINT_FILE).is_file();
         match pool.install(|| self.train(config, &claim)) {
             Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
-                // Another process owns the run now: write nothing.
-                self.bar.println(format!("{e}"));
+                // Another process owns the run now: write nothing, and wait for it like any run
+                // held elsewhere.
+                self.bar.suspend(|| eprintln!("{e}"));
+                self.elsewhere.lock().expect("waiting").push(config);
+                return Ok(false);
             }
             Ok(outcome) => {
                 let test_size = self.test.len();
@@ -259,7 +307,7 @@ impl GridRun<'_> {
                 s.failed.push((id, reason));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Trains a claimed run, resuming from its checkpoint; a panic fails this run, not the grid.
@@ -314,6 +362,9 @@ pub fn split_sets(
             .map_err(|e| anyhow::anyhow!("{}: {e}", exp.path.display()))?;
         let sets = match exp.validation {
             Some(fraction) => {
+                splits::check_hold_out(&keep, &pool.labels, pool.classes, fraction).map_err(
+                    |e| anyhow::anyhow!("{}: split `{}`: {e}", exp.path.display(), split.slug()),
+                )?;
                 let (train, val) =
                     splits::hold_out(&keep, &pool.labels, pool.classes, fraction, exp.data_seed);
                 (pool.subset(&train), Some(pool.subset(&val)))
@@ -325,9 +376,52 @@ pub fn split_sets(
     Ok(subsets)
 }
 
-/// `icm data`: per-class training counts of every split, and the test-set size.
+/// A byte count in MiB or GiB, for messages.
+fn gib(bytes: f64) -> String {
+    let mib = bytes / (1u64 << 20) as f64;
+    if mib < 1024.0 {
+        format!("{mib:.1} MiB")
+    } else {
+        format!("{:.1} GiB", mib / 1024.0)
+    }
+}
+
+/// Refuses a network whose estimated training memory exceeds what this machine has available,
+/// with the numbers; returns the estimate as a line for `icm data` (empty for networks without
+/// one).
+pub fn check_memory(exp: &LoadedExperiment, train: &Dataset) -> Result<String> {
+    let input = train.shape.numel();
+    let batch = exp.train.batch_size;
+    let Some(m) = crate::nn::memory::mlp_memory(&exp.model, input, train.classes, batch) else {
+        return Ok(String::new());
+    };
+    let line = format!(
+        "about {:.3e} parameters, {} for weights, gradients and momentum + {} for \
+         activations = {} per run",
+        m.parameters,
+        gib(m.parameter_bytes),
+        gib(m.activation_bytes),
+        gib(m.total_bytes())
+    );
+    if let Some(available) = crate::util::available_memory() {
+        if m.total_bytes() > available as f64 {
+            bail!(
+                "{}: `model.hidden` {:?}: the MLP needs {line}, but this machine has {} \
+                 available; use smaller widths",
+                exp.path.display(),
+                exp.model.hidden.as_deref().unwrap_or_default(),
+                gib(available as f64)
+            );
+        }
+    }
+    Ok(line)
+}
+
+/// `icm data`: per-class training counts of every split, the test-set size and the network's
+/// memory estimate (refused when it cannot fit).
 pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
     let (data, _) = load_data(exp)?;
+    let memory = check_memory(exp, &data.train)?;
     let subsets = split_sets(exp, &data.train)?;
     let mut out = format!(
         "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",
@@ -357,6 +451,9 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
                 val.class_counts()
             ));
         }
+    }
+    if !memory.is_empty() {
+        out.push_str(&format!("model: {memory}\n"));
     }
     Ok(out)
 }

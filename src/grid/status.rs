@@ -12,7 +12,8 @@ use crate::spec::LoadedExperiment;
 
 /// `icm status`: done / diverged / running / failed / pending per method and overall, with an
 /// ETA from the finished runs' training times. A diverged run is finished (not trained again)
-/// but counted apart: reports leave it out of means.
+/// but counted apart: reports leave it out of means. A run whose record is damaged or superseded
+/// is pending, with a line saying why.
 pub fn grid_status(
     exp: &LoadedExperiment,
     results: &Path,
@@ -29,6 +30,7 @@ pub fn grid_status(
     let mut per_method: BTreeMap<usize, (String, Counts)> = BTreeMap::new();
     let mut total = Counts::default();
     let mut seconds = Vec::new();
+    let mut retrain = Vec::new();
     let order: Vec<String> = exp.methods.iter().map(|m| m.display_name()).collect();
     for config in exp.runs() {
         let dir = records::run_dir(results, &exp.name, &config.run_id());
@@ -58,7 +60,12 @@ pub fn grid_status(
                 counts.failed += 1;
                 total.failed += 1;
             }
-            RunState::Pending(_) | RunState::Superseded(_) => {
+            RunState::Superseded(why) => {
+                retrain.push(format!("to train again: {}: {why}\n", dir.display()));
+                counts.pending += 1;
+                total.pending += 1;
+            }
+            RunState::Pending(_) => {
                 counts.pending += 1;
                 total.pending += 1;
             }
@@ -75,18 +82,24 @@ pub fn grid_status(
         out.push_str(&line(label, c));
     }
     out.push_str(&line("all", &total));
-    let left = total.pending + total.running;
-    if left > 0 {
-        if seconds.is_empty() {
-            out.push_str("ETA: unknown until a run finishes\n");
-        } else {
-            let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
-            out.push_str(&format!(
-                "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
-                mean * left as f64,
-                mean
-            ));
-        }
-    }
+    out.extend(retrain);
+    out.push_str(&eta(total.pending + total.running, &seconds));
     Ok(out)
+}
+
+/// The ETA line for `left` runs from the training times of the finished ones (empty when
+/// nothing is left).
+fn eta(left: usize, seconds: &[f64]) -> String {
+    if left == 0 {
+        return String::new();
+    }
+    if seconds.is_empty() {
+        return "ETA: unknown until a run finishes\n".into();
+    }
+    let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
+    format!(
+        "ETA: {:.0} s of training left at one run at a time (mean {:.1} s per finished run)\n",
+        mean * left as f64,
+        mean
+    )
 }

@@ -12,6 +12,7 @@ pub mod composed;
 pub mod convnet;
 pub mod device;
 pub mod kernels;
+pub mod memory;
 pub mod mlp;
 pub mod native;
 pub mod sgd;

@@ -12,6 +12,7 @@ use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
 use crate::metrics::Metric;
 use crate::spec::RunConfig;
+use crate::util::write_atomic;
 
 /// A finished run.
 #[derive(Debug, Clone)]
@@ -55,12 +56,12 @@ pub fn collect(root: &Path) -> Result<Collection> {
             dir: dir.to_path_buf(),
             reason,
         };
-        if let Some(reason) = records::superseded(dir) {
-            out.unfinished.push(unfinished(format!(
-                "superseded, to be trained again: {reason}"
-            )));
+        if let Some(reason) = records::retrain_reason(dir) {
+            out.unfinished
+                .push(unfinished(format!("to be trained again: {reason}")));
         } else if dir.join(records::METRICS_FILE).is_file() {
             let read = records::read_config(&dir.join(records::CONFIG_FILE)).and_then(|config| {
+                records::check_auxiliary(dir)?;
                 Ok(RunRecord {
                     dir: dir.to_path_buf(),
                     config,
@@ -205,15 +206,13 @@ fn config_columns(runs: &[RunRecord]) -> Vec<Column> {
         .collect()
 }
 
-/// Writes `runs.csv` and `runs.parquet` next to each other.
+/// Writes `runs.csv` and `runs.parquet` next to each other, each atomically (a killed report
+/// never leaves a torn table).
 pub fn write_runs_files(df: &mut DataFrame, dir: &Path) -> Result<()> {
-    let csv_path = dir.join("runs.csv");
-    let mut f = fs::File::create(&csv_path)
-        .with_context(|| format!("cannot create {}", csv_path.display()))?;
-    CsvWriter::new(&mut f).finish(df)?;
-    let pq_path = dir.join("runs.parquet");
-    let f = fs::File::create(&pq_path)
-        .with_context(|| format!("cannot create {}", pq_path.display()))?;
-    ParquetWriter::new(f).finish(df)?;
-    Ok(())
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv).finish(df)?;
+    write_atomic(&dir.join("runs.csv"), &csv)?;
+    let mut parquet = std::io::Cursor::new(Vec::new());
+    ParquetWriter::new(&mut parquet).finish(df)?;
+    write_atomic(&dir.join("runs.parquet"), parquet.get_ref())
 }

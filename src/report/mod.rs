@@ -167,6 +167,7 @@ pub fn write_report(
     let (found, mut notes) = find_runs(source, results)?;
     let grid = grid_of(source, results, &found.runs)?;
     let out = reports.join(&grid.name);
+    crate::grid::temporaries::remove_stale_temporaries(&out);
     for sub in ["tables", "figures"] {
         fs::create_dir_all(out.join(sub))
             .with_context(|| format!("cannot create {}", out.display()))?;

@@ -75,18 +75,34 @@ pub struct Experiment {
 
 /// Reads, parses and checks an experiment file.
 pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
-    let text = std::fs::read_to_string(path).with_context(|| {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{} is a folder, not an experiment file: give a .yaml file (e.g. experiments/quickstart.yaml)",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read experiment file {}: check the path (experiment files live under experiments/)",
             path.display()
         )
     })?;
+    let text = yaml::yaml_text(path, bytes).map_err(anyhow::Error::msg)?;
     parse_experiment(&text, path)
 }
 
-/// Parses and checks experiment YAML; `path` is only used in messages.
+/// Parses and checks experiment YAML (a leading byte-order mark is ignored); `path` is only used
+/// in messages.
 pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
-    let exp: Experiment =
-        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!(yaml::yaml_error(path, &e)))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        anyhow::bail!(
+            "{}: the file is empty; an experiment file sets `name`, `splits`, `model`, `train`, \
+             `methods` and `seeds` (see experiments/quickstart.yaml)",
+            path.display()
+        );
+    }
+    let exp: Experiment = serde_yaml::from_str(text)
+        .map_err(|e| anyhow::anyhow!(yaml::yaml_parse_error(path, text, &e)))?;
     check::check_experiment(exp, path)
 }

@@ -103,6 +103,17 @@ impl TrainSpec {
                         format!("must be strictly increasing, got {:?}", t.milestones),
                     ));
                 }
+                if let Some(m) = t.milestones.iter().find(|&&m| m >= t.epochs) {
+                    return Err((
+                        "milestones",
+                        format!(
+                            "milestone {m} is never reached: training runs epochs 0 to {} \
+                             (0-based), so milestones must be below `epochs` ({})",
+                            t.epochs.saturating_sub(1),
+                            t.epochs
+                        ),
+                    ));
+                }
                 if let Some(d) = t.lr_decay {
                     if !(d > 0.0 && d <= 1.0) {
                         return Err(("lr_decay", format!("must be in (0, 1], got {d}")));

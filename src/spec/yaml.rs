@@ -39,6 +39,117 @@ fn did_you_mean(message: &str) -> Option<String> {
         .map(|(_, cand)| cand.to_string())
 }
 
+/// The text of a YAML file from its bytes: a UTF-8 byte-order mark is dropped; bytes that are
+/// not UTF-8 are refused with their byte offset and line:column.
+pub fn yaml_text(path: &Path, bytes: Vec<u8>) -> Result<String, String> {
+    let bytes = match bytes.strip_prefix("\u{feff}".as_bytes()) {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        format!(
+            "{}:{line}:{column}: byte {at} (0x{:02x}) is not UTF-8 text; save the file as UTF-8 \
+             (an experiment file is YAML text, not a binary file)",
+            path.display(),
+            e.as_bytes()[at]
+        )
+    })
+}
+
+/// The place (line, column, bracket) of the first `[` or `{` never closed in YAML `text`,
+/// skipping quoted strings and comments. Only consulted when the YAML does not parse: in
+/// plain scalars brackets may legally stand alone.
+pub fn unclosed_bracket(text: &str) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    for (l, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (c, ch) in line.chars().enumerate() {
+            match (quote, ch) {
+                (Some(q), _) if ch == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(ch),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => open.push((l + 1, c + 1, ch)),
+                (None, ']' | '}') => {
+                    open.pop();
+                }
+                _ => {}
+            }
+            prev = ch;
+        }
+    }
+    open.first().copied()
+}
+
+/// A parse error of `text`, naming the missing bracket when one is never closed, and the line of
+/// the second occurrence of a duplicated key (serde places it at the start of its map).
+pub fn yaml_parse_error(path: &Path, text: &str, err: &serde_yaml::Error) -> String {
+    if let Some(line) = duplicate_key_line(text, &err.to_string()) {
+        let message = yaml_error(path, err);
+        let after_place = message
+            .split_once(": ")
+            .map_or(message.as_str(), |(_, m)| m);
+        return format!(
+            "{}:{line}:1: {after_place}; keep one of the two entries",
+            path.display()
+        );
+    }
+    if err.to_string().contains("more than one document") {
+        let second = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("---"))
+            .map(|(i, _)| i + 1)
+            .find(|&i| {
+                text.lines()
+                    .take(i - 1)
+                    .any(|l| !l.trim().is_empty() && !l.starts_with("---"))
+            });
+        if let Some(line) = second {
+            return format!(
+                "{}:{line}:1: a second YAML document starts here; an experiment file holds one \
+                 (remove this `---` line and what follows, or put it in its own file)",
+                path.display()
+            );
+        }
+    }
+    match unclosed_bracket(text) {
+        Some((line, column, bracket)) => {
+            let close = if bracket == '[' { ']' } else { '}' };
+            format!(
+                "{}:{line}:{column}: this `{bracket}` is never closed: add the missing `{close}`",
+                path.display()
+            )
+        }
+        None => yaml_error(path, err),
+    }
+}
+
+/// For "duplicate field `key`": the line of the key's second occurrence at the start of a line.
+fn duplicate_key_line(text: &str, message: &str) -> Option<usize> {
+    let key = message
+        .split("duplicate field `")
+        .nth(1)?
+        .split('`')
+        .next()?;
+    let lead = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().trim_start_matches("- ").starts_with(&lead))
+        .nth(1)
+        .map(|(i, _)| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +160,26 @@ mod tests {
         assert_eq!(did_you_mean(msg).as_deref(), Some("epochs"));
         let msg = "unknown field `zzzzzz`, expected one of `epochs`, `lr`";
         assert_eq!(did_you_mean(msg), None);
+    }
+
+    #[test]
+    fn unclosed_brackets_are_found_outside_strings_and_comments() {
+        assert_eq!(unclosed_bracket("a:\n  - [balanced\n"), Some((2, 5, '[')));
+        assert_eq!(unclosed_bracket("a: {b: [1, 2]\n"), Some((1, 4, '{')));
+        assert_eq!(unclosed_bracket("a: [1,\n  2]\nb: '[' # [\n"), None);
+    }
+
+    #[test]
+    fn byte_order_marks_are_dropped_and_other_bytes_placed() {
+        let p = Path::new("x.yaml");
+        assert_eq!(
+            yaml_text(p, b"\xef\xbb\xbfname: q".to_vec()).unwrap(),
+            "name: q"
+        );
+        let err = yaml_text(p, b"name: q\nab\xffc".to_vec()).unwrap_err();
+        assert!(
+            err.starts_with("x.yaml:2:3: byte 10 (0xff) is not UTF-8 text"),
+            "{err}"
+        );
     }
 }

@@ -129,6 +129,32 @@ fn read_split(root: &Path, file: &Path) -> Result<Vec<Item>> {
     Ok(out)
 }
 
+/// Refuses split files that list an image in both the training and the test set (the test
+/// accuracy would measure memory, not generalisation).
+fn check_disjoint(
+    train: &[Item],
+    test: &[Item],
+    train_file: &Path,
+    test_file: &Path,
+) -> Result<()> {
+    let trained: std::collections::HashSet<&PathBuf> = train.iter().map(|(p, _)| p).collect();
+    let shared: Vec<&PathBuf> = test
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| trained.contains(p))
+        .collect();
+    if let Some(first) = shared.first() {
+        bail!(
+            "{} and {} both list {} image(s), e.g. {}: an image must be in one of them only",
+            train_file.display(),
+            test_file.display(),
+            shared.len(),
+            first.display()
+        );
+    }
+    Ok(())
+}
+
 /// Decodes one image as RGB, resized to `size × size`, channel-major in [0, 1].
 fn decode(path: &Path, size: u32) -> Result<Vec<f32>> {
     let img = image::open(path)
@@ -177,11 +203,25 @@ pub fn load(root: &Path, size: u32, test_fraction: f64) -> Result<(Dataset, Data
         root.join("splits/trainval.txt"),
         root.join("splits/test.txt"),
     );
-    let (train, test) = if train_file.is_file() && test_file.is_file() {
+    if train_file.is_file() != test_file.is_file() {
+        let (has, lacks) = if train_file.is_file() {
+            (&train_file, &test_file)
+        } else {
+            (&test_file, &train_file)
+        };
+        bail!(
+            "{} exists but {} does not: give both split files, or neither (then `test_fraction` \
+             of every class folder is held out for testing)",
+            has.display(),
+            lacks.display()
+        );
+    }
+    let (train, test) = if train_file.is_file() {
         let (train, test) = (
             read_split(root, &train_file)?,
             read_split(root, &test_file)?,
         );
+        check_disjoint(&train, &test, &train_file, &test_file)?;
         (train, test)
     } else {
         let items = scan_classes(root)?;

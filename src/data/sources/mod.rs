@@ -102,7 +102,7 @@ macro_rules! sources {
                 match key {
                     $($key => {
                         let spec = if <$fields as Source>::KEY_ONLY {
-                            map.next_value::<de::IgnoredAny>()?;
+                            map.next_value::<crate::util::NoParameters>()?;
                             <$fields as Source>::bare()
                         } else {
                             map.next_value::<Option<$fields>>()?.or_else(<$fields as Source>::bare)
