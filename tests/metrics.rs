@@ -47,14 +47,7 @@ fn ece_hand_case() {
 /// Brier = ((0.5² + 0.25² + 0.25²) + (0.2² + 0.2² + 0²)) / 2 = (0.375 + 0.08) / 2.
 #[test]
 fn nll_brier_accuracy_hand_case() {
-    let logits = [
-        2f32.ln(),
-        0.0,
-        0.0,
-        0.2f32.ln(),
-        0.8f32.ln(),
-        f32::NEG_INFINITY,
-    ];
+    let logits = [2f32.ln(), 0.0, 0.0, 0.2f32.ln(), 0.8f32.ln(), -1.0e30];
     let labels = [0, 1];
     let expected_nll = (2f64.ln() - 0.8f64.ln()) / 2.0;
     assert!((nll(&logits, &labels, 3) - expected_nll).abs() < 1e-7);
@@ -65,6 +58,19 @@ fn nll_brier_accuracy_hand_case() {
     assert!((m.brier - 0.2275).abs() < 1e-7);
     assert!((preds[1].confidence - 0.8).abs() < 1e-7);
     assert_eq!(m.per_class_accuracy, vec![Some(1.0), Some(1.0), None]);
+}
+
+/// A diverged network's overflowed logits (NaN, ±∞) say nothing: such a row is scored as uniform
+/// probabilities, so NLL stays finite (ln 3 here) even where the label's logit is −∞, and the
+/// record stays valid JSON.
+#[test]
+fn overflowed_logits_score_as_uniform() {
+    let logits = [0.0, f32::NEG_INFINITY, 0.0, f32::NAN, 1.0, 0.0];
+    let (m, preds, _) = evaluate(&logits, &[1, 0], 3);
+    assert!((m.nll - 3f64.ln()).abs() < 1e-12, "{}", m.nll);
+    assert!((preds[0].confidence - 1.0 / 3.0).abs() < 1e-12);
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(json.contains("\"nll\":1.0986"), "{json}");
 }
 
 /// NLL comes from log-softmax, not from clamped probabilities: logits [1000, 0, −1000] with label

@@ -165,17 +165,15 @@ pub fn brier(probs: &[f64], labels: &[usize], classes: usize) -> f64 {
     sum / labels.len().max(1) as f64
 }
 
-/// All metrics from the logits (B × C). A row with a NaN or +∞ logit (a diverged network)
-/// carries no information: it is scored as uniform probabilities, so every metric stays finite.
+/// All metrics from the logits (B × C). A row with a non-finite logit (NaN or ±∞: a network whose
+/// outputs overflowed f32, i.e. diverged) carries no information: it is scored as uniform
+/// probabilities, so every metric stays finite (and representable in `metrics.json`).
 pub fn evaluate(
     logits: &[f32],
     labels: &[usize],
     classes: usize,
 ) -> (TestMetrics, Vec<Prediction>, Vec<Bin>) {
-    // −∞ is a logit (probability 0); NaN, +∞ or a row of −∞ alone are not.
-    let usable = |row: &[f32]| {
-        row.iter().all(|z| !z.is_nan() && *z != f32::INFINITY) && row.iter().any(|z| z.is_finite())
-    };
+    let usable = |row: &[f32]| row.iter().all(|z| z.is_finite());
     let sanitized: Vec<f32>;
     let logits = if logits.chunks(classes).all(usable) {
         logits
