@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod beyond;
 pub mod checkpoint;
+pub mod device_check;
 pub mod divergence;
 pub mod eval;
 pub mod history;
@@ -27,7 +28,7 @@ pub use divergence::{Divergence, DivergenceWatch};
 pub use eval::predict_logits;
 pub use history::{EpochDiagnostics, EpochRecord};
 pub use revision::TRAINER_REVISION;
-pub use step::{step_loss, train_step, Batch, StepStats};
+pub use step::{step_gradient, step_loss, train_step, Batch, StepStats};
 
 use crate::data::batch::{assemble_batch, batches};
 use crate::data::Dataset;
