@@ -2,7 +2,7 @@
 //! independent seeded random streams, trains mini-batches with its method's mixing and loss
 //! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
 //! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]). [`bench`]
-//! times training steps.
+//! times training steps; [`device_check`] compares one step's loss and gradient on two devices.
 
 pub mod bench;
 pub mod beyond;
