@@ -39,6 +39,9 @@ enum Command {
     },
     /// Time full training steps on synthetic input, and the share of mixing + loss.
     Bench(BenchArgs),
+    /// Compare one training step (loss and gradient) of every network family on the CPU and on
+    /// `--device`, from the same parameters, batch and mixing; PASS/FAIL per family.
+    DeviceCheck(DeviceCheckArgs),
     /// Write the tables and reliability diagrams of an experiment (file or results folder).
     Report(ReportArgs),
     /// Test the claim "method A beats method B" on every split, with paired statistics over seeds.
@@ -175,6 +178,19 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct DeviceCheckArgs {
+    /// The device compared with the CPU (`cpu` compares two CPU devices: exact agreement).
+    #[arg(long, default_value = "cuda")]
+    device: DeviceKind,
+    /// Input shape CxHxW.
+    #[arg(long, default_value = "3x32x32")]
+    input: String,
+    /// Images in the batch (at least 2: batch normalisation and ICM need pairs).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+}
+
+#[derive(Args)]
 struct ReportArgs {
     /// An experiment file (its grid, in its order) or a folder of runs.
     source: PathBuf,
@@ -205,6 +221,7 @@ fn main() -> ExitCode {
         Command::Slurm(args) => slurm(args),
         Command::Data { experiment } => data(experiment),
         Command::Bench(args) => bench(args),
+        Command::DeviceCheck(args) => device_check(args),
         Command::Report(args) => report(args),
         Command::Compare(args) => compare(args),
         Command::Methods { experiment } => methods(experiment),
@@ -388,6 +405,30 @@ fn bench(args: BenchArgs) -> Result<()> {
         "{:.1} img/s, peak {host}memory {:.1} MiB",
         r.images_per_second, r.peak_rss_mib
     );
+    Ok(())
+}
+
+/// `icm device-check`: the table of [`icm::train::device_check`]; fails when a family differs.
+fn device_check(args: DeviceCheckArgs) -> Result<()> {
+    use icm::train::device_check as check;
+    if args.batch < 2 {
+        anyhow::bail!("--batch must be ≥ 2: batch normalisation and ICM need at least 2 images");
+    }
+    let setup = check::CheckSetup {
+        shape: bench::parse_shape(&args.input)?,
+        batch: args.batch,
+        ..check::CheckSetup::cifar()
+    };
+    let checks = check::run(args.device, &setup, &check::FAMILIES)?;
+    print!("{}", check::render(args.device, &setup, &checks));
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "device-check: {failed} of {} network families differ between cpu and {} beyond the tolerances",
+            checks.len(),
+            args.device
+        );
+    }
     Ok(())
 }
 

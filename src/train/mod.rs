@@ -2,11 +2,12 @@
 //! independent seeded random streams, trains mini-batches with its method's mixing and loss
 //! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
 //! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]). [`bench`]
-//! times training steps.
+//! times training steps; [`device_check`] compares one step's loss and gradient on two devices.
 
 pub mod bench;
 pub mod beyond;
 pub mod checkpoint;
+pub mod device_check;
 pub mod divergence;
 pub mod eval;
 pub mod history;
@@ -27,7 +28,7 @@ pub use divergence::{Divergence, DivergenceWatch};
 pub use eval::predict_logits;
 pub use history::{EpochDiagnostics, EpochRecord};
 pub use revision::TRAINER_REVISION;
-pub use step::{step_loss, train_step, Batch, StepStats};
+pub use step::{step_gradient, step_loss, train_step, Batch, StepStats};
 
 use crate::data::batch::{assemble_batch, batches};
 use crate::data::Dataset;

@@ -73,6 +73,24 @@ pub fn step_loss<D: NetDevice, R: rand::Rng>(
     Ok(loss.as_vec()[0])
 }
 
+/// The loss of one training step of `method` and its gradient with respect to the flat
+/// parameters, with the mixing drawn from `rng` as [`train_step`] draws it, without updating
+/// anything (batch norm's running statistics do see the batch): what `icm device-check`
+/// compares between devices.
+pub fn step_gradient<D: NetDevice, R: rand::Rng>(
+    dev: &D,
+    model: &mut Network<D>,
+    method: &Method,
+    batch: &Batch,
+    rng: &mut R,
+) -> Result<(f32, Vec<f32>)> {
+    let grads = model.params().alloc_grads();
+    let (loss, _) = method_loss(dev, model, method, batch, rng, |x| x.traced(grads))?;
+    let value = loss.as_vec()[0];
+    let grads = loss.backward();
+    Ok((value, grads.get(&model.params().all).as_vec()))
+}
+
 /// Mixes `batch` and builds the method's loss on tape `T`: `trace` puts the tape on the mixed
 /// inputs, and RegMixup's clean pass joins the same tape. Also returns the batch's logit and
 /// ICM-score diagnostics.
