@@ -402,3 +402,26 @@ fn charts_skip_non_finite_points_and_draw_huge_ones() {
     assert!(svg.contains("\n1e5\n") && svg.contains("\n1e35\n"), "{svg}");
     assert!(svg.contains("\n1.8e34\n"), "{svg}");
 }
+
+/// Per-run series (`method (seed k)`, as in the diagnostics figure) share their method's colour
+/// and one legend entry: 45 runs make 9 entries, not 45.
+#[test]
+fn per_run_series_share_one_legend_entry_per_method() {
+    use icm::report::plots::{line_chart, Series};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, y: f64| Series {
+        name: name.into(),
+        points: vec![(1.0, y, None), (2.0, y + 1.0, None)],
+    };
+    let series = [
+        run("mixup (seed 0)", 1.0),
+        run("mixup (seed 1)", 2.0),
+        run("icm-mixup (seed 0)", 3.0),
+    ];
+    let path = tmp.path().join("runs.svg");
+    line_chart(&path, "runs", "epoch", "loss", false, &series).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(!svg.contains("(seed"), "{svg}");
+    assert_eq!(svg.matches("\nmixup\n").count(), 1, "{svg}");
+    assert_eq!(svg.matches("\nicm-mixup\n").count(), 1, "{svg}");
+}

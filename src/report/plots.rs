@@ -354,22 +354,27 @@ where
 }
 
 /// One series as a line with point markers and error bars, `tx` mapping x to the axis.
+/// Draws one series; `label` gives it a legend entry (the first series of its legend group).
 fn draw_series_line<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     s: &Series,
     color: RGBColor,
+    label: Option<&str>,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    chart
+    let line = chart
         .draw_series(LineSeries::new(
             s.points.iter().map(|&(x, y, _)| (x, y)),
             color.stroke_width(2),
         ))
-        .map_err(draw_err)?
-        .label(s.name.clone())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        .map_err(draw_err)?;
+    if let Some(label) = label {
+        line.label(label).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+        });
+    }
     chart
         .draw_series(
             s.points
@@ -393,6 +398,15 @@ pub struct Series {
 }
 
 impl Series {
+    /// The legend entry the series belongs to: per-run series (`method (seed k)`) share their
+    /// method's colour and one entry, so a chart of every run stays readable.
+    fn legend_group(&self) -> &str {
+        match self.name.find(" (seed ") {
+            Some(at) if self.name.ends_with(')') => &self.name[..at],
+            _ => &self.name,
+        }
+    }
+
     /// The points as drawn: on log10 axes where asked, without the points that cannot be drawn
     /// (a diverged run's NaN or infinite values, values ≤ 0 on a log axis; no error bars on a log
     /// y axis).
@@ -536,8 +550,20 @@ where
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(draw_err)?;
-    for (i, s) in series.iter().enumerate() {
-        draw_series_line(&mut chart, s, PALETTE[i % PALETTE.len()])?;
+    let mut groups: Vec<&str> = Vec::new();
+    for s in &series {
+        let group = s.legend_group();
+        let first = !groups.contains(&group);
+        if first {
+            groups.push(group);
+        }
+        let i = groups.iter().position(|g| *g == group).unwrap_or(0);
+        draw_series_line(
+            &mut chart,
+            s,
+            PALETTE[i % PALETTE.len()],
+            first.then_some(group),
+        )?;
     }
     chart
         .configure_series_labels()
