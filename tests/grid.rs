@@ -202,6 +202,12 @@ fn two_processes_on_one_grid_train_each_run_once() {
             "{} trained more than once",
             dir.display()
         );
+        // `<ISO-8601 UTC time> <host> <pid>`.
+        let time = attempts.split(' ').next().unwrap();
+        assert!(
+            time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "{attempts}"
+        );
     }
 }
 
@@ -387,4 +393,10 @@ fn slurm_script_runs_one_shard_per_array_task() {
     assert!(fs::read_to_string(script)
         .unwrap()
         .contains("#SBATCH --gpus=1\n"));
+}
+
+#[test]
+fn attempts_log_times_are_iso_8601_utc() {
+    assert_eq!(locks::iso8601(0), "1970-01-01T00:00:00Z");
+    assert_eq!(locks::iso8601(1796152818), "2026-12-01T19:20:18Z");
 }

@@ -309,9 +309,22 @@ pub fn try_claim(
     writeln!(
         log,
         "{} {} {}{took_over}",
-        info.started, info.host, info.pid
+        iso8601(info.started),
+        info.host,
+        info.pid
     )?;
     Ok(ClaimResult::Claimed(claim))
+}
+
+/// Unix seconds as an ISO-8601 UTC time (`2026-12-02T05:59:00Z`), as `attempts.log` writes them.
+pub fn iso8601(unix_seconds: u64) -> String {
+    i64::try_from(unix_seconds)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(
+            || format!("@{unix_seconds}"),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
 }
 
 /// Creates `lock.json` whole, or not at all: written under a temporary name and hard-linked to
