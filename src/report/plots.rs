@@ -490,6 +490,24 @@ fn bounds(series: &[Series], with_err: bool) -> ((f64, f64), (f64, f64)) {
     (xs, (ys.0 - pad, ys.1 + pad))
 }
 
+/// Draws every series, one colour and one legend entry per legend group.
+fn draw_grouped<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, series: &[Series]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut groups: Vec<&str> = Vec::new();
+    for s in series {
+        let group = s.legend_group();
+        let first = !groups.contains(&group);
+        if first {
+            groups.push(group);
+        }
+        let i = groups.iter().position(|g| *g == group).unwrap_or(0);
+        draw_series_line(chart, s, PALETTE[i % PALETTE.len()], first.then_some(group))?;
+    }
+    Ok(())
+}
+
 /// A line chart on `root`; `log` puts the x and/or y axis on a log10 scale (ticks labelled with
 /// the real values).
 fn draw_lines<DB: DrawingBackend>(
@@ -550,21 +568,7 @@ where
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(draw_err)?;
-    let mut groups: Vec<&str> = Vec::new();
-    for s in &series {
-        let group = s.legend_group();
-        let first = !groups.contains(&group);
-        if first {
-            groups.push(group);
-        }
-        let i = groups.iter().position(|g| *g == group).unwrap_or(0);
-        draw_series_line(
-            &mut chart,
-            s,
-            PALETTE[i % PALETTE.len()],
-            first.then_some(group),
-        )?;
-    }
+    draw_grouped(&mut chart, &series)?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
