@@ -5,7 +5,7 @@ use std::path::Path;
 
 use icm::grid::records::RunMetrics;
 use icm::metrics::TestMetrics;
-use icm::report::aggregate::aggregate;
+use icm::report::aggregate::{aggregate, Aggregates};
 use icm::report::collect::{runs_frame, RunRecord};
 use icm::report::layouts::{tables, TableInput};
 use icm::report::tables::Table;
@@ -83,8 +83,12 @@ fn fixed_records(e: &LoadedExperiment) -> Vec<RunRecord> {
 }
 
 fn built(e: &LoadedExperiment) -> Vec<Table> {
-    let records = fixed_records(e);
-    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
+    tables_of(e, &fixed_records(e)).0
+}
+
+/// The experiment's tables over `records`, and their aggregates.
+fn tables_of(e: &LoadedExperiment, records: &[RunRecord]) -> (Vec<Table>, Aggregates) {
+    let agg = aggregate(&runs_frame(records).unwrap()).unwrap();
     let input = TableInput {
         expected_n: Some(e.seeds.len()),
         dataset: &e.dataset,
@@ -92,7 +96,8 @@ fn built(e: &LoadedExperiment) -> Vec<Table> {
         methods: &e.methods,
         aggregates: &agg,
     };
-    tables(&input, &e.tables)
+    let t = tables(&input, &e.tables);
+    (t, agg)
 }
 
 #[test]
@@ -329,15 +334,7 @@ fn cells_with_diverged_runs_are_not_marked_and_claims_count_them() {
             });
         }
     }
-    let agg = aggregate(&runs_frame(&records).unwrap()).unwrap();
-    let input = TableInput {
-        expected_n: Some(e.seeds.len()),
-        dataset: &e.dataset,
-        splits: &e.splits,
-        methods: &e.methods,
-        aggregates: &agg,
-    };
-    let t = tables(&input, &e.tables);
+    let (t, agg) = tables_of(&e, &records);
     let acc = t.iter().find(|t| t.name == "accuracy").unwrap();
     let md = acc.to_markdown();
     // Long-tailed: icm-mixup's two surviving seeds (0.90, 1.00) average 95.00, above erm's and

@@ -94,7 +94,11 @@ pub fn metric_value(r: &RunMetrics, metric: &Metric) -> Option<f64> {
 }
 
 /// Flattens a JSON value into `prefix.key` → leaf pairs.
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+pub(super) fn flatten(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut Vec<(String, serde_json::Value)>,
+) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, x) in map {

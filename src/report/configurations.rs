@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::collect::RunRecord;
+use super::collect::{flatten, RunRecord};
 use crate::spec::{LoadedExperiment, RunConfig};
 
 /// Renames every run after the current grid's method and split (run ids leave display names
@@ -37,31 +37,17 @@ fn arm(config: &RunConfig) -> BTreeMap<String, String> {
         m.remove("name");
         m.remove("label_text");
     }
-    let mut out = BTreeMap::new();
-    flatten("", &value, &mut out);
+    let mut leaves = Vec::new();
+    flatten("", &value, &mut leaves);
+    let mut out: BTreeMap<String, String> = leaves
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
     out.retain(|k, _| !(k.starts_with("dataset.") && k.ends_with(".root")));
     out
-}
-
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, x) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, x, out);
-            }
-        }
-        serde_json::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
 }
 
 /// Gives runs that share a method label but not a configuration labels of their own,
