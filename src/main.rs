@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use icm::grid::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
+use icm::nn::products::{self, Simd};
 use icm::nn::{Arch, DeviceKind, ModelSpec};
 use icm::report::{write_report, Formats, ReportSource};
 use icm::spec::load_experiment;
@@ -175,6 +176,13 @@ struct BenchArgs {
     /// `cpu` or `cuda`.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
+    /// SIMD level of the CPU products: auto (the best the CPU has), avx512 or avx2 (also
+    /// `ICM_SIMD`), so one AVX-512 host measures both paths.
+    #[arg(long)]
+    simd: Option<String>,
+    /// Also time one 2048³ product on the same threads (the sgemm peak a step is compared with).
+    #[arg(long)]
+    sgemm: bool,
 }
 
 #[derive(Args)]
@@ -215,6 +223,10 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = icm::nn::products::set_simd_from_env() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
@@ -365,6 +377,10 @@ fn bench(args: BenchArgs) -> Result<()> {
         method: bench::parse_method(&args.method)?,
         device: args.device,
     };
+    if let Some(level) = &args.simd {
+        let level = Simd::parse(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
+        products::set_simd(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or_else(|| default_threads(1)))
         .build()?;
@@ -384,6 +400,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         r.loss_ms,
         r.method_share * 100.0
     );
+    let step_gflops = r.product_flops_per_step / r.step_ms / 1e6;
+    println!(
+        "products: {} on {} thread(s); {:.3} GFLOP per step ({:.1} GFLOP/s)",
+        products::simd_in_use(),
+        pool.current_num_threads(),
+        r.product_flops_per_step / 1e9,
+        step_gflops
+    );
+    if args.sgemm {
+        let peak = pool.install(|| products::sgemm_gflops(2048, 3));
+        println!(
+            "sgemm 2048³: {peak:.1} GFLOP/s; the step's products reach {:.1}% of it",
+            100.0 * step_gflops / peak
+        );
+    }
     if args.loader {
         let fed = bench::loader_images_per_second(spec.shape, 10_000, args.batch, 200);
         println!(

@@ -3,7 +3,8 @@
 Usage: python benches/pytorch/resnet_step.py [depth=20] [batch=128] [steps=5] [classes=10] [loss=icm|ce]
        [--device cpu|cuda]
 depth 6n+2 is a CIFAR ResNet (option A shortcuts), 18 is ResNet-18 in the form `icm` builds (3x3
-stem, no max-pool, widths 64-512, 1x1 projection shortcuts). Prints images/second for a full SGD
+stem, no max-pool, widths 64-512, 1x1 projection shortcuts), `mlp` the MLP 784-512-256-C on
+1x28x28 inputs (`icm bench --model mlp --hidden 512,256 --input 1x28x28`). Prints images/second for a full SGD
 step (forward, ICM or soft-label CE loss, backward, update); on cuda also the peak GPU memory.
 PyTorch's defaults stand: fp32, with TF32 only where PyTorch enables it by default (cuDNN
 convolutions).
@@ -17,7 +18,7 @@ if "--device" in args:
     i = args.index("--device")
     device = args[i + 1]
     del args[i:i + 2]
-depth = int(args[0]) if len(args) > 0 else 20
+depth = args[0] if len(args) > 0 else "20"
 B = int(args[1]) if len(args) > 1 else 128
 steps = int(args[2]) if len(args) > 2 else 5
 C = int(args[3]) if len(args) > 3 else 10
@@ -79,9 +80,14 @@ class ResNet(nn.Module):
     def forward(s, x):
         return s.fc(F.adaptive_avg_pool2d(s.layers(s.stem(x)), 1).flatten(1))
 
-m = (ResNet18(C) if depth == 18 else ResNet(depth, C)).to(device)
+if depth == "mlp":
+    m = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, C))
+    x = torch.randn(B, 784)
+else:
+    m = ResNet18(C) if depth == "18" else ResNet(int(depth), C)
+    x = torch.randn(B, 3, 32, 32)
+m, x = m.to(device), x.to(device)
 opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-x = torch.randn(B, 3, 32, 32).to(device)
 y1 = torch.randint(0, C, (B,)).to(device); perm = torch.randperm(B).to(device); lam = 0.7
 def step():
     xm = lam * x + (1 - lam) * x[perm]
@@ -108,4 +114,5 @@ dt = (time.perf_counter() - t0) / steps
 where = f"threads={torch.get_num_threads()}"
 if device.startswith("cuda"):
     where = f"{torch.cuda.get_device_name()}, peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB"
-print(f"torch {torch.__version__} {device} ({where}) resnet{depth} B={B}: {dt*1000:.1f} ms/step, {B/dt:.1f} img/s")
+name = "mlp 784-512-256" if depth == "mlp" else f"resnet{depth}"
+print(f"torch {torch.__version__} {device} ({where}) {name} B={B}: {dt*1000:.1f} ms/step, {B/dt:.1f} img/s")

@@ -1,7 +1,7 @@
 //! CPU kernels of the convolutional layers, forward and backward, on plain slices in N × H × W × C
 //! layout (channels innermost): dfdx 0.13 has no convolution or pooling on stable Rust (`docs/dependencies.md`).
 //! A convolution gathers each output pixel's window into a patch row and multiplies the patches
-//! by the weight matrix with the `gemm` crate; in this layout the patch rows are contiguous
+//! by the weight matrix ([`super::products::gemm`]); in this layout the patch rows are contiguous
 //! copies and every product streams its operands without repacking (about twice the speed of
 //! N × C × H × W im2col here). Convolution and batch norm run in parallel over the batch with
 //! rayon (pooling and the shortcut are cheap and serial), and every reduction over the batch adds
@@ -11,6 +11,8 @@
 //! differences in `tests/ops.rs`.
 
 use rayon::prelude::*;
+
+use super::products::gemm;
 
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,57 +42,6 @@ impl ConvGeometry {
     /// Stride 1 with "same" padding: the output has the input's size.
     fn is_same_stride1(&self) -> bool {
         self.stride == 1 && 2 * self.padding + 1 == self.kernel
-    }
-}
-
-/// c (m × n) = a (m × k) · b (k × n), or += with `accumulate`; each operand row-major, or its
-/// transpose when the flag is set (a stored k × m, b stored n × k).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_t: bool,
-    b: &[f32],
-    b_t: bool,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    let (a_rs, a_cs) = if a_t {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (b_rs, b_cs) = if b_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    // SAFETY: the strides describe matrices inside the slices, checked by the assert above.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

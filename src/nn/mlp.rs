@@ -13,7 +13,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::kernels::{add_into, gemm};
+use super::kernels::add_into;
+use super::products::gemm;
 use super::FlatParams;
 use crate::util::Matrix;
 

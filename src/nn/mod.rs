@@ -1,6 +1,7 @@
 //! The networks layer: which networks exist ([`arch`]), how they are laid out ([`mlp`],
 //! [`convnet`]) and run (the CPU kernels in [`kernels`] chained into one tape op by [`native`];
-//! the same networks from dfdx's own ops in [`composed`], the CUDA path), the optimiser
+//! the same networks from dfdx's own ops in [`composed`], the CUDA path; every CPU matrix product
+//! in [`products`], which chooses its SIMD level), the optimiser
 //! ([`sgd`]) and the device ([`device`]).
 //!
 //! Networks use runtime shapes. All of a network's parameters live in one flat `(usize,)`
@@ -15,6 +16,7 @@ pub mod kernels;
 pub mod memory;
 pub mod mlp;
 pub mod native;
+pub mod products;
 pub mod sgd;
 
 use dfdx::optim::UnusedTensors;

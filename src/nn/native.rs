@@ -12,10 +12,11 @@ use dfdx::prelude::*;
 use super::convnet::{ConvBn, ConvNet, NetLayout, Shortcut, Unit};
 use super::kernels::{
     add_into, batch_moments, batch_norm_backward, batch_norm_forward, conv2d_backward,
-    conv2d_forward, gemm, global_avg_pool_backward, global_avg_pool_forward, inverse_std,
+    conv2d_forward, global_avg_pool_backward, global_avg_pool_forward, inverse_std,
     max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc, relu_backward, shortcut_a_backward,
     shortcut_a_forward, BatchNormStats, Dims,
 };
+use super::products::gemm;
 use crate::util::Matrix;
 
 impl ConvNet<Cpu> {

@@ -42,6 +42,9 @@ pub struct BenchResult {
     /// Evaluation (forward without a tape, running batch-norm statistics) images per second.
     pub eval_images_per_second: f64,
     pub peak_rss_mib: f64,
+    /// Floating-point operations of one training step's matrix products on the CPU (the
+    /// networks' products; dfdx's own products in the loss, small B × B ones, are not counted).
+    pub product_flops_per_step: f64,
 }
 
 /// Parses `3x32x32` (channels × height × width).
@@ -146,7 +149,10 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     for _ in 0..spec.warmup {
         step();
     }
+    let flops_before = crate::nn::products::flops_done();
     let step_ms = time_ms(spec.steps, step);
+    let product_flops_per_step =
+        (crate::nn::products::flops_done() - flops_before) as f64 / spec.steps as f64;
     let inputs: Matrix<D> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
     let eval_ms = time_ms(spec.steps, || {
         std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
@@ -182,6 +188,7 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
         method_share: (mix_ms + loss_ms) / step_ms,
         eval_images_per_second: spec.batch as f64 / (eval_ms / 1000.0),
         peak_rss_mib: peak_rss_mib(),
+        product_flops_per_step,
     })
 }
 

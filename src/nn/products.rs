@@ -1,0 +1,288 @@
+//! Every matrix product of the CPU networks goes through [`gemm`]: the SIMD level it runs at
+//! and the floating-point work it does are decided and counted here.
+//!
+//! The `gemm` crate (0.19, feature `x86-v4`) picks its kernels at run time: AVX-512 where the
+//! CPU has `avx512f`, else AVX2 + FMA, else scalar. [`set_simd`] (from `icm … --simd`, or the
+//! `ICM_SIMD` environment variable) forces a lower level, so that one AVX-512 host measures both
+//! the AVX-512 and the AVX2 path in one sitting; a level the CPU lacks is refused.
+//! Results differ between levels in the last bits (different accumulation order), never
+//! between thread counts.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use anyhow::{bail, Result};
+
+/// A SIMD level of the `gemm` crate's f32 kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// The best level the CPU has (the `gemm` crate's own choice).
+    Auto,
+    /// 512-bit kernels (x86-64-v4: `avx512f`).
+    Avx512,
+    /// 256-bit AVX2 + FMA kernels (x86-64-v3).
+    Avx2,
+}
+
+const AUTO: u8 = 0;
+const AVX512: u8 = 1;
+const AVX2: u8 = 2;
+
+static FORCED: AtomicU8 = AtomicU8::new(AUTO);
+static FLOPS: AtomicU64 = AtomicU64::new(0);
+
+impl Simd {
+    /// Parses `auto`, `avx512` or `avx2` (as `--simd` and `ICM_SIMD` take them).
+    pub fn parse(text: &str) -> Result<Simd> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Simd::Auto),
+            "avx512" | "avx-512" | "x86-v4" => Ok(Simd::Avx512),
+            "avx2" | "x86-v3" => Ok(Simd::Avx2),
+            other => bail!("unknown SIMD level `{other}`: use auto, avx512 or avx2"),
+        }
+    }
+}
+
+fn cpu_has(level: Simd) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level {
+            Simd::Auto => true,
+            Simd::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Simd::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        level == Simd::Auto
+    }
+}
+
+/// Forces the SIMD level of every later product; a level the CPU lacks is an error.
+pub fn set_simd(level: Simd) -> Result<()> {
+    if !cpu_has(level) {
+        bail!("this CPU has no {level:?} (see the flags of `lscpu`): use --simd auto");
+    }
+    let code = match level {
+        Simd::Auto => AUTO,
+        Simd::Avx512 => AVX512,
+        Simd::Avx2 => AVX2,
+    };
+    FORCED.store(code, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Applies `ICM_SIMD` when it is set (the command line calls this before any work).
+pub fn set_simd_from_env() -> Result<()> {
+    match std::env::var("ICM_SIMD") {
+        Ok(text) => Simd::parse(&text)
+            .and_then(set_simd)
+            .map_err(|e| anyhow::anyhow!("ICM_SIMD={text}: {e}")),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The level products run at now, in words (`AVX-512 (auto)`, `AVX2+FMA (forced)`, ...).
+pub fn simd_in_use() -> String {
+    match FORCED.load(Ordering::Relaxed) {
+        AVX512 => "AVX-512 (forced)".into(),
+        AVX2 => "AVX2+FMA (forced)".into(),
+        _ if cpu_has(Simd::Avx512) => "AVX-512 (auto)".into(),
+        _ if cpu_has(Simd::Avx2) => "AVX2+FMA (auto)".into(),
+        _ => "scalar or non-x86 (auto)".into(),
+    }
+}
+
+/// Floating-point operations (2·m·n·k per product) done by [`gemm`] since the process started,
+/// over all threads.
+pub fn flops_done() -> u64 {
+    FLOPS.load(Ordering::Relaxed)
+}
+
+/// c (m × n) = a (m × k) · b (k × n), or += with `accumulate`; each operand row-major, or its
+/// transpose when the flag is set (a stored k × m, b stored n × k). Single-threaded: callers
+/// parallelise over images.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
+    let (a_rs, a_cs) = if a_t {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (b_rs, b_cs) = if b_t {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    // SAFETY: the strides describe matrices inside the slices, checked by the assert above;
+    // the AVX2 path is only taken after `set_simd` found avx2 and fma on this CPU.
+    unsafe {
+        chosen_product()(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The product at the level [`set_simd`] chose.
+fn chosen_product() -> Product {
+    #[cfg(target_arch = "x86_64")]
+    if FORCED.load(Ordering::Relaxed) == AVX2 {
+        return avx2_gemm;
+    }
+    gemm::gemm::<f32>
+}
+
+/// GFLOP/s of one `size`³ product (row-major, no accumulation) spread over the current rayon
+/// pool's threads at the chosen level: the sgemm peak that `icm bench --sgemm` compares a
+/// training step's products with. The best of `reps` timings after one warm-up.
+pub fn sgemm_gflops(size: usize, reps: usize) -> f64 {
+    let a: Vec<f32> = (0..size * size).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b = a.clone();
+    let mut c = vec![0.0f32; size * size];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::INFINITY;
+    for rep in 0..=reps {
+        let start = std::time::Instant::now();
+        // SAFETY: three size × size row-major matrices.
+        unsafe {
+            chosen_product()(
+                size,
+                size,
+                size,
+                c.as_mut_ptr(),
+                1,
+                size as isize,
+                false,
+                a.as_ptr(),
+                1,
+                size as isize,
+                b.as_ptr(),
+                1,
+                size as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            );
+        }
+        if rep > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&c);
+    2.0 * (size as f64).powi(3) / best / 1e9
+}
+
+/// The signature of the `gemm` crate's f32 product.
+type Product = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *mut f32,
+    isize,
+    isize,
+    bool,
+    *const f32,
+    isize,
+    isize,
+    *const f32,
+    isize,
+    isize,
+    f32,
+    f32,
+    bool,
+    bool,
+    bool,
+    gemm::Parallelism,
+);
+
+/// The `gemm` crate's AVX2 + FMA f32 product, called directly (its own dispatch would pick
+/// AVX-512): the same driver and microkernels it uses for x86-64-v3 CPUs.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx2_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_cs: isize,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const f32,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const f32,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    alpha: f32,
+    beta: f32,
+    conj_dst: bool,
+    conj_lhs: bool,
+    conj_rhs: bool,
+    parallelism: gemm::Parallelism,
+) {
+    use gemm_common::simd::{MixedSimd, V3};
+    use gemm_f32::microkernel::fma::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
+    const N: usize = 8;
+    let simd = <V3 as MixedSimd<f32, f32, f32, f32>>::try_new().expect("checked by set_simd");
+    gemm_common::gemm::gemm_basic_generic::<_, f32, N, { MR_DIV_N * N }, NR, MR_DIV_N, H_M, H_N>(
+        simd,
+        m,
+        n,
+        k,
+        dst,
+        dst_cs,
+        dst_rs,
+        read_dst,
+        lhs,
+        lhs_cs,
+        lhs_rs,
+        rhs,
+        rhs_cs,
+        rhs_rs,
+        alpha,
+        beta,
+        conj_dst,
+        conj_lhs,
+        conj_rhs,
+        |a, b, c| a * b + c,
+        &UKR,
+        &H_UKR,
+        false,
+        parallelism,
+    );
+}
