@@ -109,10 +109,10 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             root: results.join(&exp.name),
             dataset: exp.dataset.clone(),
             splits: exp.splits.clone(),
-            methods: exp.methods.clone(),
+            methods: exp.row_methods(),
             entries: exp.tables.clone(),
             seeds: Some(exp.seeds.len()),
-            claims: exp.claims.clone(),
+            claims: exp.row_claims(),
         },
         ReportSource::Folder(dir) => {
             let first = runs.first().context("no runs")?;
@@ -233,10 +233,16 @@ pub fn compare(
     let claim = spec
         .resolve(&exp.methods)
         .map_err(|e| anyhow::anyhow!("icm compare: {e}"))?;
+    // Within each sweep point, never across points.
+    let claims = LoadedExperiment {
+        claims: vec![claim],
+        ..exp.clone()
+    }
+    .row_claims();
     let source = ReportSource::Experiment(Box::new(exp.clone()));
     let (found, _) = find_runs(&source, results)?;
     let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
-    let rows = claims::claim_rows(&[claim], &exp.splits, &exp.dataset, &aggregates);
+    let rows = claims::claim_rows(&claims, &exp.splits, &exp.dataset, &aggregates);
     let mut text = claims::to_text(&rows);
     if !found.unfinished.is_empty() {
         text.push_str(&format!(
@@ -272,7 +278,20 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
         );
     }
     let notes = match source {
-        ReportSource::Experiment(_) => Vec::new(),
+        ReportSource::Experiment(exp) => {
+            let outside = crate::grid::inventory::outside_grid(exp, results).len();
+            (outside > 0)
+                .then(|| {
+                    format!(
+                        "{outside} run folders under `{}` are not in the current grid (runs of an \
+                         earlier version of the file?) and are not reported: `icm runs` lists \
+                         them, `icm clean` moves them aside",
+                        root.display()
+                    )
+                })
+                .into_iter()
+                .collect()
+        }
         ReportSource::Folder(_) => configurations::separate_configurations(&mut found.runs),
     };
     Ok((found, notes))

@@ -11,6 +11,7 @@ pub mod check;
 pub mod claims;
 pub mod evaluate;
 pub mod run;
+pub mod sweep;
 pub mod tables;
 pub mod train;
 pub mod yaml;
@@ -22,7 +23,8 @@ use serde::Deserialize;
 
 pub use claims::Claim;
 pub use evaluate::{EvaluateSpec, OodSource, OodSpec};
-pub use run::{LoadedExperiment, RunConfig};
+pub use run::{LoadedExperiment, RunConfig, SweepPoint};
+pub use sweep::Override;
 pub use tables::TableEntry;
 pub use train::{Schedule, TrainSpec};
 pub use yaml::yaml_error;
@@ -71,10 +73,18 @@ pub struct Experiment {
     /// Out-of-distribution sets each run is scored against after its last epoch.
     #[serde(default)]
     pub ood: Option<OodSpec>,
+    /// Values to sweep over, by key path (`train.lr: [0.05, 0.1]`); read by [`sweep`].
+    #[serde(default)]
+    pub sweep: Option<serde_yaml::Mapping>,
 }
 
 /// Reads, parses and checks an experiment file.
 pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
+    load_experiment_with(path, &[])
+}
+
+/// Reads an experiment file, applies `--set` overrides and checks the result.
+pub fn load_experiment_with(path: &Path, overrides: &[Override]) -> Result<LoadedExperiment> {
     if path.is_dir() {
         anyhow::bail!(
             "{} is a folder, not an experiment file: give a .yaml file (e.g. experiments/quickstart.yaml)",
@@ -88,12 +98,24 @@ pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
         )
     })?;
     let text = yaml::yaml_text(path, bytes).map_err(anyhow::Error::msg)?;
-    parse_experiment(&text, path)
+    parse_experiment_with(&text, path, overrides)
 }
 
 /// Parses and checks experiment YAML (a leading byte-order mark is ignored); `path` is only used
 /// in messages.
 pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
+    parse_experiment_with(text, path, &[])
+}
+
+/// [`parse_experiment`] with `--set` overrides, and the points of the file's `sweep:`. The file
+/// must read on its own (its mistakes are placed by line and column); the overrides and every
+/// sweep point are then applied to its YAML tree and each result is read and checked like a
+/// file, mistakes naming the override or sweep value they come from.
+pub fn parse_experiment_with(
+    text: &str,
+    path: &Path,
+    overrides: &[Override],
+) -> Result<LoadedExperiment> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         anyhow::bail!(
@@ -102,7 +124,155 @@ pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
             path.display()
         );
     }
-    let exp: Experiment = serde_yaml::from_str(text)
-        .map_err(|e| anyhow::anyhow!(yaml::yaml_parse_error(path, text, &e)))?;
-    check::check_experiment(exp, path)
+    let located = |e: serde_yaml::Error| anyhow::anyhow!(yaml::yaml_parse_error(path, text, &e));
+    let exp: Experiment = serde_yaml::from_str(text).map_err(located)?;
+    if overrides.is_empty() && exp.sweep.is_none() {
+        return check::check_experiment(exp, path, &sweep::Origins::default());
+    }
+    let mut root: serde_yaml::Value = serde_yaml::from_str(text).map_err(located)?;
+    let mut exp = exp;
+    for o in overrides {
+        o.apply(&mut root)
+            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        exp = schema_of(&root, &o.path)
+            .map_err(|m| anyhow::anyhow!("{}: --set {}: {m}", path.display(), o.text))?;
+    }
+    let sets = overrides.to_vec();
+    let mut loaded = match take_sweep(&mut root, path, &sets)? {
+        None => {
+            let origins = sweep::Origins { sets, point: None };
+            check::check_experiment(exp, path, &origins)?
+        }
+        Some(block) => read_sweep(&root, &block, path, sets)?,
+    };
+    loaded.overrides = overrides.iter().map(|o| o.text.clone()).collect();
+    Ok(loaded)
+}
+
+/// Reads a YAML tree into the schema after the value at `key` was changed; the message on
+/// failure, with a "did you mean" for a misspelt key of `key`.
+fn schema_of(tree: &serde_yaml::Value, key: &str) -> std::result::Result<Experiment, String> {
+    serde_yaml::from_value(tree.clone()).map_err(|e| {
+        let message = yaml::bare_message(&e);
+        let hint = match (yaml::did_you_mean(&message), yaml::unknown_name(&message)) {
+            (Some(good), Some(wrong)) if key.split('.').any(|k| k == wrong) => {
+                Some(sweep::replace_key(key, wrong, &good))
+            }
+            (good, _) => good,
+        };
+        let hint = hint.map_or(String::new(), |h| format!("\n  hint: did you mean `{h}`?"));
+        format!("{message}{hint}")
+    })
+}
+
+/// Removes the `sweep:` block from the YAML tree; `None` when there is none.
+fn take_sweep(
+    root: &mut serde_yaml::Value,
+    path: &Path,
+    sets: &[Override],
+) -> Result<Option<serde_yaml::Mapping>> {
+    let block = root.as_mapping_mut().and_then(|m| m.remove("sweep"));
+    match block {
+        None | Some(serde_yaml::Value::Null) => Ok(None),
+        Some(serde_yaml::Value::Mapping(m)) => Ok(Some(m)),
+        Some(_) => {
+            let origins = sweep::Origins {
+                sets: sets.to_vec(),
+                point: None,
+            };
+            anyhow::bail!(
+                "{}: `sweep`: give key paths with lists of values, e.g. `sweep: {{train.lr: \
+                 [0.05, 0.1]}}`{}",
+                path.display(),
+                origins.explain(Some("sweep"))
+            )
+        }
+    }
+}
+
+/// Every point of a sweep read and checked; the first point's experiment with all of them.
+fn read_sweep(
+    root: &serde_yaml::Value,
+    block: &serde_yaml::Mapping,
+    path: &Path,
+    sets: Vec<Override>,
+) -> Result<LoadedExperiment> {
+    let (points, shown) =
+        sweep::points(block).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    let mut loaded = Vec::new();
+    for point in points {
+        let exp = read_point(root, &point, path, &sets)?;
+        let values = point
+            .values
+            .iter()
+            .filter(|(k, _)| shown.contains(k))
+            .map(|(k, v)| (k.clone(), sweep::short(v)))
+            .collect();
+        loaded.push(SweepPoint {
+            label: point.label(&shown),
+            values,
+            exp,
+        });
+    }
+    check_points_differ(&loaded, path)?;
+    let mut first = loaded[0].exp.clone();
+    if loaded.len() > 1 {
+        first.sweep = loaded;
+    }
+    Ok(first)
+}
+
+/// Two sweep points that resolve to the same runs (a value that does not change a run, such
+/// as a data folder, or two spellings of one value) would train nothing new.
+fn check_points_differ(points: &[SweepPoint], path: &Path) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<String, &str> = Default::default();
+    for p in points {
+        for run in p.exp.runs() {
+            if let Some(other) = seen.insert(run.run_id(), &p.label) {
+                anyhow::bail!(
+                    "{}: `sweep`: the points {other} and {} give the same runs: the values \
+                     differ in a way that does not change a run (a data folder, a display name, \
+                     a default written out); sweep values that change the runs",
+                    path.display(),
+                    p.label
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks one sweep point: its values set one at a time in the YAML tree, so that a
+/// value the schema refuses is named.
+fn read_point(
+    root: &serde_yaml::Value,
+    point: &sweep::Point,
+    path: &Path,
+    sets: &[Override],
+) -> Result<LoadedExperiment> {
+    let mut tree = root.clone();
+    let mut exp = None;
+    for (key, value) in &point.values {
+        sweep::Point {
+            values: vec![(key.clone(), value.clone())],
+        }
+        .apply(&mut tree)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        exp = Some(schema_of(&tree, key).map_err(|m| {
+            anyhow::anyhow!(
+                "{}: `sweep.{key}`: value {}: {m}",
+                path.display(),
+                sweep::short(value)
+            )
+        })?);
+    }
+    let exp = match exp {
+        Some(exp) => exp,
+        None => schema_of(&tree, "").map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?,
+    };
+    let origins = sweep::Origins {
+        sets: sets.to_vec(),
+        point: Some(point.clone()),
+    };
+    check::check_experiment(exp, path, &origins)
 }
