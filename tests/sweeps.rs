@@ -158,6 +158,20 @@ fn sweep_mistakes_name_the_key_and_the_fix() {
         "{BASE}sweep: {{train.augment: [null, {{crop_padding: 0, flip: false}}]}}\n"
     )));
     assert!(e.contains("give the same runs"), "{e}");
+    let e = error(parse(&format!(
+        "{BASE}sweep: {{train.lr: [0.1, 0.2]}}\ntables: [{{name: t, metric: accuracy, columns: [data_seed]}}]\n"
+    )));
+    assert_eq!(
+        e,
+        "experiments/swept.yaml: `tables[0].columns`: `data_seed` is not a swept key; use one of `train.lr`"
+    );
+    let e = error(parse(&format!(
+        "{BASE}tables: [{{name: t, metric: accuracy, columns: [train.lr]}}]\n"
+    )));
+    assert!(
+        e.ends_with("this experiment sweeps nothing with more than one value (add a `sweep:`)"),
+        "{e}"
+    );
     let e = error(parse(&format!("{BASE}sweep: [train.lr]\n")));
     assert!(e.starts_with("experiments/swept.yaml:"), "{e}");
 }
@@ -318,6 +332,34 @@ fn reports_and_claims_compare_only_within_a_point() {
             "lr {lr}"
         );
     }
+    // A table may put the learning rate in its columns: the same cells, methods as rows.
+    let by_lr = parse(&format!(
+        "{BASE}sweep: {{train.lr: [0.05, 0.1]}}\n\
+         tables: [{{name: by_lr, metric: accuracy, columns: [train.lr]}}]\n"
+    ))
+    .unwrap();
+    let out2 = write_report(
+        &ReportSource::Experiment(Box::new(by_lr)),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let table = &out2.tables[0];
+    let titles = |axes: &[icm::report::tables::Axis]| -> Vec<String> {
+        axes.iter().map(|a| a.title.clone()).collect()
+    };
+    assert_eq!(titles(&table.rows), ["mixup", "icm-mixup"]);
+    assert_eq!(titles(&table.columns), ["train.lr=0.05", "train.lr=0.1"]);
+    assert_eq!(table.columns[1].group.as_deref(), Some("balanced"));
+    for (r, c, row) in [(0, 0, 0), (0, 1, 1), (1, 0, 2), (1, 1, 3)] {
+        assert_eq!(table.cells[r][c], accuracy.cells[row][0], "cell {r},{c}");
+    }
+    let md = std::fs::read_to_string(out2.dir.join("tables/by_lr.md")).unwrap();
+    assert!(
+        md.contains("| method | balanced: train.lr=0.05 | balanced: train.lr=0.1 |"),
+        "{md}"
+    );
     // `icm compare` tests a claim within each point too.
     let text = icm::report::compare(&exp, &results, "icm-mixup", "mixup", None).unwrap();
     assert!(

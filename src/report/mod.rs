@@ -100,6 +100,8 @@ struct Grid {
     /// Seeds per (method, split) the experiment asks for; unknown for a bare folder.
     seeds: Option<usize>,
     claims: Vec<Claim>,
+    /// The experiment's sweep (none for a bare folder).
+    sweep: layouts::SweepAxes,
 }
 
 fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<Grid> {
@@ -113,6 +115,10 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             entries: exp.tables.clone(),
             seeds: Some(exp.seeds.len()),
             claims: exp.row_claims(),
+            sweep: layouts::SweepAxes {
+                methods: exp.methods.clone(),
+                points: exp.sweep.iter().map(|p| p.values.clone()).collect(),
+            },
         },
         ReportSource::Folder(dir) => {
             let first = runs.first().context("no runs")?;
@@ -152,6 +158,7 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
                 methods,
                 entries: Vec::new(),
                 seeds: None,
+                sweep: layouts::SweepAxes::default(),
             }
         }
     })
@@ -182,7 +189,7 @@ pub fn write_report(
         methods: &grid.methods,
         aggregates: &aggregates,
     };
-    let tables = layouts::tables(&input, &grid.entries);
+    let tables = layouts::swept_tables(&input, &grid.entries, &grid.sweep);
     let claim_rows = claims::claim_rows(&grid.claims, &grid.splits, &grid.dataset, &aggregates);
     notes.extend(
         found

@@ -127,7 +127,9 @@ pub fn parse_experiment_with(
     let located = |e: serde_yaml::Error| anyhow::anyhow!(yaml::yaml_parse_error(path, text, &e));
     let exp: Experiment = serde_yaml::from_str(text).map_err(located)?;
     if overrides.is_empty() && exp.sweep.is_none() {
-        return check::check_experiment(exp, path, &sweep::Origins::default());
+        let loaded = check::check_experiment(exp, path, &sweep::Origins::default())?;
+        check_table_columns(&loaded, path)?;
+        return Ok(loaded);
     }
     let mut root: serde_yaml::Value = serde_yaml::from_str(text).map_err(located)?;
     let mut exp = exp;
@@ -146,7 +148,41 @@ pub fn parse_experiment_with(
         Some(block) => read_sweep(&root, &block, path, sets)?,
     };
     loaded.overrides = overrides.iter().map(|o| o.text.clone()).collect();
+    check_table_columns(&loaded, path)?;
     Ok(loaded)
+}
+
+/// A custom table's `columns:` must name swept keys (that take more than one value), with
+/// methods as rows.
+fn check_table_columns(exp: &LoadedExperiment, path: &Path) -> Result<()> {
+    let swept: Vec<&String> = exp
+        .sweep
+        .first()
+        .map_or(Vec::new(), |p| p.values.iter().map(|(k, _)| k).collect());
+    for (i, entry) in exp.tables.iter().enumerate() {
+        let TableEntry::Custom(spec) = entry else {
+            continue;
+        };
+        if !spec.columns.is_empty() && spec.rows != tables::RowKind::Method {
+            anyhow::bail!(
+                "{}: `tables[{i}].columns`: swept columns need methods as rows: remove `rows: split`",
+                path.display()
+            );
+        }
+        if let Some(key) = spec.columns.iter().find(|k| !swept.contains(k)) {
+            let choices = if swept.is_empty() {
+                "this experiment sweeps nothing with more than one value (add a `sweep:`)".into()
+            } else {
+                let names: Vec<String> = swept.iter().map(|k| format!("`{k}`")).collect();
+                format!("use one of {}", names.join(", "))
+            };
+            anyhow::bail!(
+                "{}: `tables[{i}].columns`: `{key}` is not a swept key; {choices}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Reads a YAML tree into the schema after the value at `key` was changed; the message on
