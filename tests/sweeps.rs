@@ -204,6 +204,15 @@ fn overrides_change_any_field_and_their_mistakes_name_them() {
     let e = error(with_sets(BASE, &["train.lr=-1"]));
     assert!(e.starts_with("experiments/swept.yaml: `train.lr`:"), "{e}");
     assert!(e.ends_with("(from `--set train.lr=-1`)"), "{e}");
+    let e = error(with_sets(
+        &format!("{BASE}sweep: {{train.lr: [0.05, 0.1]}}\n"),
+        &["train.lr=0.2"],
+    ));
+    assert_eq!(
+        e,
+        "experiments/swept.yaml: --set train.lr=0.2: `train.lr` is swept, so every sweep point \
+         replaces this value; change the sweep instead, e.g. `--set sweep.train.lr=[...]`"
+    );
     let e = error(with_sets(BASE, &["train.lr.x=1"]));
     assert_eq!(
         e,

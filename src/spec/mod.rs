@@ -235,6 +235,8 @@ fn read_sweep(
 ) -> Result<LoadedExperiment> {
     let (points, shown) =
         sweep::points(block).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    sweep::check_overrides(&points[0], &sets)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     let mut loaded = Vec::new();
     for point in points {
         let exp = read_point(root, &point, path, &sets)?;

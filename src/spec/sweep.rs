@@ -185,6 +185,20 @@ impl Origins {
     }
 }
 
+/// Refuses an override of a swept key: every sweep point would replace its value.
+pub fn check_overrides(point: &Point, sets: &[Override]) -> Result<(), String> {
+    for o in sets.iter().filter(|o| !o.path.starts_with("sweep.")) {
+        if let Some((key, _)) = point.values.iter().find(|(k, _)| related(k, &o.path)) {
+            return Err(format!(
+                "--set {}: `{key}` is swept, so every sweep point replaces this value; change the \
+                 sweep instead, e.g. `--set sweep.{key}=[...]`",
+                o.text
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Keys that cannot be swept, and why.
 fn refused(root: &str) -> Option<&'static str> {
     Some(match root {
