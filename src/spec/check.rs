@@ -43,7 +43,7 @@ pub(super) fn check_experiment(
             path.display(),
             m.place,
             m.message,
-            origins.explain(Some(&m.place))
+            origins.explain(&m.place)
         )
     })
 }

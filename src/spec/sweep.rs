@@ -99,6 +99,12 @@ fn set_path(root: &mut Value, keys: &[&str], value: Value) -> Result<(), String>
     Ok(())
 }
 
+/// Sets the value at dotted key path `path` (a sweep's key) in the YAML tree.
+pub fn set_value(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let keys: Vec<&str> = path.split('.').collect();
+    set_path(root, &keys, value)
+}
+
 /// A value as one short piece of text: scalars as written, lists and mappings as JSON.
 pub fn short(v: &Value) -> String {
     match v {
@@ -117,15 +123,6 @@ pub struct Point {
 }
 
 impl Point {
-    /// Sets every value of the point in the experiment's YAML tree.
-    pub fn apply(&self, root: &mut Value) -> Result<(), String> {
-        for (path, value) in &self.values {
-            let keys: Vec<&str> = path.split('.').collect();
-            set_path(root, &keys, value.clone()).map_err(|m| format!("sweep.{path}: {m}"))?;
-        }
-        Ok(())
-    }
-
     /// `train.lr=0.1, data_seed=1`: the point's values of the keys in `shown`.
     pub fn label(&self, shown: &[String]) -> String {
         self.values
@@ -157,18 +154,18 @@ fn related(place: &str, path: &str) -> bool {
 }
 
 impl Origins {
-    /// What to add to a message about `place` (a key path, or `None` when unknown): the
-    /// overrides and sweep values that set it, else the sweep point the mistake was found in.
-    pub fn explain(&self, place: Option<&str>) -> String {
+    /// What to add to a message about key path `place`: the overrides and sweep values that
+    /// set it, else the sweep point the mistake was found in.
+    pub fn explain(&self, place: &str) -> String {
         let point = self.point.as_ref();
         let mut from: Vec<String> = Vec::new();
         for o in &self.sets {
-            if place.is_none_or(|p| related(p, &o.path)) {
+            if related(place, &o.path) {
                 from.push(format!("`--set {}`", o.text));
             }
         }
         for (k, v) in point.map_or(&[][..], |p| &p.values[..]) {
-            if place.is_some_and(|p| related(p, k)) {
+            if related(place, k) {
                 from.push(format!("`sweep: {k}: {}`", short(v)));
             }
         }
