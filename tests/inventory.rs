@@ -94,6 +94,12 @@ fn runs_lists_every_folder_with_its_state_and_differences() {
         );
     }
     assert_eq!(folders[0].dir, held);
+    // A record that no longer parses is damaged.
+    let torn = &old_dirs[1];
+    fs::write(torn.join(records::METRICS_FILE), "{\"run_id\": ").unwrap();
+    let folders = run_folders(&exp, tmp.path(), TIMEOUT).unwrap();
+    let f = folders.iter().find(|f| &f.dir == torn).unwrap();
+    assert_eq!(f.state, "damaged");
     assert_eq!(folders[0].state, "running");
     assert_eq!(folders[0].what, "erm / per_class-10 / 0");
     let text = icm::grid::inventory::render_run_folders(&exp, tmp.path(), &folders);

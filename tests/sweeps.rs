@@ -384,3 +384,26 @@ fn reports_and_claims_compare_only_within_a_point() {
         "{text}"
     );
 }
+
+/// A Slurm job array runs the grid this command saw: its tasks get the same `--set` overrides,
+/// and a swept grid has one task per run of every point.
+#[test]
+fn slurm_tasks_get_the_same_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = with_sets(BASE, &["train.lr=0.1", "sweep.data_seed=[0, 1]"]).unwrap();
+    let opts = icm::grid::slurm::SlurmOptions {
+        partition: None,
+        time: "01:00:00".into(),
+        gpus: None,
+        cpus: 2,
+        array_parallelism: None,
+        tasks: None,
+    };
+    let (script, tasks) = icm::grid::slurm::write_script(&exp, tmp.path(), &opts).unwrap();
+    assert_eq!(tasks, 2 * 2 * 2);
+    let text = std::fs::read_to_string(script).unwrap();
+    assert!(
+        text.contains("swept.yaml' --set 'train.lr=0.1' --set 'sweep.data_seed=[0, 1]' --results"),
+        "{text}"
+    );
+}
