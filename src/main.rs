@@ -438,6 +438,9 @@ fn methods(experiment: Option<PathBuf>, sets: SetArgs) -> Result<()> {
         print!("{}", icm::report::legend::methods_legend(&exp.methods));
         return Ok(());
     }
+    if let Some(first) = sets.set.first() {
+        anyhow::bail!("--set {first}: overrides change an experiment file; give one");
+    }
     let (mut methods, mut needs) = (Vec::new(), Vec::new());
     for preset in icm::mix::method::preset_names() {
         let entry = icm::mix::MethodEntry {

@@ -144,6 +144,19 @@ fn clean_is_a_dry_run_unless_told_and_spares_the_grid_and_running_runs() {
         "{dry}"
     );
 
+    let inside = clean(
+        &exp,
+        tmp.path(),
+        TIMEOUT,
+        &CleanAction::MoveTo(root.join("old")),
+    );
+    let e = format!("{:#}", inside.unwrap_err());
+    assert!(
+        e.contains("where reports would find the moved runs again"),
+        "{e}"
+    );
+    assert_eq!(names(&root), before);
+
     let stale = root.join(STALE_DIR);
     let done = clean(
         &exp,

@@ -256,6 +256,9 @@ pub fn clean(
     timeout: Duration,
     action: &CleanAction,
 ) -> Result<String> {
+    if let CleanAction::MoveTo(to) = action {
+        check_destination(to, &results.join(&exp.name))?;
+    }
     let folders = run_folders(exp, results, timeout)?;
     let mut out = String::new();
     let (mut acted, mut kept) = (0, 0);
@@ -296,6 +299,26 @@ pub fn clean(
         CleanAction::Delete => format!("deleted {acted} run folders; {kept} running kept, {in_grid} in the grid untouched\n"),
     });
     Ok(out)
+}
+
+/// Refuses to move runs into a folder of the experiment's results folder that reports read
+/// (one whose name does not start with a dot).
+fn check_destination(to: &Path, root: &Path) -> Result<()> {
+    let (to_abs, root_abs) = (std::path::absolute(to)?, std::path::absolute(root)?);
+    if let Ok(inside) = to_abs.strip_prefix(&root_abs) {
+        let first = inside.components().next();
+        let hidden = first.is_some_and(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+        if !hidden {
+            anyhow::bail!(
+                "--move-to {}: this is inside {}, where reports would find the moved runs again; \
+                 use a folder outside it, or one whose name starts with a dot (the default is {})",
+                to.display(),
+                root.display(),
+                root.join(STALE_DIR).display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Moves a run folder into `to` (created if needed) under its own name, or `<name>-<n>` when
