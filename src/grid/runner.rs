@@ -363,7 +363,12 @@ fn prepare_points(exp: &LoadedExperiment, training: bool) -> Result<Vec<PointDat
     type Loaded = (String, Arc<data::TrainTest>, Arc<Dataset>);
     let mut loaded: Vec<Loaded> = Vec::new();
     let mut out = Vec::new();
-    for (_, point) in exp.points() {
+    for (label, point) in exp.points() {
+        // A mistake found in the data of one point says which point.
+        let in_point = |e: anyhow::Error| match label {
+            "" => e,
+            _ => anyhow::anyhow!("{e:#} (in the sweep point {label})"),
+        };
         let key = serde_json::to_string(&(
             &point.dataset,
             &point.preprocess,
@@ -372,18 +377,18 @@ fn prepare_points(exp: &LoadedExperiment, training: bool) -> Result<Vec<PointDat
         let (data, held_out) = match loaded.iter().find(|(k, _, _)| *k == key) {
             Some((_, d, h)) => (d.clone(), h.clone()),
             None => {
-                let (d, h) = load_data(point)?;
+                let (d, h) = load_data(point).map_err(in_point)?;
                 let (d, h) = (Arc::new(d), Arc::new(h));
                 loaded.push((key, d.clone(), h.clone()));
                 (d, h)
             }
         };
         if training {
-            check_memory(point, &data.train)?;
+            check_memory(point, &data.train).map_err(in_point)?;
         }
         out.push(PointData {
-            subsets: split_sets(point, &data.train)?,
-            beyond: beyond_sets(point, &data, &held_out)?,
+            subsets: split_sets(point, &data.train).map_err(in_point)?,
+            beyond: beyond_sets(point, &data, &held_out).map_err(in_point)?,
             data,
         });
     }

@@ -86,6 +86,7 @@ case('yaml-sweep-typo-key', BASE + 'sweep: {train.lrr: [0.05, 0.1]}\n', 'command
 case('yaml-sweep-not-a-list', BASE + 'sweep: {train.lr: 0.1}\n', 'command: data\nerror: `sweep.train.lr`: give a list of values')
 case('yaml-sweep-zip-lengths', BASE + 'sweep: {zip: {train.lr: [0.05, 0.1], train.epochs: [1, 2, 3]}}\n', 'command: data\nerror: `sweep.zip`: the lists of a zip block advance together and must have the same length')
 case('yaml-sweep-bad-value', BASE + 'sweep: {train.batch_size: [16, 0]}\n', 'command: data\nerror: `train.batch_size`: must be ≥ 1 (from `sweep: train.batch_size: 0`)')
+case('yaml-sweep-point-data', sub('splits: [{per_class: 10}]', 'splits: [{per_class: 2}]') + 'sweep: {validation: [null, 0.1]}\n', 'command: run --quiet --no-report\nerror: would hold out 1 of the 2 training images of class 0, half or more\nerror: (in the sweep point validation=0.1)')
 case('set-bad-value', BASE, 'command: data experiment.yaml --set train.lr=abc\nerror: experiment.yaml: --set train.lr=abc: invalid type: string "abc", expected f64')
 case('set-typo-key', BASE, 'command: data experiment.yaml --set trian.lr=0.1\nerror: --set trian.lr=0.1: unknown field `trian`\nerror: did you mean `train.lr`')
 case('set-no-value', BASE, 'command: data experiment.yaml --set train.lr\nerror: --set train.lr: expected key=value')
