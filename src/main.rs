@@ -11,7 +11,7 @@ use icm::grid::runner::{default_threads, ensure_no_failures, parse_shard, run_gr
 use icm::nn::products::{self, Simd};
 use icm::nn::{Arch, DeviceKind, ModelSpec};
 use icm::report::{write_report, Formats, ReportSource};
-use icm::spec::load_experiment;
+use icm::spec::{load_experiment_with, Override};
 use icm::train::bench;
 
 #[derive(Parser)]
@@ -31,12 +31,20 @@ enum Command {
     Run(RunArgs),
     /// Done / running / failed / pending runs per method, with an ETA.
     Status(StatusArgs),
+    /// Every run folder of the experiment's results folder: state, whether it belongs to the
+    /// current grid, and how the others differ from it.
+    Runs(RunsArgs),
+    /// Move aside (or delete) the run folders outside the current grid; a dry run unless
+    /// --move, --move-to or --delete is given. Never touches runs of the grid or running ones.
+    Clean(CleanArgs),
     /// Write (and with --submit, submit) a Slurm job array that runs the grid in shards.
     Slurm(SlurmArgs),
     /// Print each split's per-class training counts and the test-set size, without training.
     Data {
         /// Experiment file.
         experiment: PathBuf,
+        #[command(flatten)]
+        sets: SetArgs,
     },
     /// Time full training steps on synthetic input, and the share of mixing + loss.
     Bench(BenchArgs),
@@ -51,13 +59,38 @@ enum Command {
     Methods {
         /// Experiment file (default: list the presets).
         experiment: Option<PathBuf>,
+        #[command(flatten)]
+        sets: SetArgs,
     },
+}
+
+/// `--set key=value` overrides of the experiment file, repeatable.
+#[derive(Args)]
+struct SetArgs {
+    /// Override a value of the experiment file by key path, e.g. `--set train.lr=0.1` (the
+    /// value is YAML; repeatable; `--set sweep.train.lr=[0.05,0.1]` adds a sweep).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl SetArgs {
+    /// Reads the experiment file with the overrides applied.
+    fn load(&self, path: &std::path::Path) -> Result<icm::spec::LoadedExperiment> {
+        let overrides = self
+            .set
+            .iter()
+            .map(|t| Override::parse(t).map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<_>>>()?;
+        load_experiment_with(path, &overrides)
+    }
 }
 
 #[derive(Args)]
 struct CompareArgs {
     /// Experiment file.
     experiment: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
     /// The method claimed better (its name in the report's tables).
     a: String,
     /// The method it is compared with.
@@ -73,6 +106,8 @@ struct CompareArgs {
 struct RunArgs {
     /// Experiment file, e.g. experiments/quickstart.yaml.
     experiment: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
     /// Where run folders go.
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -112,6 +147,8 @@ struct RunArgs {
 struct StatusArgs {
     /// Experiment file.
     experiment: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
     #[arg(long, default_value = "results")]
     results: PathBuf,
     #[arg(long, default_value_t = 3600)]
@@ -119,9 +156,38 @@ struct StatusArgs {
 }
 
 #[derive(Args)]
+struct RunsArgs {
+    /// Experiment file.
+    experiment: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    #[arg(long, default_value_t = 3600)]
+    lock_timeout: u64,
+}
+
+#[derive(Args)]
+struct CleanArgs {
+    #[command(flatten)]
+    runs: RunsArgs,
+    /// Move the runs outside the grid into <results>/<experiment>/.stale/.
+    #[arg(long = "move", conflicts_with_all = ["move_to", "delete"])]
+    move_default: bool,
+    /// Move the runs outside the grid into this folder.
+    #[arg(long, conflicts_with = "delete")]
+    move_to: Option<PathBuf>,
+    /// Delete the runs outside the grid.
+    #[arg(long)]
+    delete: bool,
+}
+
+#[derive(Args)]
 struct SlurmArgs {
     /// Experiment file.
     experiment: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
     #[arg(long, default_value = "results")]
     results: PathBuf,
     #[arg(long)]
@@ -202,6 +268,8 @@ struct DeviceCheckArgs {
 struct ReportArgs {
     /// An experiment file (its grid, in its order) or a folder of runs.
     source: PathBuf,
+    #[command(flatten)]
+    sets: SetArgs,
     /// Where run folders are (used with an experiment file).
     #[arg(long, default_value = "results")]
     results: PathBuf,
@@ -230,13 +298,15 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
+        Command::Runs(args) => runs(args),
+        Command::Clean(args) => clean(args),
         Command::Slurm(args) => slurm(args),
-        Command::Data { experiment } => data(experiment),
+        Command::Data { experiment, sets } => data(experiment, sets),
         Command::Bench(args) => bench(args),
         Command::DeviceCheck(args) => device_check(args),
         Command::Report(args) => report(args),
         Command::Compare(args) => compare(args),
-        Command::Methods { experiment } => methods(experiment),
+        Command::Methods { experiment, sets } => methods(experiment, sets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -249,7 +319,7 @@ fn main() -> ExitCode {
 
 /// `icm run`: train what is left of the grid, write the report, fail if any run failed.
 fn run(args: RunArgs) -> Result<()> {
-    let exp = load_experiment(&args.experiment)?;
+    let exp = args.sets.load(&args.experiment)?;
     let opts = RunOptions {
         quiet: args.quiet,
         jobs: args.jobs,
@@ -296,7 +366,7 @@ fn run(args: RunArgs) -> Result<()> {
 
 /// `icm status`.
 fn status(args: StatusArgs) -> Result<()> {
-    let exp = load_experiment(&args.experiment)?;
+    let exp = args.sets.load(&args.experiment)?;
     let timeout = Duration::from_secs(args.lock_timeout);
     icm::grid::locks::check_lock_timeout(timeout)?;
     print!(
@@ -306,9 +376,45 @@ fn status(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
+/// `icm runs`.
+fn runs(args: RunsArgs) -> Result<()> {
+    use icm::grid::inventory;
+    let exp = args.sets.load(&args.experiment)?;
+    let timeout = Duration::from_secs(args.lock_timeout);
+    icm::grid::locks::check_lock_timeout(timeout)?;
+    let folders = inventory::run_folders(&exp, &args.results, timeout)?;
+    print!(
+        "{}",
+        inventory::render_run_folders(&exp, &args.results, &folders)
+    );
+    Ok(())
+}
+
+/// `icm clean`.
+fn clean(args: CleanArgs) -> Result<()> {
+    use icm::grid::inventory::{self, CleanAction};
+    let exp = args.runs.sets.load(&args.runs.experiment)?;
+    let timeout = Duration::from_secs(args.runs.lock_timeout);
+    icm::grid::locks::check_lock_timeout(timeout)?;
+    let action = if args.delete {
+        CleanAction::Delete
+    } else if let Some(dir) = args.move_to {
+        CleanAction::MoveTo(dir)
+    } else if args.move_default {
+        CleanAction::MoveTo(args.runs.results.join(&exp.name).join(inventory::STALE_DIR))
+    } else {
+        CleanAction::DryRun
+    };
+    print!(
+        "{}",
+        inventory::clean(&exp, &args.runs.results, timeout, &action)?
+    );
+    Ok(())
+}
+
 /// `icm slurm`: write the job-array script, and submit it with `--submit`.
 fn slurm(args: SlurmArgs) -> Result<()> {
-    let exp = load_experiment(&args.experiment)?;
+    let exp = args.sets.load(&args.experiment)?;
     let opts = icm::grid::slurm::SlurmOptions {
         partition: args.partition,
         time: args.time,
@@ -330,19 +436,22 @@ fn slurm(args: SlurmArgs) -> Result<()> {
 }
 
 /// `icm data`.
-fn data(experiment: PathBuf) -> Result<()> {
-    let exp = load_experiment(&experiment)?;
+fn data(experiment: PathBuf, sets: SetArgs) -> Result<()> {
+    let exp = sets.load(&experiment)?;
     print!("{}", icm::grid::runner::describe_data(&exp)?);
     Ok(())
 }
 
 /// `icm methods`: the methods legend of the report, for the presets or an experiment's methods.
 /// A preset that needs settings (`custom`) is listed below the table with what it needs.
-fn methods(experiment: Option<PathBuf>) -> Result<()> {
+fn methods(experiment: Option<PathBuf>, sets: SetArgs) -> Result<()> {
     if let Some(path) = experiment {
-        let exp = load_experiment(&path)?;
+        let exp = sets.load(&path)?;
         print!("{}", icm::report::legend::methods_legend(&exp.methods));
         return Ok(());
+    }
+    if let Some(first) = sets.set.first() {
+        anyhow::bail!("--set {first}: overrides change an experiment file; give one");
     }
     let (mut methods, mut needs) = (Vec::new(), Vec::new());
     for preset in icm::mix::method::preset_names() {
@@ -474,9 +583,16 @@ fn report(args: ReportArgs) -> Result<()> {
         );
     }
     let source = if args.source.is_dir() {
+        if let Some(first) = args.sets.set.first() {
+            anyhow::bail!(
+                "--set {first}: overrides change an experiment file, and {} is a folder of runs; \
+                 give the experiment file",
+                args.source.display()
+            );
+        }
         ReportSource::Folder(args.source)
     } else {
-        ReportSource::Experiment(Box::new(load_experiment(&args.source)?))
+        ReportSource::Experiment(Box::new(args.sets.load(&args.source)?))
     };
     let report = write_report(&source, &args.results, &args.out, formats)?;
     println!(
@@ -490,7 +606,7 @@ fn report(args: ReportArgs) -> Result<()> {
 
 /// `icm compare`: one claim on every split, on the terminal.
 fn compare(args: CompareArgs) -> Result<()> {
-    let exp = load_experiment(&args.experiment)?;
+    let exp = args.sets.load(&args.experiment)?;
     print!(
         "{}",
         icm::report::compare(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use icm::spec::parse_experiment;
+use icm::spec::{parse_experiment, parse_experiment_with, Override};
 
 /// Every run id of `yaml`'s grid, in grid order.
 fn ids(yaml: &str) -> Vec<String> {
@@ -199,3 +199,38 @@ fn networks_keep_their_ids() {
         .collect();
     assert_eq!(got, PINNED_NETWORKS, "{got:#?}");
 }
+
+/// A sweep point or `--set` override equal to the file's value is the file's run: same ids.
+/// The other point's ids are pinned too (a sweep's ids never depend on the sweep).
+#[test]
+fn sweeps_and_overrides_keep_the_ids_of_unchanged_values() {
+    let swept = ids(&format!("{GRID}sweep: {{train.lr: [0.05, 0.1]}}\n"));
+    assert_eq!(swept.len(), 2 * PINNED_GRID.len());
+    assert_eq!(&swept[..PINNED_GRID.len()], PINNED_GRID);
+    let faster = &swept[PINNED_GRID.len()..];
+    assert_eq!(&faster[..4], PINNED_LR_01, "{faster:#?}");
+    assert!(faster.iter().all(|id| !PINNED_GRID.contains(&id.as_str())));
+    // The lr = 0.1 point is the file with `lr: 0.1`, swept or not.
+    assert_eq!(ids(&GRID.replace("lr: 0.05", "lr: 0.1")), faster);
+
+    let set = |sets: &[&str]| -> Vec<String> {
+        let overrides: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+        parse_experiment_with(GRID, Path::new("experiments/ids.yaml"), &overrides)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .runs()
+            .iter()
+            .map(|r| r.run_id())
+            .collect()
+    };
+    assert_eq!(set(&["train.lr=0.05", "data_seed=3"]), PINNED_GRID);
+    assert_eq!(set(&["train.lr=0.1"]), faster);
+    assert_eq!(set(&["sweep.train.lr=[0.05, 0.1]"]), swept);
+}
+
+/// The first runs of the lr = 0.1 point, as computed when sweeps were introduced.
+const PINNED_LR_01: &[&str] = &[
+    "3feacb252ee54dab",
+    "de396289f51a0a0e",
+    "c1dcd112a951d96c",
+    "d6574d9886ed2234",
+];

@@ -1,8 +1,9 @@
 //! The grid layer: running an experiment's grid ([`runner`]: claims, parallel runs, shards),
 //! where each run stands ([`status`], [`locks`]: exclusive claims with heartbeats), the files of a
 //! run ([`records`]), clean-up of dead writers' temporary files ([`temporaries`]) and Slurm job
-//! arrays ([`slurm`]).
+//! arrays ([`slurm`]), and the run folders outside the current grid ([`inventory`]).
 
+pub mod inventory;
 pub mod locks;
 pub mod records;
 pub mod runner;

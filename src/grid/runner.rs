@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -132,21 +132,16 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
         crate::nn::device::check(device)?;
     }
     super::temporaries::remove_stale_temporaries(&results.join(&exp.name));
-    let (data, held_out) = load_data(exp)?;
-    if pending > 0 {
-        check_memory(exp, &data.train)?;
-    }
-    // Resolve every split before training anything, so a bad split fails fast.
-    let subsets = split_sets(exp, &data.train)?;
-    let beyond = beyond_sets(exp, &data, &held_out)?;
+    // Resolve every split of every sweep point before training anything, so a bad split fails
+    // fast.
+    let points = prepare_points(exp, pending > 0)?;
     let grid = GridRun {
         exp,
         results,
         opts,
         device,
-        test: &data.test,
-        beyond: beyond.as_ref(),
-        subsets: &subsets,
+        point_of: point_of_runs(exp),
+        points: &points,
         summary: Mutex::new(GridSummary {
             total: runs.len(),
             ..Default::default()
@@ -200,11 +195,9 @@ struct GridRun<'a> {
     results: &'a Path,
     opts: &'a RunOptions,
     device: DeviceKind,
-    test: &'a Dataset,
-    /// The corrupted and out-of-distribution sets, when the experiment has any.
-    beyond: Option<&'a BeyondSets>,
-    /// (training, validation) sets per split slug.
-    subsets: &'a BTreeMap<String, (Dataset, Option<Dataset>)>,
+    /// The data of every sweep point (one without a sweep), and each run id's point.
+    points: &'a [PointData],
+    point_of: BTreeMap<String, usize>,
     summary: Mutex<GridSummary>,
     bar: ProgressBar,
     /// Runs no worker of this process has looked at yet.
@@ -214,6 +207,11 @@ struct GridRun<'a> {
 }
 
 impl<'a> GridRun<'a> {
+    /// The data of the sweep point `config` belongs to.
+    fn data_of(&self, config: &RunConfig) -> &'a PointData {
+        &self.points[self.point_of.get(&config.run_id()).copied().unwrap_or(0)]
+    }
+
     /// Works through the queue with `workers` threads; the first error stops them all.
     fn work_through(&self, workers: usize) -> Result<()> {
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -288,7 +286,7 @@ impl<'a> GridRun<'a> {
                 return Ok(false);
             }
             Ok(outcome) => {
-                let test_size = self.test.len();
+                let test_size = self.data_of(config).test().len();
                 records::write_run(&dir, &self.exp.name, config, &outcome, test_size)?;
                 let mut s = self.summary.lock().expect("summary");
                 s.trained += 1;
@@ -319,15 +317,16 @@ impl<'a> GridRun<'a> {
             every: self.opts.checkpoint_every,
             after_epoch: &heartbeat,
         };
-        let (train, val) = &self.subsets[&config.split.slug()];
+        let data = self.data_of(config);
+        let (train, val) = &data.subsets[&config.split.slug()];
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             train_and_score(
                 config,
                 self.device,
                 train,
                 val.as_ref(),
-                self.test,
-                self.beyond,
+                data.test(),
+                data.beyond.as_ref(),
                 Some(&checkpointing),
             )
         }))
@@ -340,6 +339,69 @@ impl<'a> GridRun<'a> {
             Err(anyhow::anyhow!("training panicked: {what}"))
         })
     }
+}
+
+/// The data a sweep point's runs train and are scored on.
+struct PointData {
+    /// Shared by the points whose dataset, preprocessing and held-out classes agree.
+    data: Arc<data::TrainTest>,
+    /// The corrupted and out-of-distribution sets, when the experiment has any.
+    beyond: Option<BeyondSets>,
+    /// (training, validation) sets per split slug.
+    subsets: BTreeMap<String, (Dataset, Option<Dataset>)>,
+}
+
+impl PointData {
+    fn test(&self) -> &Dataset {
+        &self.data.test
+    }
+}
+
+/// Loads the data of every sweep point (each dataset once) and resolves its splits; with
+/// `training`, checks that its network fits in memory.
+fn prepare_points(exp: &LoadedExperiment, training: bool) -> Result<Vec<PointData>> {
+    type Loaded = (String, Arc<data::TrainTest>, Arc<Dataset>);
+    let mut loaded: Vec<Loaded> = Vec::new();
+    let mut out = Vec::new();
+    for (label, point) in exp.points() {
+        // A mistake found in the data of one point says which point.
+        let in_point = |e: anyhow::Error| match label {
+            "" => e,
+            _ => anyhow::anyhow!("{e:#} (in the sweep point {label})"),
+        };
+        let key = serde_json::to_string(&(
+            &point.dataset,
+            &point.preprocess,
+            point.ood.as_ref().map(|o| &o.held_out_classes),
+        ))?;
+        let (data, held_out) = match loaded.iter().find(|(k, _, _)| *k == key) {
+            Some((_, d, h)) => (d.clone(), h.clone()),
+            None => {
+                let (d, h) = load_data(point).map_err(in_point)?;
+                let (d, h) = (Arc::new(d), Arc::new(h));
+                loaded.push((key, d.clone(), h.clone()));
+                (d, h)
+            }
+        };
+        if training {
+            check_memory(point, &data.train).map_err(in_point)?;
+        }
+        out.push(PointData {
+            subsets: split_sets(point, &data.train).map_err(in_point)?,
+            beyond: beyond_sets(point, &data, &held_out).map_err(in_point)?,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// Each run id of the grid with the index of its sweep point.
+fn point_of_runs(exp: &LoadedExperiment) -> BTreeMap<String, usize> {
+    exp.points()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, p))| p.runs().into_iter().map(move |r| (r.run_id(), i)))
+        .collect()
 }
 
 /// The training subset (and validation hold-out, when the experiment has one) of every split
@@ -418,8 +480,20 @@ pub fn check_memory(exp: &LoadedExperiment, train: &Dataset) -> Result<String> {
 }
 
 /// `icm data`: per-class training counts of every split, the test-set size and the network's
-/// memory estimate (refused when it cannot fit).
+/// memory estimate (refused when it cannot fit), for every sweep point.
 pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
+    let mut out = String::new();
+    for (label, point) in exp.points() {
+        if !label.is_empty() {
+            out.push_str(&format!("sweep point {label}:\n"));
+        }
+        out.push_str(&describe_point(point)?);
+    }
+    Ok(out)
+}
+
+/// [`describe_data`] of one sweep point.
+fn describe_point(exp: &LoadedExperiment) -> Result<String> {
     let (data, _) = load_data(exp)?;
     let memory = check_memory(exp, &data.train)?;
     let subsets = split_sets(exp, &data.train)?;

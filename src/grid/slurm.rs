@@ -77,8 +77,14 @@ pub fn write_script(
     s.push_str(&format!("#SBATCH --output={}/%A_%a.out\n", dir.display()));
     s.push_str("set -euo pipefail\n");
     s.push_str(&format!("cd {}\n", quote(&std::env::current_dir()?)));
+    // The tasks must see the grid this command saw: the same `--set` overrides.
+    let sets: String = exp
+        .overrides
+        .iter()
+        .map(|o| format!(" --set {}", quote(Path::new(o))))
+        .collect();
     s.push_str(&format!(
-        "exec {} run {} --results {} --shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\" \\\n  --threads {} --no-report --quiet\n",
+        "exec {} run {}{sets} --results {} --shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\" \\\n  --threads {} --no-report --quiet\n",
         quote(&exe),
         quote(&yaml),
         quote(&results),

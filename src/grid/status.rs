@@ -8,12 +8,13 @@ use anyhow::Result;
 
 use super::locks::{self, RunState};
 use super::records;
+use crate::spec::run::point_row;
 use crate::spec::LoadedExperiment;
 
-/// `icm status`: done / diverged / running / failed / pending per method and overall, with an
-/// ETA from the finished runs' training times. A diverged run is finished (not trained again)
-/// but counted apart: reports leave it out of means. A run whose record is damaged or superseded
-/// is pending, with a line saying why.
+/// `icm status`: done / diverged / running / failed / pending per method (and sweep point) and
+/// overall, with an ETA from the finished runs' training times. A diverged run is finished (not
+/// trained again) but counted apart: reports leave it out of means. A run whose record is
+/// damaged or superseded is pending, with a line saying why.
 pub fn grid_status(
     exp: &LoadedExperiment,
     results: &Path,
@@ -31,10 +32,10 @@ pub fn grid_status(
     let mut total = Counts::default();
     let mut seconds = Vec::new();
     let mut retrain = Vec::new();
-    let order: Vec<String> = exp.methods.iter().map(|m| m.display_name()).collect();
-    for config in exp.runs() {
+    let order: Vec<String> = exp.row_methods().iter().map(|m| m.display_name()).collect();
+    for (point, config) in exp.labelled_runs() {
         let dir = records::run_dir(results, &exp.name, &config.run_id());
-        let label = config.method.display_name();
+        let label = point_row(&config.method.display_name(), &point);
         let slot = order.iter().position(|l| *l == label).unwrap_or(0);
         let counts = &mut per_method
             .entry(slot)
@@ -83,6 +84,13 @@ pub fn grid_status(
     }
     out.push_str(&line("all", &total));
     out.extend(retrain);
+    let outside = super::inventory::outside_grid(exp, results).len();
+    if outside > 0 {
+        out.push_str(&format!(
+            "{outside} run folders are not in the current grid (runs of an earlier version of the \
+             file?): `icm runs` lists them, `icm clean` moves them aside\n"
+        ));
+    }
     out.push_str(&eta(total.pending + total.running, &seconds));
     Ok(out)
 }

@@ -12,6 +12,7 @@ use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
 use crate::metrics::Metric;
 use crate::spec::RunConfig;
+use crate::util::json::flatten;
 use crate::util::write_atomic;
 
 /// A finished run.
@@ -46,7 +47,11 @@ pub fn collect(root: &Path) -> Result<Collection> {
         );
     }
     let mut out = Collection::default();
-    for entry in WalkDir::new(root).sort_by_file_name() {
+    // Folders whose names start with a dot hold runs moved aside (`icm clean`), not results.
+    let walk = WalkDir::new(root).sort_by_file_name().into_iter();
+    for entry in
+        walk.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+    {
         let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
         let dir = entry.path();
         if !entry.file_type().is_dir() || !dir.join(records::CONFIG_FILE).is_file() {
@@ -91,27 +96,6 @@ pub fn collect(root: &Path) -> Result<Collection> {
 /// classes).
 pub fn metric_value(r: &RunMetrics, metric: &Metric) -> Option<f64> {
     metric.value(&r.test, &r.train_class_counts)
-}
-
-/// Flattens a JSON value into `prefix.key` → leaf pairs.
-pub(super) fn flatten(
-    prefix: &str,
-    v: &serde_json::Value,
-    out: &mut Vec<(String, serde_json::Value)>,
-) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, x) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, x, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.clone())),
-    }
 }
 
 /// One row per run: identification, every resolved config field (dotted names such as

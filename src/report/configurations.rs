@@ -6,47 +6,37 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::collect::{flatten, RunRecord};
+use super::collect::RunRecord;
+use crate::spec::run::point_row;
 use crate::spec::{LoadedExperiment, RunConfig};
 
 /// Renames every run after the current grid's method and split (run ids leave display names
-/// out, so a renamed method keeps its runs). Runs not in the grid are dropped.
+/// out, so a renamed method keeps its runs), and with a sweep after its point
+/// (`mixup [train.lr=0.1]`). Runs not in the grid are dropped.
 pub fn relabel_to_grid(runs: &mut Vec<RunRecord>, exp: &LoadedExperiment) {
-    let grid: BTreeMap<String, RunConfig> =
-        exp.runs().into_iter().map(|r| (r.run_id(), r)).collect();
+    let grid: BTreeMap<String, (String, RunConfig)> = exp
+        .labelled_runs()
+        .into_iter()
+        .map(|(label, r)| (r.run_id(), (label, r)))
+        .collect();
     runs.retain(|r| grid.contains_key(&r.metrics.run_id));
     for run in runs.iter_mut() {
-        let current = &grid[&run.metrics.run_id];
-        run.metrics.method = current.method.display_name();
+        let (label, current) = &grid[&run.metrics.run_id];
+        let row = point_row(&current.method.display_name(), label);
+        run.metrics.method = row.clone();
         run.metrics.split = current.split.slug();
         run.metrics.split_title = current.split.title();
         run.config.method.name = current.method.name.clone();
-        run.config.method.display_name = current.method.display_name();
+        run.config.method.display_name = row;
     }
 }
 
 /// The configuration of a run apart from its seed and split, flattened to `field → value`
 /// (display names and the data folder left out, as in run ids).
 fn arm(config: &RunConfig) -> BTreeMap<String, String> {
-    let mut value = serde_json::to_value(config).expect("run config serialises");
-    if let Some(o) = value.as_object_mut() {
-        o.remove("seed");
-        o.remove("split");
-    }
-    if let Some(m) = value.get_mut("method").and_then(|m| m.as_object_mut()) {
-        m.remove("name");
-        m.remove("label_text");
-    }
-    let mut leaves = Vec::new();
-    flatten("", &value, &mut leaves);
-    let mut out: BTreeMap<String, String> = leaves
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect();
-    out.retain(|k, _| !(k.starts_with("dataset.") && k.ends_with(".root")));
+    let mut out = config.fields();
+    out.remove("seed");
+    out.retain(|k, _| k != "split" && !k.starts_with("split."));
     out
 }
 

@@ -7,6 +7,7 @@ use super::tables::{Axis, Table};
 use crate::data::{DatasetSpec, Split};
 use crate::metrics::catalog::{metric, Better};
 use crate::mix::{Method, Target};
+use crate::spec::run::point_row;
 use crate::spec::tables::{Preset, RowKind, TableEntry, TableSpec};
 
 /// What the tables are built from.
@@ -102,6 +103,7 @@ impl TableInput<'_> {
                     .iter()
                     .map(|c| {
                         let method = r.method.as_ref().or(c.method.as_ref())?;
+                        let method = &with_point(method, r, c);
                         let split = r.split.as_ref().or(c.split.as_ref())?;
                         let metric = metric_of(r, c);
                         let cell = if include_diverged {
@@ -138,9 +140,93 @@ impl TableInput<'_> {
     }
 }
 
+/// The row name of a cell whose row and column each fix some sweep values: the method in the
+/// sweep point they fix together (`mixup [train.lr=0.1, data_seed=1]`).
+fn with_point(method: &str, r: &Axis, c: &Axis) -> String {
+    if r.point.is_empty() && c.point.is_empty() {
+        return method.to_string();
+    }
+    let mut values: Vec<&(usize, String)> = r.point.iter().chain(&c.point).collect();
+    values.sort();
+    let label: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+    point_row(method, &label.join(", "))
+}
+
+/// A sweep as the tables see it: the methods as the file lists them, and each point's swept
+/// values (key, value) in the sweep's order.
+#[derive(Debug, Clone, Default)]
+pub struct SweepAxes {
+    pub methods: Vec<Method>,
+    pub points: Vec<Vec<(String, String)>>,
+}
+
+impl SweepAxes {
+    /// The distinct combinations, in point order, of the points' values of the keys in `keys`
+    /// (`inside`) or of the other keys; each value with its key's position.
+    fn combinations(&self, keys: &[String], inside: bool) -> Vec<Vec<(usize, String)>> {
+        let mut out: Vec<Vec<(usize, String)>> = Vec::new();
+        for point in &self.points {
+            let combination: Vec<(usize, String)> = point
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| keys.contains(k) == inside)
+                .map(|(i, (k, v))| (i, format!("{k}={v}")))
+                .collect();
+            if !out.contains(&combination) {
+                out.push(combination);
+            }
+        }
+        out
+    }
+}
+
+/// The text of sweep values: `train.lr=0.1, data_seed=1`.
+fn values_text(values: &[(usize, String)]) -> String {
+    let texts: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+    texts.join(", ")
+}
+
+/// A custom table whose columns are the values of swept keys under each split; the rows are
+/// the methods in each combination of the other swept keys.
+fn swept_columns_table(input: &TableInput, spec: &TableSpec, sweep: &SweepAxes) -> Option<Table> {
+    let title = format!("Test {}", metric(&spec.metric).expect("checked").title);
+    let mut rows = Vec::new();
+    for m in &sweep.methods {
+        for values in sweep.combinations(&spec.columns, false) {
+            rows.push(Axis {
+                title: point_row(&m.display_name(), &values_text(&values)),
+                point: values,
+                ..Axis::method(&m.display_name())
+            });
+        }
+    }
+    let mut columns = Vec::new();
+    for split in input.splits {
+        for values in sweep.combinations(&spec.columns, true) {
+            columns.push(Axis {
+                title: values_text(&values),
+                group: Some(split.title()),
+                point: values,
+                ..Axis::split(split)
+            });
+        }
+    }
+    input.build(TableLayout {
+        precision: spec.precision,
+        better: spec.better,
+        include_diverged: spec.include_diverged,
+        ..TableLayout::of_metric(&spec.name, &title, &spec.metric, rows, columns)
+    })
+}
+
 /// The tables of an experiment: its `tables:` entries, or the defaults (accuracy, ECE, NLL and
 /// Brier over all splits, plus the long-tailed shot table when there are long-tailed splits).
 pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
+    swept_tables(input, entries, &SweepAxes::default())
+}
+
+/// [`tables`] of a swept experiment, whose custom tables may put swept keys in the columns.
+pub fn swept_tables(input: &TableInput, entries: &[TableEntry], sweep: &SweepAxes) -> Vec<Table> {
     if entries.is_empty() {
         let mut out: Vec<Table> = ["accuracy", "ece", "nll", "brier"]
             .into_iter()
@@ -161,6 +247,9 @@ pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
     let mut out = Vec::new();
     for entry in entries {
         match entry {
+            TableEntry::Custom(spec) if !spec.columns.is_empty() => {
+                out.extend(swept_columns_table(input, spec, sweep))
+            }
             TableEntry::Custom(spec) => out.extend(custom_table(input, spec)),
             TableEntry::Preset(Preset::Balanced) => out.extend(balanced_table(input)),
             TableEntry::Preset(Preset::LongTailed) => {

@@ -100,6 +100,8 @@ struct Grid {
     /// Seeds per (method, split) the experiment asks for; unknown for a bare folder.
     seeds: Option<usize>,
     claims: Vec<Claim>,
+    /// The experiment's sweep (none for a bare folder).
+    sweep: layouts::SweepAxes,
 }
 
 fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<Grid> {
@@ -109,10 +111,14 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             root: results.join(&exp.name),
             dataset: exp.dataset.clone(),
             splits: exp.splits.clone(),
-            methods: exp.methods.clone(),
+            methods: exp.row_methods(),
             entries: exp.tables.clone(),
             seeds: Some(exp.seeds.len()),
-            claims: exp.claims.clone(),
+            claims: exp.row_claims(),
+            sweep: layouts::SweepAxes {
+                methods: exp.methods.clone(),
+                points: exp.sweep.iter().map(|p| p.values.clone()).collect(),
+            },
         },
         ReportSource::Folder(dir) => {
             let first = runs.first().context("no runs")?;
@@ -152,6 +158,7 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
                 methods,
                 entries: Vec::new(),
                 seeds: None,
+                sweep: layouts::SweepAxes::default(),
             }
         }
     })
@@ -182,7 +189,7 @@ pub fn write_report(
         methods: &grid.methods,
         aggregates: &aggregates,
     };
-    let tables = layouts::tables(&input, &grid.entries);
+    let tables = layouts::swept_tables(&input, &grid.entries, &grid.sweep);
     let claim_rows = claims::claim_rows(&grid.claims, &grid.splits, &grid.dataset, &aggregates);
     notes.extend(
         found
@@ -233,10 +240,16 @@ pub fn compare(
     let claim = spec
         .resolve(&exp.methods)
         .map_err(|e| anyhow::anyhow!("icm compare: {e}"))?;
+    // Within each sweep point, never across points.
+    let claims = LoadedExperiment {
+        claims: vec![claim],
+        ..exp.clone()
+    }
+    .row_claims();
     let source = ReportSource::Experiment(Box::new(exp.clone()));
     let (found, _) = find_runs(&source, results)?;
     let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
-    let rows = claims::claim_rows(&[claim], &exp.splits, &exp.dataset, &aggregates);
+    let rows = claims::claim_rows(&claims, &exp.splits, &exp.dataset, &aggregates);
     let mut text = claims::to_text(&rows);
     if !found.unfinished.is_empty() {
         text.push_str(&format!(
@@ -272,7 +285,20 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
         );
     }
     let notes = match source {
-        ReportSource::Experiment(_) => Vec::new(),
+        ReportSource::Experiment(exp) => {
+            let outside = crate::grid::inventory::outside_grid(exp, results).len();
+            (outside > 0)
+                .then(|| {
+                    format!(
+                        "{outside} run folders under `{}` are not in the current grid (runs of an \
+                         earlier version of the file?) and are not reported: `icm runs` lists \
+                         them, `icm clean` moves them aside",
+                        root.display()
+                    )
+                })
+                .into_iter()
+                .collect()
+        }
         ReportSource::Folder(_) => configurations::separate_configurations(&mut found.runs),
     };
     Ok((found, notes))

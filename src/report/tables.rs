@@ -48,6 +48,9 @@ pub struct Axis {
     pub method: Option<String>,
     pub split: Option<String>,
     pub metric: Option<String>,
+    /// The sweep values it fixes, as (position of the key in the sweep, `key=value`): a table
+    /// with swept keys as columns finds a cell's sweep point from its row's and column's values.
+    pub point: Vec<(usize, String)>,
 }
 
 impl Axis {
@@ -58,6 +61,7 @@ impl Axis {
             method: Some(label.into()),
             split: None,
             metric: None,
+            point: Vec::new(),
         }
     }
     pub(super) fn split(split: &Split) -> Axis {
@@ -67,6 +71,7 @@ impl Axis {
             method: None,
             split: Some(split.slug()),
             metric: None,
+            point: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::run::LoadedExperiment;
+use super::sweep::Origins;
 use super::tables::{self, TableEntry};
 use super::train::Schedule;
 use super::Experiment;
@@ -29,10 +30,22 @@ fn mistake(place: impl Into<String>, message: impl Into<String>) -> Mistake {
 
 type Checked<T = ()> = std::result::Result<T, Mistake>;
 
-/// Checks `exp` and resolves its defaults; errors read `file: `place`: message`.
-pub(super) fn check_experiment(exp: Experiment, path: &Path) -> Result<LoadedExperiment> {
-    resolve(exp, path)
-        .map_err(|m| anyhow::anyhow!("{}: `{}`: {}", path.display(), m.place, m.message))
+/// Checks `exp` and resolves its defaults; errors read `file: `place`: message`, followed by
+/// the `--set` override or sweep value the mistake comes from, if any.
+pub(super) fn check_experiment(
+    exp: Experiment,
+    path: &Path,
+    origins: &Origins,
+) -> Result<LoadedExperiment> {
+    resolve(exp, path).map_err(|m| {
+        anyhow::anyhow!(
+            "{}: `{}`: {}{}",
+            path.display(),
+            m.place,
+            m.message,
+            origins.explain(&m.place)
+        )
+    })
 }
 
 fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
@@ -100,6 +113,8 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
         claims,
         evaluate: exp.evaluate,
         ood: exp.ood,
+        sweep: Vec::new(),
+        overrides: Vec::new(),
     })
 }
 

@@ -1,8 +1,9 @@
 //! The spec layer: the YAML schema of an experiment file, assembled from each layer's own section
 //! ([`crate::data`]'s dataset, splits and preprocessing; [`crate::mix`]'s methods;
 //! [`crate::nn`]'s model and device) plus the `train:` ([`train`]) and `tables:` ([`tables`])
-//! sections; the checks run before any training ([`check`]); YAML error messages ([`yaml`]); and
-//! run identity and grid expansion ([`run`]).
+//! sections; the checks run before any training ([`check`]); YAML error messages ([`yaml`]);
+//! `--set` overrides and sweeps ([`sweep`], applied by [`load`]); and run identity and grid
+//! expansion ([`run`]).
 //!
 //! Every mistake in a file is reported with the file name, the place (line/column from the YAML
 //! parser, or the key path for value checks) and what to write instead.
@@ -10,7 +11,9 @@
 pub mod check;
 pub mod claims;
 pub mod evaluate;
+pub mod load;
 pub mod run;
+pub mod sweep;
 pub mod tables;
 pub mod train;
 pub mod yaml;
@@ -22,7 +25,8 @@ use serde::Deserialize;
 
 pub use claims::Claim;
 pub use evaluate::{EvaluateSpec, OodSource, OodSpec};
-pub use run::{LoadedExperiment, RunConfig};
+pub use run::{LoadedExperiment, RunConfig, SweepPoint};
+pub use sweep::Override;
 pub use tables::TableEntry;
 pub use train::{Schedule, TrainSpec};
 pub use yaml::yaml_error;
@@ -71,10 +75,18 @@ pub struct Experiment {
     /// Out-of-distribution sets each run is scored against after its last epoch.
     #[serde(default)]
     pub ood: Option<OodSpec>,
+    /// Values to sweep over, by key path (`train.lr: [0.05, 0.1]`); read by [`sweep`].
+    #[serde(default)]
+    pub sweep: Option<serde_yaml::Mapping>,
 }
 
 /// Reads, parses and checks an experiment file.
 pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
+    load_experiment_with(path, &[])
+}
+
+/// Reads an experiment file, applies `--set` overrides and checks the result.
+pub fn load_experiment_with(path: &Path, overrides: &[Override]) -> Result<LoadedExperiment> {
     if path.is_dir() {
         anyhow::bail!(
             "{} is a folder, not an experiment file: give a .yaml file (e.g. experiments/quickstart.yaml)",
@@ -88,21 +100,21 @@ pub fn load_experiment(path: &Path) -> Result<LoadedExperiment> {
         )
     })?;
     let text = yaml::yaml_text(path, bytes).map_err(anyhow::Error::msg)?;
-    parse_experiment(&text, path)
+    parse_experiment_with(&text, path, overrides)
 }
 
 /// Parses and checks experiment YAML (a leading byte-order mark is ignored); `path` is only used
 /// in messages.
 pub fn parse_experiment(text: &str, path: &Path) -> Result<LoadedExperiment> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        anyhow::bail!(
-            "{}: the file is empty; an experiment file sets `name`, `splits`, `model`, `train`, \
-             `methods` and `seeds` (see experiments/quickstart.yaml)",
-            path.display()
-        );
-    }
-    let exp: Experiment = serde_yaml::from_str(text)
-        .map_err(|e| anyhow::anyhow!(yaml::yaml_parse_error(path, text, &e)))?;
-    check::check_experiment(exp, path)
+    parse_experiment_with(text, path, &[])
+}
+
+/// [`parse_experiment`] with `--set` overrides and the points of the file's `sweep:` (see
+/// [`load`]).
+pub fn parse_experiment_with(
+    text: &str,
+    path: &Path,
+    overrides: &[Override],
+) -> Result<LoadedExperiment> {
+    load::parse(text, path, overrides)
 }

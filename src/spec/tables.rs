@@ -50,6 +50,9 @@ pub struct TableSpec {
     /// Averages diverged runs in with the others (by default they are left out and counted).
     #[serde(default)]
     pub include_diverged: bool,
+    /// Swept keys whose values are columns (under each split) rather than parts of the rows.
+    #[serde(default)]
+    pub columns: Vec<String>,
 }
 
 /// One entry of `tables:`: a preset name or a custom table.

@@ -23,9 +23,24 @@ pub fn yaml_error(path: &Path, err: &serde_yaml::Error) -> String {
     out
 }
 
+/// The message of a serde_yaml error without the place serde_yaml appends.
+pub fn bare_message(err: &serde_yaml::Error) -> String {
+    let raw = err.to_string();
+    match raw.rfind(" at line ") {
+        Some(i) => raw[..i].to_string(),
+        None => raw,
+    }
+}
+
+/// The wrong name of serde's "unknown field `x`, expected ..." (or "unknown variant").
+pub fn unknown_name(message: &str) -> Option<&str> {
+    let is_unknown = message.contains("unknown field") || message.contains("unknown variant");
+    is_unknown.then(|| message.split('`').nth(1)).flatten()
+}
+
 /// From serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), returns the
 /// valid name closest to `x` when it is plausibly a typo.
-fn did_you_mean(message: &str) -> Option<String> {
+pub fn did_you_mean(message: &str) -> Option<String> {
     let is_unknown = message.contains("unknown field") || message.contains("unknown variant");
     if !is_unknown {
         return None;
