@@ -7,7 +7,7 @@ use super::tables::{Axis, Table};
 use crate::data::{DatasetSpec, Split};
 use crate::metrics::catalog::{metric, Better};
 use crate::mix::{Method, Target};
-use crate::spec::tables::{Preset, RowKind, TableEntry, TableSpec};
+use crate::spec::tables::{Float, Preset, RowKind, TableEntry, TableSpec};
 
 /// What the tables are built from.
 pub struct TableInput<'a> {
@@ -134,6 +134,7 @@ impl TableInput<'_> {
             cells,
             formats,
             marks: true,
+            float: Float::default(),
         })
     }
 }
@@ -160,18 +161,31 @@ pub fn tables(input: &TableInput, entries: &[TableEntry]) -> Vec<Table> {
     }
     let mut out = Vec::new();
     for entry in entries {
+        let first = out.len();
         match entry {
             TableEntry::Custom(spec) => out.extend(custom_table(input, spec)),
-            TableEntry::Preset(Preset::Balanced) => out.extend(balanced_table(input)),
-            TableEntry::Preset(Preset::LongTailed) => {
+            TableEntry::Preset(Preset::Balanced, _) => out.extend(balanced_table(input)),
+            TableEntry::Preset(Preset::LongTailed, _) => {
                 out.extend(long_tailed_table(input));
                 out.extend(shot_table(input));
             }
-            TableEntry::Preset(Preset::DataConstrained) => {
+            TableEntry::Preset(Preset::DataConstrained, _) => {
                 out.extend(data_constrained_table(input))
             }
-            TableEntry::Preset(Preset::IcmAxes) => out.extend(icm_axes_table(input)),
-            TableEntry::Preset(Preset::Collapse) => out.extend(collapse_table(input)),
+            TableEntry::Preset(Preset::IcmAxes, _) => out.extend(icm_axes_table(input)),
+            TableEntry::Preset(Preset::Collapse, _) => out.extend(collapse_table(input)),
+        }
+        // The caption is the entry's first table's (`long_tailed` also writes the shot table,
+        // which keeps its own title as caption); each table gets its own default label.
+        for (k, table) in out[first..].iter_mut().enumerate() {
+            let float = entry.float();
+            table.float = Float {
+                caption: float.caption.clone().filter(|_| k == 0),
+                label: float.label.clone().filter(|_| k == 0),
+            };
+            if float.is_set() && k > 0 {
+                table.float.caption = Some(table.title.clone());
+            }
         }
     }
     out

@@ -83,6 +83,8 @@ pub struct ReportOutput {
     /// Figure files relative to `dir` (PNG; an SVG twin sits beside each).
     pub figures: Vec<String>,
     pub unfinished: Vec<Unfinished>,
+    /// Runs still training: in the training curves (dashed), in no table or claim.
+    pub running: Vec<PathBuf>,
     /// What a reader must know about the runs reported (shown in every output).
     pub notes: Vec<String>,
     /// Every claim tested on every split.
@@ -182,7 +184,10 @@ pub fn write_report(
         methods: &grid.methods,
         aggregates: &aggregates,
     };
-    let tables = layouts::tables(&input, &grid.entries);
+    let mut tables = layouts::tables(&input, &grid.entries);
+    for t in &mut tables {
+        t.default_label(&grid.name);
+    }
     let claim_rows = claims::claim_rows(&grid.claims, &grid.splits, &grid.dataset, &aggregates);
     notes.extend(
         found
@@ -193,11 +198,17 @@ pub fn write_report(
     write_tables(&tables, &notes, &out, formats)?;
     write_claims(&claim_rows, &notes, &out, formats)?;
     let mut figures = figures::write_forest_plots(&claim_rows, &out)?;
-    figures.extend(figures::write_figures(&grid, &found.runs, &out)?);
+    figures.extend(figures::write_figures(
+        &grid,
+        &found.runs,
+        &found.running,
+        &out,
+    )?);
     let legend = legend::methods_legend(&grid.methods);
+    let running: Vec<PathBuf> = found.running.iter().map(|r| r.dir.clone()).collect();
     let summary = summary_markdown(
         &grid,
-        found.runs.len(),
+        (found.runs.len(), running.len()),
         (&claim_rows, &tables),
         &legend,
         &notes,
@@ -209,6 +220,7 @@ pub fn write_report(
         tables,
         figures,
         unfinished: found.unfinished,
+        running,
         notes,
         claims: claim_rows,
     };
@@ -263,6 +275,7 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
                 .is_some_and(|n| ids.contains(n.to_string_lossy().as_ref()))
         };
         configurations::relabel_to_grid(&mut found.runs, exp);
+        configurations::relabel_running(&mut found.running, exp);
         found.unfinished.retain(|u| in_grid(&u.dir));
     }
     if found.runs.is_empty() {
@@ -327,10 +340,21 @@ fn write_claims(
     Ok(())
 }
 
+/// What a page says about runs still running.
+pub fn running_line(running: usize) -> String {
+    format!(
+        "{running} run{} still running: {} training curves so far are drawn dashed and keyed \
+         `(running)`; {} in no table or claim. Run `icm report` again to update.",
+        if running == 1 { " is" } else { "s are" },
+        if running == 1 { "its" } else { "their" },
+        if running == 1 { "it is" } else { "they are" },
+    )
+}
+
 /// `table.md`: the claims, every table, the methods legend, the notes, the figures.
 fn summary_markdown(
     grid: &Grid,
-    runs: usize,
+    (runs, running): (usize, usize),
     (claim_rows, tables): (&[claims::ClaimRow], &[Table]),
     legend: &str,
     notes: &[String],
@@ -342,6 +366,9 @@ fn summary_markdown(
         grid.root.display(),
         grid.dataset.name()
     );
+    if running > 0 {
+        md.push_str(&format!("{}\n\n", running_line(running)));
+    }
     if !notes.is_empty() {
         md.push_str(&format!(
             "**Read the notes at the end of this page: {} about these runs.**\n\n",
