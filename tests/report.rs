@@ -629,7 +629,7 @@ fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
     std::fs::write(dir.join("history.csv"), partial).unwrap();
 
     let report = write_report(
-        &ReportSource::Experiment(Box::new(exp)),
+        &ReportSource::Experiment(Box::new(exp.clone())),
         &results,
         &tmp.path().join("reports"),
         Formats::default(),
@@ -668,4 +668,30 @@ fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
         let text = std::fs::read_to_string(report.dir.join(page)).unwrap();
         assert!(text.contains("1 run is still running"), "{page}");
     }
+
+    // Right after the start every run is running: the report draws curves, and only curves.
+    for cfg in exp.runs() {
+        let dir = icm::grid::records::run_dir(&results, "watch", &cfg.run_id());
+        let _ = std::fs::remove_file(dir.join("metrics.json"));
+        std::fs::write(dir.join("lock.json"), serde_json::to_string(&lock).unwrap()).unwrap();
+    }
+    let report = write_report(
+        &ReportSource::Experiment(Box::new(exp)),
+        &results,
+        &tmp.path().join("reports"),
+        Formats::default(),
+    )
+    .unwrap();
+    assert_eq!(report.running.len(), 4);
+    let acc = report.tables.iter().find(|t| t.name == "accuracy").unwrap();
+    assert_eq!(acc.cell_text(0, 0), "–");
+    let mut figures = report.figures.clone();
+    figures.sort();
+    assert_eq!(
+        figures,
+        [
+            "figures/curves-balanced.png",
+            "figures/diagnostics-balanced.png"
+        ]
+    );
 }

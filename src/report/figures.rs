@@ -230,6 +230,9 @@ impl Figures<'_> {
             })
             .filter(|s| !s.points.is_empty())
             .collect();
+        if series.is_empty() {
+            return Ok(());
+        }
         let title = format!("Test accuracy vs {x_desc}");
         let panel = Panel {
             x_desc: x_desc.into(),

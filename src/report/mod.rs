@@ -117,7 +117,12 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             claims: exp.claims.clone(),
         },
         ReportSource::Folder(dir) => {
-            let first = runs.first().context("no runs")?;
+            let first = runs.first().with_context(|| {
+                format!(
+                    "no finished runs under {}: report a grid whose runs are all still running from its experiment file (`icm report <file.yaml>`)",
+                    dir.display()
+                )
+            })?;
             let datasets: BTreeSet<String> = runs.iter().map(|r| r.config.dataset.name()).collect();
             if datasets.len() > 1 {
                 bail!(
@@ -176,7 +181,12 @@ pub fn write_report(
     }
     let mut frame = collect::runs_frame(&found.runs)?;
     collect::write_runs_files(&mut frame, &out)?;
-    let aggregates = aggregate::aggregate(&frame)?;
+    // A grid whose runs are all still running has curves to show and nothing to aggregate.
+    let aggregates = if found.runs.is_empty() {
+        aggregate::Aggregates::default()
+    } else {
+        aggregate::aggregate(&frame)?
+    };
     let input = TableInput {
         expected_n: grid.seeds,
         dataset: &grid.dataset,
@@ -278,7 +288,7 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
         configurations::relabel_running(&mut found.running, exp);
         found.unfinished.retain(|u| in_grid(&u.dir));
     }
-    if found.runs.is_empty() {
+    if found.runs.is_empty() && found.running.is_empty() {
         bail!(
             "no finished runs under {}: run the experiment first (`icm run <file.yaml>`)",
             root.display()
@@ -344,7 +354,7 @@ fn write_claims(
 pub fn running_line(running: usize) -> String {
     format!(
         "{running} run{} still running: {} training curves so far are drawn dashed and keyed \
-         `(running)`; {} in no table or claim. Run `icm report` again to update.",
+         \"(running)\"; {} in no table or claim. Run icm report again to update.",
         if running == 1 { " is" } else { "s are" },
         if running == 1 { "its" } else { "their" },
         if running == 1 { "it is" } else { "they are" },

@@ -11,7 +11,8 @@ use super::{draw_err, FONT};
 /// What a key entry shows beside its label.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Swatch {
-    /// A line with a point marker in a series' colour; dashed for runs still running.
+    /// A line with a point marker in a series' colour; dashed, with a hollow marker, for runs
+    /// still running.
     Line { color: RGBColor, dashed: bool },
     /// A filled box with this opacity, outlined in black when `outline`.
     Fill {
@@ -102,21 +103,7 @@ where
 {
     let boxed = |x0: i32, x1: i32| [(x0, y - 7), (x1, y + 7)];
     match swatch {
-        Swatch::Line { color, dashed } => {
-            let style = color.stroke_width(2);
-            if dashed {
-                for k in (0..SWATCH).step_by(10) {
-                    let end = (k + 6).min(SWATCH);
-                    area.draw(&PathElement::new(vec![(x + k, y), (x + end, y)], style))
-                        .map_err(draw_err)?;
-                }
-            } else {
-                area.draw(&PathElement::new(vec![(x, y), (x + SWATCH, y)], style))
-                    .map_err(draw_err)?;
-            }
-            area.draw(&Circle::new((x + SWATCH / 2, y), 4, color.filled()))
-                .map_err(draw_err)?;
-        }
+        Swatch::Line { color, dashed } => draw_line_swatch(area, color, dashed, (x, y))?,
         Swatch::Fill {
             color,
             opacity,
@@ -164,4 +151,36 @@ where
         }
     }
     Ok(())
+}
+
+/// A line swatch: solid with a filled marker, or dashed with a hollow one.
+fn draw_line_swatch<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    color: RGBColor,
+    dashed: bool,
+    (x, y): (i32, i32),
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let style = color.stroke_width(2);
+    if dashed {
+        for k in (0..SWATCH).step_by(10) {
+            let end = (k + 6).min(SWATCH);
+            area.draw(&PathElement::new(vec![(x + k, y), (x + end, y)], style))
+                .map_err(draw_err)?;
+        }
+    } else {
+        area.draw(&PathElement::new(vec![(x, y), (x + SWATCH, y)], style))
+            .map_err(draw_err)?;
+    }
+    let centre = (x + SWATCH / 2, y);
+    if dashed {
+        area.draw(&Circle::new(centre, 4, WHITE.filled()))
+            .map_err(draw_err)?;
+        area.draw(&Circle::new(centre, 4, style)).map_err(draw_err)
+    } else {
+        area.draw(&Circle::new(centre, 4, color.filled()))
+            .map_err(draw_err)
+    }
 }

@@ -336,11 +336,17 @@ where
             .draw_series(LineSeries::new(line, color.stroke_width(2)))
             .map_err(draw_err)?;
     }
+    // Hollow markers for a running run, so it reads apart from its method's mean.
+    let marker = if s.running {
+        color.stroke_width(2)
+    } else {
+        color.filled()
+    };
     chart
         .draw_series(
             s.points
                 .iter()
-                .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
+                .map(|&(x, y, _)| Circle::new((x, y), 4, marker)),
         )
         .map_err(draw_err)?;
     chart
