@@ -593,48 +593,62 @@ fn partial_history_leaves_out_a_torn_last_line() {
     );
 }
 
-/// `icm report` while a grid runs: finished runs in the tables, the running run's epochs so far
-/// in the training curves, keyed `(running)`, and the page says how many runs are running.
-#[test]
-fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
-    use icm::grid::locks::LockInfo;
+/// A finished 2 × 2 grid (erm, icm-mixup; seeds 0, 1) on the balanced digits.
+fn watched_grid(tmp: &Path) -> (LoadedExperiment, std::path::PathBuf) {
     use icm::grid::runner::{run_grid, RunOptions};
-    use icm::report::{write_report, Formats, ReportSource};
-    let tmp = tempfile::tempdir().unwrap();
     let yaml = "name: watch\nsplits: [balanced]\nmodel: {arch: mlp, hidden: [8]}\n\
                 train: {epochs: 2, batch_size: 64, lr: 0.05}\nmethods: [erm, icm-mixup]\n\
                 seeds: [0, 1]\n";
     let exp = parse_experiment(yaml, Path::new("watch.yaml")).unwrap();
-    let results = tmp.path().join("results");
+    let results = tmp.join("results");
     run_grid(&exp, &results, &RunOptions::default()).unwrap();
-    // icm-mixup seed 1 "still trains": no metrics.json, a live lock (this process), one epoch
-    // written and the next being written.
+    (exp, results)
+}
+
+/// Makes the finished run in `dir` look as if it were still training: no `metrics.json`, and a
+/// live lock (held by this test's process).
+fn make_running(dir: &Path) {
+    let lock = icm::grid::locks::LockInfo {
+        host: icm::util::host_name(),
+        pid: std::process::id(),
+        started: 0,
+        nonce: 7,
+    };
+    let _ = std::fs::remove_file(dir.join("metrics.json"));
+    std::fs::write(dir.join("lock.json"), serde_json::to_string(&lock).unwrap()).unwrap();
+}
+
+fn report_of(exp: &LoadedExperiment, results: &Path, tmp: &Path) -> icm::report::ReportOutput {
+    use icm::report::{write_report, Formats, ReportSource};
+    write_report(
+        &ReportSource::Experiment(Box::new(exp.clone())),
+        results,
+        &tmp.join("reports"),
+        Formats::default(),
+    )
+    .unwrap()
+}
+
+/// `icm report` while a grid runs: finished runs in the tables, the running run's epochs so far
+/// in the training curves, keyed `(running)`, and the page says how many runs are running.
+#[test]
+fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exp, results) = watched_grid(tmp.path());
+    // icm-mixup seed 1 still trains: one epoch written and the next being written.
     let cfg = exp
         .runs()
         .into_iter()
         .find(|r| r.method.display_name() == "icm-mixup" && r.seed == 1)
         .unwrap();
     let dir = icm::grid::records::run_dir(&results, "watch", &cfg.run_id());
-    std::fs::remove_file(dir.join("metrics.json")).unwrap();
-    let lock = LockInfo {
-        host: icm::util::host_name(),
-        pid: std::process::id(),
-        started: 0,
-        nonce: 7,
-    };
-    std::fs::write(dir.join("lock.json"), serde_json::to_string(&lock).unwrap()).unwrap();
+    make_running(&dir);
     let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
     let lines: Vec<&str> = history.lines().collect();
     let partial = format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..4]);
     std::fs::write(dir.join("history.csv"), partial).unwrap();
 
-    let report = write_report(
-        &ReportSource::Experiment(Box::new(exp.clone())),
-        &results,
-        &tmp.path().join("reports"),
-        Formats::default(),
-    )
-    .unwrap();
+    let report = report_of(&exp, &results, tmp.path());
     assert_eq!(report.running, vec![dir.clone()]);
     let why = &report
         .unfinished
@@ -655,33 +669,34 @@ fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
         acc.cell_text(row, 0)
     );
     let svg = std::fs::read_to_string(report.dir.join("figures/curves-balanced.svg")).unwrap();
+    let compact: String = svg.split('\n').map(str::trim).collect();
     for text in [
         ">icm-mixup (running)<",
         ">train loss — cross-entropy<",
         ">train loss — ICM loss<",
         ">test accuracy<",
     ] {
-        let compact: String = svg.split('\n').map(str::trim).collect();
         assert!(compact.contains(text), "{text} not in the curves");
     }
     for page in ["index.html", "table.md"] {
         let text = std::fs::read_to_string(report.dir.join(page)).unwrap();
         assert!(text.contains("1 run is still running"), "{page}");
     }
+}
 
-    // Right after the start every run is running: the report draws curves, and only curves.
+/// Right after the start every run is running: the report draws curves, and only curves.
+#[test]
+fn report_of_a_grid_whose_runs_all_run_has_curves_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exp, results) = watched_grid(tmp.path());
     for cfg in exp.runs() {
-        let dir = icm::grid::records::run_dir(&results, "watch", &cfg.run_id());
-        let _ = std::fs::remove_file(dir.join("metrics.json"));
-        std::fs::write(dir.join("lock.json"), serde_json::to_string(&lock).unwrap()).unwrap();
+        make_running(&icm::grid::records::run_dir(
+            &results,
+            "watch",
+            &cfg.run_id(),
+        ));
     }
-    let report = write_report(
-        &ReportSource::Experiment(Box::new(exp)),
-        &results,
-        &tmp.path().join("reports"),
-        Formats::default(),
-    )
-    .unwrap();
+    let report = report_of(&exp, &results, tmp.path());
     assert_eq!(report.running.len(), 4);
     let acc = report.tables.iter().find(|t| t.name == "accuracy").unwrap();
     assert_eq!(acc.cell_text(0, 0), "–");
@@ -694,4 +709,6 @@ fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
             "figures/diagnostics-balanced.png"
         ]
     );
+    let md = std::fs::read_to_string(report.dir.join("table.md")).unwrap();
+    assert!(md.contains("4 runs are still running"), "{md}");
 }
