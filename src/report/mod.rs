@@ -257,6 +257,13 @@ pub fn compare(
         .map_err(|e| anyhow::anyhow!("icm compare: {e}"))?;
     let source = ReportSource::Experiment(Box::new(exp.clone()));
     let (found, _) = find_runs(&source, results)?;
+    if found.runs.is_empty() {
+        bail!(
+            "icm compare: no finished runs of {} yet ({} still running; `icm status` shows them)",
+            exp.name,
+            found.running.len()
+        );
+    }
     let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
     let rows = claims::claim_rows(&[claim], &exp.splits, &exp.dataset, &aggregates);
     let mut text = claims::to_text(&rows);

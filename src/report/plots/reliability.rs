@@ -1,9 +1,10 @@
 //! Reliability diagrams (hollance / TorchUncertainty style): per-bin accuracy bars averaged over
 //! seeds, the gap to the bin's mean confidence shaded, a dashed identity line, the ECE, and a
 //! confidence histogram. A bin is drawn fainter the fewer samples it holds (opacity
-//! 0.2 + 0.8 · count / largest count, as hollance's and TorchUncertainty's diagrams do), so a bin
-//! of a handful of samples cannot dominate the picture; its error bar is drawn only with at least
-//! [`MIN_ERROR_BAR_SAMPLES`] samples per seed.
+//! 0.2 + 0.8 · count / largest count: hollance's bin-importance shading, which normalises the
+//! count between the smallest and the largest instead), so a bin of a handful of samples cannot
+//! dominate the picture; its error bar is drawn only with at least [`MIN_ERROR_BAR_SAMPLES`]
+//! samples per seed.
 
 use anyhow::Result;
 use plotters::coord::Shift;
