@@ -129,6 +129,9 @@ where
                 area.draw(&PathElement::new(path, BLACK.stroke_width(1)))
                     .map_err(draw_err)?;
             }
+            // plotters' error bars ring the mean.
+            area.draw(&Circle::new((mid, y), 3, BLACK.stroke_width(1)))
+                .map_err(draw_err)?;
         }
         Swatch::Fading(color) => {
             for (k, opacity) in [1.0, 0.6, 0.2].into_iter().enumerate() {
