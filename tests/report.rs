@@ -376,9 +376,16 @@ fn charts_skip_non_finite_points_and_draw_huge_ones() {
             (4.0, 1.9e34, None),
             (5.0, 9.7, None),
         ],
+        running: false,
     }];
     let path = tmp.path().join("loss.svg");
-    line_chart(&path, "loss", "epoch", "loss", false, &series).unwrap();
+    let chart = Panel {
+        x_desc: "epoch".into(),
+        y_desc: "loss".into(),
+        series: series.clone(),
+        ..Panel::default()
+    };
+    line_chart(&path, "loss", &chart).unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(svg.contains("icm-mixup"), "the series is drawn");
     assert!(
@@ -391,24 +398,28 @@ fn charts_skip_non_finite_points_and_draw_huge_ones() {
         y_desc: "L2 norm".into(),
         log_y,
         series: series.clone(),
+        ..Panel::default()
     };
     let path = tmp.path().join("diagnostics.svg");
-    panels(&path, "diagnostics", &[panel(true), panel(false)]).unwrap();
+    panels(&path, "diagnostics", &[panel(true), panel(false)], 2).unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
-    // Log ticks at powers of ten (1, 1e5, ..., 1e35); linear ticks in powers-of-ten notation.
-    assert!(svg.contains("\n1e5\n") && svg.contains("\n1e35\n"), "{svg}");
-    assert!(svg.contains("\n1.8e34\n"), "{svg}");
+    // Log ticks at every sixth power of ten over the ~40 decades drawn (1, 1e6, ..., 1e36);
+    // linear ticks in powers-of-ten notation.
+    assert!(svg.contains("\n1e6\n") && svg.contains("\n1e36\n"), "{svg}");
+    assert!(!svg.contains("\n1e5\n"), "{svg}");
+    assert!(svg.contains("\n1.5e34\n"), "{svg}");
 }
 
 /// Per-run series (`method (seed k)`, as in the diagnostics figure) share their method's colour
 /// and one legend entry: 45 runs make 9 entries, not 45.
 #[test]
 fn per_run_series_share_one_legend_entry_per_method() {
-    use icm::report::plots::{line_chart, Series};
+    use icm::report::plots::{line_chart, Panel, Series};
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, y: f64| Series {
         name: name.into(),
         points: vec![(1.0, y, None), (2.0, y + 1.0, None)],
+        running: false,
     };
     let series = [
         run("mixup (seed 0)", 1.0),
@@ -416,9 +427,288 @@ fn per_run_series_share_one_legend_entry_per_method() {
         run("icm-mixup (seed 0)", 3.0),
     ];
     let path = tmp.path().join("runs.svg");
-    line_chart(&path, "runs", "epoch", "loss", false, &series).unwrap();
+    let chart = Panel {
+        x_desc: "epoch".into(),
+        y_desc: "loss".into(),
+        series: series.to_vec(),
+        ..Panel::default()
+    };
+    line_chart(&path, "runs", &chart).unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(!svg.contains("(seed"), "{svg}");
     assert_eq!(svg.matches("\nmixup\n").count(), 1, "{svg}");
     assert_eq!(svg.matches("\nicm-mixup\n").count(), 1, "{svg}");
+}
+
+/// A grid with captions, labels and a method name full of LaTeX's special characters.
+const PAPER: &str = "\
+name: paper
+splits:
+  - balanced
+  - long_tailed: {ratio: 10}
+model: {arch: mlp, hidden: [8]}
+train: {epochs: 1, batch_size: 8, lr: 0.1}
+methods: [erm, {mixup: {name: \"mixup_50% & #1\"}}, icm-mixup]
+seeds: [0, 1, 2]
+tables:
+  - {preset: long_tailed, caption: \"Long-tailed, ρ = 10 & 5% of ≥ 20_x\"}
+  - {preset: balanced, label: \"tab:bal\"}
+  - {name: calib, metric: ece}
+";
+
+fn paper_tables() -> Vec<Table> {
+    let e = parse_experiment(PAPER, Path::new("paper.yaml")).unwrap();
+    let mut tables = tables_of(&e, &fixed_records(&e)).0;
+    for t in &mut tables {
+        t.default_label("paper");
+    }
+    tables
+}
+
+#[test]
+fn latex_tables_carry_caption_label_and_escaped_names() {
+    let tables = paper_tables();
+    let tex = |name: &str| tables.iter().find(|t| t.name == name).unwrap().to_latex();
+    let lt = tex("long_tailed");
+    assert!(lt.contains("\\begin{table}[t]\n\\centering\n"), "{lt}");
+    assert!(
+        lt.contains("\\caption{Long-tailed, $\\rho$ = 10 \\& 5\\% of $\\geq$ 20\\_x}\n"),
+        "{lt}"
+    );
+    assert!(lt.contains("\\label{tab:paper-long_tailed}\n"), "{lt}");
+    assert!(lt.ends_with("\\end{tabular}\n\\end{table}\n"), "{lt}");
+    assert!(lt.contains("\nmixup\\_50\\% \\& \\#1 & "), "{lt}");
+    // The shot table of the same entry: its own title as caption, its own label.
+    let shots = tex("long_tailed_shots");
+    assert!(
+        shots.contains("\\caption{Long-tailed: many (\\textgreater{} 100)"),
+        "{shots}"
+    );
+    assert!(
+        shots.contains("\\label{tab:paper-long_tailed_shots}"),
+        "{shots}"
+    );
+    // A label alone: the title is the caption.
+    let bal = tex("balanced");
+    assert!(
+        bal.contains("\\caption{Balanced: accuracy and calibration}\n\\label{tab:bal}\n"),
+        "{bal}"
+    );
+    // Neither: the bare tabular, to \input into one's own float.
+    let calib = tex("calib");
+    assert!(!calib.contains("\\begin{table}") && !calib.contains("\\caption"));
+    assert!(calib.contains("\\begin{tabular}{lrr}"), "{calib}");
+}
+
+/// Every table compiles with pdflatex in a minimal document with booktabs (CI installs Debian's
+/// texlive; `scripts/check-latex` does the same for real reports).
+#[test]
+fn latex_tables_compile_with_pdflatex() {
+    let Ok(version) = std::process::Command::new("pdflatex")
+        .arg("--version")
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pdflatex is missing: .ci/run installs texlive-latex-base and texlive-latex-recommended"
+        );
+        eprintln!("no pdflatex on this machine: LaTeX check not run (CI runs it)");
+        return;
+    };
+    assert!(version.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tables = paper_tables();
+    tables.extend(built(&exp()));
+    for t in &tables {
+        let doc = format!(
+            "\\documentclass{{article}}\n\\usepackage{{booktabs}}\n\\begin{{document}}\n{}\\end{{document}}\n",
+            t.to_latex()
+        );
+        std::fs::write(tmp.path().join("doc.tex"), &doc).unwrap();
+        let out = std::process::Command::new("pdflatex")
+            .args(["-halt-on-error", "-interaction=nonstopmode", "doc.tex"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "table {} does not compile:\n{}\n{doc}",
+            t.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn table_entries_with_bad_captions_or_labels_are_refused() {
+    let with = |tables: &str| {
+        let yaml = GRID.to_string() + "tables:\n  - " + tables + "\n";
+        match parse_experiment(&yaml, Path::new("t.yaml")) {
+            Ok(_) => panic!("accepted: {tables}"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    let e = with("{preset: balanced, metric: ece}");
+    assert!(e.contains("takes only `caption` and `label`"), "{e}");
+    let e = with("{name: x, metric: ece, label: \"tab x\"}");
+    assert!(
+        e.contains("tables[0]") && e.contains("label `tab x`"),
+        "{e}"
+    );
+    let e = with("{preset: balanced, captoin: x}");
+    assert!(e.contains("captoin"), "{e}");
+    let e = with("{caption: x}");
+    assert!(e.contains("needs `name` and `metric`"), "{e}");
+}
+
+/// `history.csv` of a run being trained: a last line without its newline is being written and
+/// is left out; a file with no whole line has no epochs.
+#[test]
+fn partial_history_leaves_out_a_torn_last_line() {
+    use icm::report::collect::partial_history;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("history.csv");
+    assert!(partial_history(tmp.path()).unwrap().is_empty());
+    std::fs::write(
+        &file,
+        "epoch,lr,train_loss,test_accuracy\n1,0.1,2.5,0.5\n2,0.1,2.",
+    )
+    .unwrap();
+    let h = partial_history(tmp.path()).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].epoch, h[0].train_loss, h[0].test_accuracy),
+        (1, 2.5, 0.5)
+    );
+    std::fs::write(&file, "epoch,lr,train_loss,test_acc").unwrap();
+    assert!(partial_history(tmp.path()).unwrap().is_empty());
+    std::fs::write(&file, "").unwrap();
+    assert!(partial_history(tmp.path()).unwrap().is_empty());
+    // A whole line that does not parse is an error naming the file and line.
+    std::fs::write(&file, "epoch,lr,train_loss,test_accuracy\n1,0.1,x,0.5\n").unwrap();
+    let e = format!("{:#}", partial_history(tmp.path()).unwrap_err());
+    assert!(
+        e.contains("history.csv line 2") && e.contains("train_loss"),
+        "{e}"
+    );
+}
+
+/// A finished 2 × 2 grid (erm, icm-mixup; seeds 0, 1) on the balanced digits.
+fn watched_grid(tmp: &Path) -> (LoadedExperiment, std::path::PathBuf) {
+    use icm::grid::runner::{run_grid, RunOptions};
+    let yaml = "name: watch\nsplits: [balanced]\nmodel: {arch: mlp, hidden: [8]}\n\
+                train: {epochs: 2, batch_size: 64, lr: 0.05}\nmethods: [erm, icm-mixup]\n\
+                seeds: [0, 1]\n";
+    let exp = parse_experiment(yaml, Path::new("watch.yaml")).unwrap();
+    let results = tmp.join("results");
+    run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    (exp, results)
+}
+
+/// Makes the finished run in `dir` look as if it were still training: no `metrics.json`, and a
+/// live lock (held by this test's process).
+fn make_running(dir: &Path) {
+    let lock = icm::grid::locks::LockInfo {
+        host: icm::util::host_name(),
+        pid: std::process::id(),
+        started: 0,
+        nonce: 7,
+    };
+    let _ = std::fs::remove_file(dir.join("metrics.json"));
+    std::fs::write(dir.join("lock.json"), serde_json::to_string(&lock).unwrap()).unwrap();
+}
+
+fn report_of(exp: &LoadedExperiment, results: &Path, tmp: &Path) -> icm::report::ReportOutput {
+    use icm::report::{write_report, Formats, ReportSource};
+    write_report(
+        &ReportSource::Experiment(Box::new(exp.clone())),
+        results,
+        &tmp.join("reports"),
+        Formats::default(),
+    )
+    .unwrap()
+}
+
+/// `icm report` while a grid runs: finished runs in the tables, the running run's epochs so far
+/// in the training curves, keyed `(running)`, and the page says how many runs are running.
+#[test]
+fn report_of_a_running_grid_draws_running_runs_in_curves_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exp, results) = watched_grid(tmp.path());
+    // icm-mixup seed 1 still trains: one epoch written and the next being written.
+    let cfg = exp
+        .runs()
+        .into_iter()
+        .find(|r| r.method.display_name() == "icm-mixup" && r.seed == 1)
+        .unwrap();
+    let dir = icm::grid::records::run_dir(&results, "watch", &cfg.run_id());
+    make_running(&dir);
+    let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    let partial = format!("{}\n{}\n{}", lines[0], lines[1], &lines[2][..4]);
+    std::fs::write(dir.join("history.csv"), partial).unwrap();
+
+    let report = report_of(&exp, &results, tmp.path());
+    assert_eq!(report.running, vec![dir.clone()]);
+    let why = &report
+        .unfinished
+        .iter()
+        .find(|u| u.dir == dir)
+        .unwrap()
+        .reason;
+    assert!(why.starts_with("running: 1 epoch so far"), "{why}");
+    let acc = report.tables.iter().find(|t| t.name == "accuracy").unwrap();
+    let row = acc
+        .rows
+        .iter()
+        .position(|r| r.title == "icm-mixup")
+        .unwrap();
+    assert!(
+        acc.cell_text(row, 0).ends_with("(n=1)"),
+        "{}",
+        acc.cell_text(row, 0)
+    );
+    let svg = std::fs::read_to_string(report.dir.join("figures/curves-balanced.svg")).unwrap();
+    let compact: String = svg.split('\n').map(str::trim).collect();
+    for text in [
+        ">icm-mixup (running)<",
+        ">train loss — cross-entropy<",
+        ">train loss — ICM loss<",
+        ">test accuracy<",
+    ] {
+        assert!(compact.contains(text), "{text} not in the curves");
+    }
+    for page in ["index.html", "table.md"] {
+        let text = std::fs::read_to_string(report.dir.join(page)).unwrap();
+        assert!(text.contains("1 run is still running"), "{page}");
+    }
+}
+
+/// Right after the start every run is running: the report draws curves, and only curves.
+#[test]
+fn report_of_a_grid_whose_runs_all_run_has_curves_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (exp, results) = watched_grid(tmp.path());
+    for cfg in exp.runs() {
+        make_running(&icm::grid::records::run_dir(
+            &results,
+            "watch",
+            &cfg.run_id(),
+        ));
+    }
+    let report = report_of(&exp, &results, tmp.path());
+    assert_eq!(report.running.len(), 4);
+    let acc = report.tables.iter().find(|t| t.name == "accuracy").unwrap();
+    assert_eq!(acc.cell_text(0, 0), "–");
+    let mut figures = report.figures.clone();
+    figures.sort();
+    assert_eq!(
+        figures,
+        [
+            "figures/curves-balanced.png",
+            "figures/diagnostics-balanced.png"
+        ]
+    );
+    let md = std::fs::read_to_string(report.dir.join("table.md")).unwrap();
+    assert!(md.contains("4 runs are still running"), "{md}");
 }

@@ -383,6 +383,11 @@ pub fn history_csv(history: &[EpochRecord]) -> String {
 pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_history(&text, path)
+}
+
+/// Parses the text of a `history.csv`; `path` names it in errors.
+pub fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name);

@@ -8,11 +8,13 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use walkdir::WalkDir;
 
+use crate::grid::locks::{self, RunState};
 use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
 use crate::metrics::Metric;
 use crate::spec::RunConfig;
 use crate::util::json::flatten;
+use crate::train::EpochRecord;
 use crate::util::write_atomic;
 
 /// A finished run.
@@ -31,11 +33,81 @@ pub struct Unfinished {
     pub reason: String,
 }
 
+/// A run still training (a live `lock.json`, no `metrics.json`): its configuration and the
+/// epochs its `history.csv` holds so far. Drawn in the training curves, never aggregated.
+#[derive(Debug, Clone)]
+pub struct RunningRun {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub history: Vec<EpochRecord>,
+}
+
 /// Everything found under a results folder.
 #[derive(Debug, Clone, Default)]
 pub struct Collection {
     pub runs: Vec<RunRecord>,
+    /// Not aggregated, with the reason; running runs are listed here too.
     pub unfinished: Vec<Unfinished>,
+    pub running: Vec<RunningRun>,
+}
+
+/// A lock older than this without a heartbeat is taken for a dead worker's (`icm run`'s
+/// default `--lock-timeout`).
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The epochs a running run has written so far. The last line may be torn (the trainer may be
+/// writing it right now): a last line without its newline is left out.
+pub fn partial_history(dir: &Path) -> Result<Vec<EpochRecord>> {
+    let path = dir.join(records::HISTORY_FILE);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    if whole.is_empty() {
+        return Ok(Vec::new());
+    }
+    records::parse_history(whole, &path)
+}
+
+/// A run folder without `metrics.json` or `failure.txt`: running (live lock) or interrupted.
+fn unfinished_run(dir: &Path, out: &mut Collection) {
+    let running = matches!(locks::state(dir, LOCK_TIMEOUT), RunState::Running(_));
+    let config = records::read_config(&dir.join(records::CONFIG_FILE));
+    let (Ok(config), true) = (config, running) else {
+        out.unfinished.push(Unfinished {
+            dir: dir.to_path_buf(),
+            reason: "not finished (interrupted: `icm run` resumes it)".into(),
+        });
+        return;
+    };
+    let (history, reason) = match partial_history(dir) {
+        Ok(h) => {
+            let reason = format!(
+                "running: {} epoch{} so far, drawn in the training curves",
+                h.len(),
+                if h.len() == 1 { "" } else { "s" }
+            );
+            (h, reason)
+        }
+        Err(e) => (
+            Vec::new(),
+            format!("running; its history cannot be drawn: {e:#}"),
+        ),
+    };
+    out.unfinished.push(Unfinished {
+        dir: dir.to_path_buf(),
+        reason,
+    });
+    out.running.push(RunningRun {
+        dir: dir.to_path_buf(),
+        config,
+        history,
+    });
 }
 
 /// Walks `root` for run folders (those with a `config.yaml`).
@@ -84,9 +156,7 @@ pub fn collect(root: &Path) -> Result<Collection> {
             out.unfinished
                 .push(unfinished(format!("failed: {}", reason.trim())));
         } else {
-            out.unfinished.push(unfinished(
-                "not finished (running, or interrupted: `icm run` resumes it)".into(),
-            ));
+            unfinished_run(dir, &mut out);
         }
     }
     Ok(out)

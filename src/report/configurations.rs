@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::collect::RunRecord;
+use super::collect::{RunRecord, RunningRun};
 use crate::spec::run::point_row;
 use crate::spec::{LoadedExperiment, RunConfig};
 
@@ -29,6 +29,23 @@ pub fn relabel_to_grid(runs: &mut Vec<RunRecord>, exp: &LoadedExperiment) {
         run.config.method.name = current.method.name.clone();
         run.config.method.display_name = row;
     }
+}
+
+/// Gives every running run the current grid's configuration of its run id (its folder name),
+/// so it is drawn under the current method name. Runs not in the grid are dropped.
+pub fn relabel_running(running: &mut Vec<RunningRun>, exp: &LoadedExperiment) {
+    let grid: BTreeMap<String, RunConfig> =
+        exp.runs().into_iter().map(|r| (r.run_id(), r)).collect();
+    running.retain_mut(|run| {
+        let id = run.dir.file_name().map(|n| n.to_string_lossy().to_string());
+        match id.and_then(|id| grid.get(&id)) {
+            Some(current) => {
+                run.config = current.clone();
+                true
+            }
+            None => false,
+        }
+    });
 }
 
 /// The configuration of a run apart from its seed and split, flattened to `field → value`

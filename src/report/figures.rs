@@ -1,6 +1,7 @@
 //! The report's figures: reliability diagrams (one per method × split, and a grid per split),
-//! accuracy vs imbalance ratio and vs images per class, and training curves per split. Each is
-//! written as PNG and SVG by [`super::plots`].
+//! accuracy vs imbalance ratio and vs images per class (ticks at the grid's values), and training
+//! curves per split, runs still running included (dashed). Each is written as PNG and SVG by
+//! [`super::plots`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,21 +9,28 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::claims::{self, ClaimRow};
-use super::collect::RunRecord;
-use super::plots::{self, MeanBin, Series};
+use super::collect::{RunRecord, RunningRun};
+use super::plots::{self, MeanBin, Panel, Series};
 use super::Grid;
 use crate::data::{Profile, Split};
 use crate::grid::records;
 use crate::metrics::catalog::metric;
+use crate::mix::{Method, Target};
 use crate::train::EpochRecord;
 use crate::util::file_safe;
 
 /// Writes every figure of the report under `out`; returns the PNG paths relative to `out` (each
-/// has an SVG twin).
-pub(super) fn write_figures(grid: &Grid, runs: &[RunRecord], out: &Path) -> Result<Vec<String>> {
+/// has an SVG twin). Runs still running appear in the training curves only.
+pub(super) fn write_figures(
+    grid: &Grid,
+    runs: &[RunRecord],
+    running: &[RunningRun],
+    out: &Path,
+) -> Result<Vec<String>> {
     let mut figures = Figures {
         grid,
         runs,
+        running,
         out,
         written: Vec::new(),
     };
@@ -52,6 +60,7 @@ enum Axis {
 struct Figures<'a> {
     grid: &'a Grid,
     runs: &'a [RunRecord],
+    running: &'a [RunningRun],
     out: &'a Path,
     written: Vec<String>,
 }
@@ -107,19 +116,44 @@ impl Figures<'_> {
         Ok(())
     }
 
+    /// Every run's history on `split`, finished and running.
+    fn histories(&self, split: &Split) -> Result<Vec<RunHistory>> {
+        let mut out = Vec::new();
+        for r in self.runs.iter().filter(|r| r.metrics.split == split.slug()) {
+            out.push(RunHistory {
+                method: r.metrics.method.clone(),
+                seed: r.metrics.seed,
+                running: false,
+                history: records::read_history(&r.dir.join(records::HISTORY_FILE))?,
+            });
+        }
+        for r in self.running.iter().filter(|r| r.config.split == *split) {
+            out.push(RunHistory {
+                method: r.config.method.display_name(),
+                seed: r.config.seed,
+                running: true,
+                history: r.history.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Training curves (the train loss, one panel per kind of loss, and the test accuracy) and,
+    /// with more than one diagnostic recorded, every run's collapse diagnostics.
     fn training_curves(&mut self, split: &Split) -> Result<()> {
-        let (loss, acc) = curves(self.grid, self.runs, split)?;
-        if !loss.is_empty() {
+        let histories = self.histories(split)?;
+        let panels = curves(self.grid, &histories);
+        if !panels.is_empty() {
             let title = format!("Training — {}", split.title());
             self.both(format!("figures/curves-{}", split.slug()), &|p| {
-                plots::training_curves(p, &title, &loss, &acc)
+                plots::panels(p, &title, &panels, 3)
             })?;
         }
-        let panels = diagnostics(self.grid, self.runs, split)?;
+        let panels = diagnostics(self.grid, &histories);
         if panels.len() > 1 {
             let title = format!("Training diagnostics, every run — {}", split.title());
             self.both(format!("figures/diagnostics-{}", split.slug()), &|p| {
-                plots::panels(p, &title, &panels)
+                plots::panels(p, &title, &panels, 2)
             })?;
         }
         Ok(())
@@ -178,6 +212,7 @@ impl Figures<'_> {
             .iter()
             .map(|m| Series {
                 name: m.display_name(),
+                running: false,
                 points: xs
                     .iter()
                     .filter_map(|(x, s)| {
@@ -195,9 +230,20 @@ impl Figures<'_> {
             })
             .filter(|s| !s.points.is_empty())
             .collect();
+        if series.is_empty() {
+            return Ok(());
+        }
         let title = format!("Test accuracy vs {x_desc}");
+        let panel = Panel {
+            x_desc: x_desc.into(),
+            y_desc: "test accuracy (%)".into(),
+            log_x: true,
+            x_ticks: xs.iter().map(|(x, _)| *x).collect(),
+            series,
+            ..Panel::default()
+        };
         self.both(format!("figures/{file}"), &|p| {
-            plots::line_chart(p, &title, x_desc, "test accuracy (%)", true, &series)
+            plots::line_chart(p, &title, &panel)
         })
     }
 }
@@ -205,40 +251,50 @@ impl Figures<'_> {
 /// One value per epoch of a run's history (`None` where the run did not record it).
 type Field = fn(&EpochRecord) -> Option<f64>;
 
-/// Series of a history field on one split: the mean over seeds per method, or with `per_run`
-/// one line per run (a single seed's collapse is what the diagnostics must show).
+/// A run's history as the curves draw it.
+struct RunHistory {
+    method: String,
+    seed: u64,
+    running: bool,
+    history: Vec<EpochRecord>,
+}
+
+/// Series of a history field for `methods`: the mean over finished seeds per method, or with
+/// `per_run` one line per run (a single seed's collapse is what the diagnostics must show). A
+/// running run is always a line of its own, marked running: its epochs so far are not
+/// comparable with finished runs'.
 fn history_series(
-    grid: &Grid,
-    runs: &[RunRecord],
-    split: &Split,
+    methods: &[&Method],
+    runs: &[RunHistory],
     field: Field,
     per_run: bool,
-) -> Result<Vec<Series>> {
+) -> Vec<Series> {
     let mut out = Vec::new();
-    for m in &grid.methods {
+    for m in methods {
+        let label = m.display_name();
         let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for r in runs
-            .iter()
-            .filter(|r| r.metrics.method == m.display_name() && r.metrics.split == split.slug())
-        {
-            let history = records::read_history(&r.dir.join(records::HISTORY_FILE))?;
-            let points: Vec<(usize, f64)> = history
+        for r in runs.iter().filter(|r| r.method == label) {
+            let points: Vec<(usize, f64)> = r
+                .history
                 .iter()
                 .filter_map(|h| field(h).map(|v| (h.epoch, v)))
                 .collect();
-            if per_run && !points.is_empty() {
+            if (per_run || r.running) && !points.is_empty() {
                 out.push(Series {
-                    name: format!("{} (seed {})", m.display_name(), r.metrics.seed),
+                    name: format!("{label} (seed {})", r.seed),
                     points: points.iter().map(|&(e, v)| (e as f64, v, None)).collect(),
+                    running: r.running,
                 });
             }
-            for (e, v) in points {
-                per_epoch.entry(e).or_default().push(v);
+            if !r.running {
+                for (e, v) in points {
+                    per_epoch.entry(e).or_default().push(v);
+                }
             }
         }
         if !per_run && !per_epoch.is_empty() {
             out.push(Series {
-                name: m.display_name(),
+                name: label,
                 points: per_epoch
                     .iter()
                     .map(|(&e, values)| {
@@ -246,22 +302,51 @@ fn history_series(
                         (e as f64, mean, std)
                     })
                     .collect(),
+                running: false,
             });
         }
     }
-    Ok(out)
+    out
 }
 
-/// Mean-over-seeds training loss and test accuracy per epoch, one series per method.
-fn curves(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<(Vec<Series>, Vec<Series>)> {
-    Ok((
-        history_series(grid, runs, split, |h| Some(h.train_loss), false)?,
-        history_series(grid, runs, split, |h| Some(h.test_accuracy * 100.0), false)?,
-    ))
+/// The training curves: the train loss in one panel per kind of loss (cross-entropy for label
+/// targets, the ICM loss for ICM targets: their scales differ several-fold) and the test
+/// accuracy in its own panel. Empty without any history.
+fn curves(grid: &Grid, runs: &[RunHistory]) -> Vec<Panel> {
+    let kinds = [
+        ("train loss — cross-entropy", Target::Label),
+        ("train loss — ICM loss", Target::Icm),
+    ];
+    let mut panels = Vec::new();
+    for (title, target) in kinds {
+        let methods: Vec<&Method> = grid.methods.iter().filter(|m| m.target == target).collect();
+        let series = history_series(&methods, runs, |h| Some(h.train_loss), false);
+        if !series.is_empty() {
+            panels.push(Panel {
+                title: title.into(),
+                x_desc: "epoch".into(),
+                y_desc: "loss".into(),
+                series,
+                ..Panel::default()
+            });
+        }
+    }
+    if panels.is_empty() {
+        return panels;
+    }
+    let methods: Vec<&Method> = grid.methods.iter().collect();
+    panels.push(Panel {
+        title: "test accuracy".into(),
+        x_desc: "epoch".into(),
+        y_desc: "accuracy (%)".into(),
+        series: history_series(&methods, runs, |h| Some(h.test_accuracy * 100.0), false),
+        ..Panel::default()
+    });
+    panels
 }
 
 /// The collapse diagnostics of every run on a split, one panel per diagnostic the runs recorded.
-fn diagnostics(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<Vec<plots::Panel>> {
+fn diagnostics(grid: &Grid, runs: &[RunHistory]) -> Vec<Panel> {
     // Magnitudes on log axes: a collapse takes them from ~1 to 1e17 and beyond.
     let fields: [(&str, &str, bool, Field); 5] = [
         ("train loss", "loss", true, |h| Some(h.train_loss)),
@@ -277,20 +362,22 @@ fn diagnostics(grid: &Grid, runs: &[RunRecord], split: &Split) -> Result<Vec<plo
             |h| h.duplicates,
         ),
     ];
+    let methods: Vec<&Method> = grid.methods.iter().collect();
     let mut panels = Vec::new();
     for (title, y_desc, log_y, field) in fields {
-        let series = history_series(grid, runs, split, field, true)?;
+        let series = history_series(&methods, runs, field, true);
         if !series.is_empty() {
-            panels.push(plots::Panel {
+            panels.push(Panel {
                 title: title.into(),
                 x_desc: "epoch".into(),
                 y_desc: y_desc.into(),
                 log_y,
                 series,
+                ..Panel::default()
             });
         }
     }
-    Ok(panels)
+    panels
 }
 
 /// A forest plot of the claims per metric (`figures/claims-<metric>`); returns the PNG paths.

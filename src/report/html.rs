@@ -130,6 +130,12 @@ pub fn write_index(
          <style>{STYLE}</style></head>\n<body data-broken-images=\"pending\">\n<h1>{0}</h1>\n",
         escape(name)
     );
+    if !out.running.is_empty() {
+        s.push_str(&format!(
+            "<p class=\"running\" id=\"running\">{}</p>\n",
+            escape(&super::running_line(out.running.len()))
+        ));
+    }
     if !out.notes.is_empty() {
         s.push_str(&format!(
             "<p class=\"warn\"><b><a href=\"#notes\">{} notes</a> about these runs: read them \

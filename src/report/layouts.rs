@@ -8,7 +8,7 @@ use crate::data::{DatasetSpec, Split};
 use crate::metrics::catalog::{metric, Better};
 use crate::mix::{Method, Target};
 use crate::spec::run::point_row;
-use crate::spec::tables::{Preset, RowKind, TableEntry, TableSpec};
+use crate::spec::tables::{Float, Preset, RowKind, TableEntry, TableSpec};
 
 /// What the tables are built from.
 pub struct TableInput<'a> {
@@ -136,6 +136,7 @@ impl TableInput<'_> {
             cells,
             formats,
             marks: true,
+            float: Float::default(),
         })
     }
 }
@@ -246,21 +247,34 @@ pub fn swept_tables(input: &TableInput, entries: &[TableEntry], sweep: &SweepAxe
     }
     let mut out = Vec::new();
     for entry in entries {
+        let first = out.len();
         match entry {
             TableEntry::Custom(spec) if !spec.columns.is_empty() => {
                 out.extend(swept_columns_table(input, spec, sweep))
             }
             TableEntry::Custom(spec) => out.extend(custom_table(input, spec)),
-            TableEntry::Preset(Preset::Balanced) => out.extend(balanced_table(input)),
-            TableEntry::Preset(Preset::LongTailed) => {
+            TableEntry::Preset(Preset::Balanced, _) => out.extend(balanced_table(input)),
+            TableEntry::Preset(Preset::LongTailed, _) => {
                 out.extend(long_tailed_table(input));
                 out.extend(shot_table(input));
             }
-            TableEntry::Preset(Preset::DataConstrained) => {
+            TableEntry::Preset(Preset::DataConstrained, _) => {
                 out.extend(data_constrained_table(input))
             }
-            TableEntry::Preset(Preset::IcmAxes) => out.extend(icm_axes_table(input)),
-            TableEntry::Preset(Preset::Collapse) => out.extend(collapse_table(input)),
+            TableEntry::Preset(Preset::IcmAxes, _) => out.extend(icm_axes_table(input)),
+            TableEntry::Preset(Preset::Collapse, _) => out.extend(collapse_table(input)),
+        }
+        // The caption is the entry's first table's (`long_tailed` also writes the shot table,
+        // which keeps its own title as caption); each table gets its own default label.
+        for (k, table) in out[first..].iter_mut().enumerate() {
+            let float = entry.float();
+            table.float = Float {
+                caption: float.caption.clone().filter(|_| k == 0),
+                label: float.label.clone().filter(|_| k == 0),
+            };
+            if float.is_set() && k > 0 {
+                table.float.caption = Some(table.title.clone());
+            }
         }
     }
     out

@@ -83,6 +83,8 @@ pub struct ReportOutput {
     /// Figure files relative to `dir` (PNG; an SVG twin sits beside each).
     pub figures: Vec<String>,
     pub unfinished: Vec<Unfinished>,
+    /// Runs still training: in the training curves (dashed), in no table or claim.
+    pub running: Vec<PathBuf>,
     /// What a reader must know about the runs reported (shown in every output).
     pub notes: Vec<String>,
     /// Every claim tested on every split.
@@ -121,7 +123,12 @@ fn grid_of(source: &ReportSource, results: &Path, runs: &[RunRecord]) -> Result<
             },
         },
         ReportSource::Folder(dir) => {
-            let first = runs.first().context("no runs")?;
+            let first = runs.first().with_context(|| {
+                format!(
+                    "no finished runs under {}: report a grid whose runs are all still running from its experiment file (`icm report <file.yaml>`)",
+                    dir.display()
+                )
+            })?;
             let datasets: BTreeSet<String> = runs.iter().map(|r| r.config.dataset.name()).collect();
             if datasets.len() > 1 {
                 bail!(
@@ -181,7 +188,12 @@ pub fn write_report(
     }
     let mut frame = collect::runs_frame(&found.runs)?;
     collect::write_runs_files(&mut frame, &out)?;
-    let aggregates = aggregate::aggregate(&frame)?;
+    // A grid whose runs are all still running has curves to show and nothing to aggregate.
+    let aggregates = if found.runs.is_empty() {
+        aggregate::Aggregates::default()
+    } else {
+        aggregate::aggregate(&frame)?
+    };
     let input = TableInput {
         expected_n: grid.seeds,
         dataset: &grid.dataset,
@@ -189,7 +201,10 @@ pub fn write_report(
         methods: &grid.methods,
         aggregates: &aggregates,
     };
-    let tables = layouts::swept_tables(&input, &grid.entries, &grid.sweep);
+    let mut tables = layouts::swept_tables(&input, &grid.entries, &grid.sweep);
+    for t in &mut tables {
+        t.default_label(&grid.name);
+    }
     let claim_rows = claims::claim_rows(&grid.claims, &grid.splits, &grid.dataset, &aggregates);
     notes.extend(
         found
@@ -200,11 +215,17 @@ pub fn write_report(
     write_tables(&tables, &notes, &out, formats)?;
     write_claims(&claim_rows, &notes, &out, formats)?;
     let mut figures = figures::write_forest_plots(&claim_rows, &out)?;
-    figures.extend(figures::write_figures(&grid, &found.runs, &out)?);
+    figures.extend(figures::write_figures(
+        &grid,
+        &found.runs,
+        &found.running,
+        &out,
+    )?);
     let legend = legend::methods_legend(&grid.methods);
+    let running: Vec<PathBuf> = found.running.iter().map(|r| r.dir.clone()).collect();
     let summary = summary_markdown(
         &grid,
-        found.runs.len(),
+        (found.runs.len(), running.len()),
         (&claim_rows, &tables),
         &legend,
         &notes,
@@ -216,6 +237,7 @@ pub fn write_report(
         tables,
         figures,
         unfinished: found.unfinished,
+        running,
         notes,
         claims: claim_rows,
     };
@@ -248,6 +270,13 @@ pub fn compare(
     .row_claims();
     let source = ReportSource::Experiment(Box::new(exp.clone()));
     let (found, _) = find_runs(&source, results)?;
+    if found.runs.is_empty() {
+        bail!(
+            "icm compare: no finished runs of {} yet ({} still running; `icm status` shows them)",
+            exp.name,
+            found.running.len()
+        );
+    }
     let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
     let rows = claims::claim_rows(&claims, &exp.splits, &exp.dataset, &aggregates);
     let mut text = claims::to_text(&rows);
@@ -276,9 +305,10 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
                 .is_some_and(|n| ids.contains(n.to_string_lossy().as_ref()))
         };
         configurations::relabel_to_grid(&mut found.runs, exp);
+        configurations::relabel_running(&mut found.running, exp);
         found.unfinished.retain(|u| in_grid(&u.dir));
     }
-    if found.runs.is_empty() {
+    if found.runs.is_empty() && found.running.is_empty() {
         bail!(
             "no finished runs under {}: run the experiment first (`icm run <file.yaml>`)",
             root.display()
@@ -353,10 +383,21 @@ fn write_claims(
     Ok(())
 }
 
+/// What a page says about runs still running.
+pub fn running_line(running: usize) -> String {
+    format!(
+        "{running} run{} still running: {} training curves so far are drawn dashed and keyed \
+         \"(running)\"; {} in no table or claim. Run icm report again to update.",
+        if running == 1 { " is" } else { "s are" },
+        if running == 1 { "its" } else { "their" },
+        if running == 1 { "it is" } else { "they are" },
+    )
+}
+
 /// `table.md`: the claims, every table, the methods legend, the notes, the figures.
 fn summary_markdown(
     grid: &Grid,
-    runs: usize,
+    (runs, running): (usize, usize),
     (claim_rows, tables): (&[claims::ClaimRow], &[Table]),
     legend: &str,
     notes: &[String],
@@ -368,6 +409,9 @@ fn summary_markdown(
         grid.root.display(),
         grid.dataset.name()
     );
+    if running > 0 {
+        md.push_str(&format!("{}\n\n", running_line(running)));
+    }
     if !notes.is_empty() {
         md.push_str(&format!(
             "**Read the notes at the end of this page: {} about these runs.**\n\n",

@@ -58,7 +58,7 @@ pub(super) fn write_figures(
 
 fn draw(out: &Path, file: &str, title: &str, panels: &[Panel]) -> Result<()> {
     for ext in ["png", "svg"] {
-        plots::panels(&out.join(format!("{file}.{ext}")), title, panels)?;
+        plots::panels(&out.join(format!("{file}.{ext}")), title, panels, 2)?;
     }
     Ok(())
 }
@@ -112,15 +112,21 @@ fn severity_panels(grid: &Grid, runs: &[&RunRecord]) -> Vec<Panel> {
                         (s as f64, mean, std)
                     })
                     .collect(),
+                running: false,
             });
         }
         if !series.is_empty() {
+            let severities: std::collections::BTreeSet<u64> = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0 as u64))
+                .collect();
             panels.push(Panel {
                 title: format!("{y_desc} vs severity, mean over corruptions"),
                 x_desc: "severity (0 = clean)".into(),
                 y_desc: y_desc.into(),
-                log_y: false,
+                x_ticks: severities.into_iter().map(|s| s as f64).collect(),
                 series,
+                ..Panel::default()
             });
         }
     }
@@ -148,17 +154,19 @@ fn histogram_panels(runs: &[&&RunRecord]) -> Result<Vec<Panel>> {
             title: format!("test vs {set}"),
             x_desc: "maximum softmax probability".into(),
             y_desc: "share of images".into(),
-            log_y: false,
             series: vec![
                 Series {
                     name: "test (in-distribution)".into(),
                     points: histogram(&test),
+                    running: false,
                 },
                 Series {
                     name: format!("{set} (OOD)"),
                     points: histogram(scores),
+                    running: false,
                 },
             ],
+            ..Panel::default()
         })
         .collect())
 }

@@ -6,6 +6,7 @@ use super::aggregate::Cell;
 use crate::data::Split;
 use crate::metrics::catalog::Better;
 use crate::metrics::paired::{self, Verdict};
+use crate::spec::tables::Float;
 
 /// A cell as display strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,8 @@ pub struct Table {
     pub formats: Vec<(Better, f64, usize)>,
     /// Whether cells are marked (bold / italic): not for counts, where no test applies.
     pub marks: bool,
+    /// The LaTeX float (caption, label); unset: a bare `tabular`.
+    pub float: Float,
 }
 
 impl Table {
@@ -263,38 +266,59 @@ impl Table {
         s
     }
 
-    /// LaTeX tabular with booktabs rules; cells `$m \pm s$`, best `$\mathbf{...}$`.
+    /// Gives a table with a caption but no label the label `tab:<experiment>-<table>`.
+    pub fn default_label(&mut self, experiment: &str) {
+        if self.float.is_set() && self.float.label.is_none() {
+            let key: String = format!("tab:{experiment}-{}", self.name)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_:./".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            self.float.label = Some(key);
+        }
+    }
+
+    /// LaTeX with booktabs rules; cells `$m \pm s$`, best `$\mathbf{...}$`. With a caption or a
+    /// label, a whole `table` float (caption above, as booktabs recommends); else the bare
+    /// `tabular`, to `\input` into a float of one's own.
     pub fn to_latex(&self) -> String {
         let mut s = format!(
             "% {} — mean ± std over {} seeds; needs \\usepackage{{booktabs}}\n\
              % \\mathbf: best mean among the methods (n ≥ 2 seeds, none diverged); \\underline: not distinguishable \
-             from the best (paired t-test over seeds, two-sided α = 0.05)\n\
-             \\begin{{tabular}}{{l{}}}\n\\toprule\n",
+             from the best (paired t-test over seeds, two-sided α = 0.05)\n",
             self.title,
             self.full_n(),
+        );
+        if !self.float.is_set() {
+            s.push_str(&self.latex_tabular());
+            return s;
+        }
+        let caption = self.float.caption.as_deref().unwrap_or(&self.title);
+        s.push_str(&format!(
+            "\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n",
+            latex_escape(caption)
+        ));
+        if let Some(label) = &self.float.label {
+            s.push_str(&format!("\\label{{{label}}}\n"));
+        }
+        s.push_str(&self.latex_tabular());
+        s.push_str("\\end{table}\n");
+        s
+    }
+
+    /// The `tabular`: group header with `\cmidrule`s, header, one line per row.
+    fn latex_tabular(&self) -> String {
+        let mut s = format!(
+            "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
             "r".repeat(self.columns.len())
         );
         if self.groups() {
-            // Group header with \cmidrule under each run of columns sharing a group.
-            let mut runs: Vec<(Option<String>, usize)> = Vec::new();
-            for c in &self.columns {
-                match runs.last_mut() {
-                    Some((g, k)) if *g == c.group => *k += 1,
-                    _ => runs.push((c.group.clone(), 1)),
-                }
-            }
-            let mut line = String::new();
-            let mut rules = String::new();
-            let mut at = 2;
-            for (g, k) in &runs {
-                let text = g.as_deref().map(latex_escape).unwrap_or_default();
-                line.push_str(&format!(" & \\multicolumn{{{k}}}{{c}}{{{text}}}"));
-                if g.is_some() {
-                    rules.push_str(&format!("\\cmidrule(lr){{{at}-{}}}", at + k - 1));
-                }
-                at += k;
-            }
-            s.push_str(&format!("{line} \\\\\n{rules}\n"));
+            s.push_str(&self.latex_groups());
         }
         s.push_str(if self.corner() == "method" {
             "Method"
@@ -308,36 +332,61 @@ impl Table {
         for (i, r) in self.rows.iter().enumerate() {
             s.push_str(&latex_escape(&r.title));
             for j in 0..self.columns.len() {
-                let cell = match self.cell_parts(i, j) {
-                    None => "--".to_string(),
-                    Some(parts) => {
-                        let body = match parts.mean {
-                            None => "--".to_string(),
-                            Some(mean) => {
-                                let mut body = mean;
-                                if let Some(sd) = parts.std {
-                                    body.push_str(&format!(" \\pm {sd}"));
-                                }
-                                let body = match self.mark(i, j) {
-                                    Mark::Best => format!("\\mathbf{{{body}}}"),
-                                    Mark::NotDistinguishable => format!("\\underline{{{body}}}"),
-                                    Mark::None => body,
-                                };
-                                format!("${body}$")
-                            }
-                        };
-                        match parts.note {
-                            Some(note) => format!("{body}\\,({})", note.replace('=', "{=}")),
-                            None => body,
-                        }
-                    }
-                };
-                s.push_str(&format!(" & {cell}"));
+                s.push_str(&format!(" & {}", self.latex_cell(i, j)));
             }
             s.push_str(" \\\\\n");
         }
         s.push_str("\\bottomrule\n\\end{tabular}\n");
         s
+    }
+
+    /// Group header with `\cmidrule` under each run of columns sharing a group.
+    fn latex_groups(&self) -> String {
+        let mut runs: Vec<(Option<String>, usize)> = Vec::new();
+        for c in &self.columns {
+            match runs.last_mut() {
+                Some((g, k)) if *g == c.group => *k += 1,
+                _ => runs.push((c.group.clone(), 1)),
+            }
+        }
+        let mut line = String::new();
+        let mut rules = String::new();
+        let mut at = 2;
+        for (g, k) in &runs {
+            let text = g.as_deref().map(latex_escape).unwrap_or_default();
+            line.push_str(&format!(" & \\multicolumn{{{k}}}{{c}}{{{text}}}"));
+            if g.is_some() {
+                rules.push_str(&format!("\\cmidrule(lr){{{at}-{}}}", at + k - 1));
+            }
+            at += k;
+        }
+        format!("{line} \\\\\n{rules}\n")
+    }
+
+    /// One cell: `$m \pm s$`, marked, with its note (`n=2, 1 diverged`) as text.
+    fn latex_cell(&self, row: usize, col: usize) -> String {
+        let Some(parts) = self.cell_parts(row, col) else {
+            return "--".to_string();
+        };
+        let body = match parts.mean {
+            None => "--".to_string(),
+            Some(mean) => {
+                let mut body = mean;
+                if let Some(sd) = parts.std {
+                    body.push_str(&format!(" \\pm {sd}"));
+                }
+                let body = match self.mark(row, col) {
+                    Mark::Best => format!("\\mathbf{{{body}}}"),
+                    Mark::NotDistinguishable => format!("\\underline{{{body}}}"),
+                    Mark::None => body,
+                };
+                format!("${body}$")
+            }
+        };
+        match parts.note {
+            Some(note) => format!("{body}\\,({})", latex_escape(&note).replace('=', "{=}")),
+            None => body,
+        }
     }
 
     /// Long CSV: one line per cell.
@@ -394,6 +443,17 @@ pub fn latex_escape(text: &str) -> String {
             'ρ' => out.push_str("$\\rho$"),
             'τ' => out.push_str("$\\tau$"),
             '±' => out.push_str("$\\pm$"),
+            '≥' => out.push_str("$\\geq$"),
+            '≤' => out.push_str("$\\leq$"),
+            '×' => out.push_str("$\\times$"),
+            '·' => out.push_str("$\\cdot$"),
+            '→' => out.push_str("$\\to$"),
+            '—' => out.push_str("---"),
+            'β' => out.push_str("$\\beta$"),
+            'δ' => out.push_str("$\\delta$"),
+            'Δ' => out.push_str("$\\Delta$"),
+            'μ' => out.push_str("$\\mu$"),
+            'σ' => out.push_str("$\\sigma$"),
             other => out.push(other),
         }
     }

@@ -296,7 +296,7 @@ fn parts_of(exp: &Experiment) -> Vec<String> {
 fn check_parts(exp: &Experiment) -> Checked {
     let tables = exp.tables.iter().enumerate().filter_map(|(i, t)| match t {
         TableEntry::Custom(spec) => Some((format!("tables[{i}].metric"), &spec.metric)),
-        TableEntry::Preset(_) => None,
+        TableEntry::Preset(..) => None,
     });
     let claims = exp.claims.iter().enumerate().filter_map(|(i, c)| {
         c.metric
