@@ -161,6 +161,17 @@ fn cells_of(runs: &DataFrame) -> Result<Cells> {
     Ok(result)
 }
 
+/// The metrics that are columns of `runs`. The catalog's `name@part` metrics grow as they are
+/// asked for (by any thread), so the frame's columns, not the catalog, say what to aggregate.
+fn metric_columns(runs: &DataFrame) -> Vec<&'static str> {
+    let schema = runs.schema();
+    in_use()
+        .into_iter()
+        .map(|m| m.name)
+        .filter(|name| schema.contains(name))
+        .collect()
+}
+
 /// Fills every cell's per-run values from the runs frame.
 fn attach_values(runs: &DataFrame, cells: &mut Cells) -> Result<()> {
     let text = |name: &str| -> Result<StringChunked> { Ok(runs.column(name)?.str()?.clone()) };
@@ -168,7 +179,7 @@ fn attach_values(runs: &DataFrame, cells: &mut Cells) -> Result<()> {
     let seeds = runs.column("seed")?.cast(&DataType::UInt64)?;
     let data_seeds = runs.column("config.data_seed")?.cast(&DataType::UInt64)?;
     let (seeds, data_seeds) = (seeds.u64()?, data_seeds.u64()?);
-    for metric in in_use().into_iter().map(|m| m.name) {
+    for metric in metric_columns(runs) {
         let values = runs.column(metric)?.cast(&DataType::Float64)?;
         let values = values.f64()?;
         for row in 0..runs.height() {
@@ -202,7 +213,7 @@ fn grouped(runs: &DataFrame) -> Result<DataFrame> {
         .map(|c| col(c.clone()))
         .collect();
     let mut aggs = vec![len().alias("__runs")];
-    for m in in_use().into_iter().map(|m| m.name) {
+    for m in metric_columns(runs) {
         aggs.push(col(m).mean().alias(format!("{m}__mean")));
         aggs.push(col(m).std(1).alias(format!("{m}__std")));
         aggs.push(
@@ -223,7 +234,12 @@ fn grouped(runs: &DataFrame) -> Result<DataFrame> {
 /// The cells of group row `i` of [`grouped`]'s frame: every metric with at least one value.
 fn row_cells(out: &DataFrame, i: usize) -> Result<BTreeMap<String, Cell>> {
     let mut cells = BTreeMap::new();
-    for m in in_use().into_iter().map(|m| m.name) {
+    let schema = out.schema();
+    let aggregated = in_use()
+        .into_iter()
+        .map(|m| m.name)
+        .filter(|m| schema.contains(&format!("{m}__n")));
+    for m in aggregated {
         let n = out.column(&format!("{m}__n"))?.u64()?.get(i).unwrap_or(0) as usize;
         if n == 0 {
             continue;

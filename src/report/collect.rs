@@ -13,8 +13,8 @@ use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
 use crate::metrics::Metric;
 use crate::spec::RunConfig;
-use crate::util::json::flatten;
 use crate::train::EpochRecord;
+use crate::util::json::flatten;
 use crate::util::write_atomic;
 
 /// A finished run.
