@@ -63,6 +63,14 @@ pub trait NetDevice: Device<f32> {
         training: bool,
     ) -> Matrix<Self, T>;
     fn mlp_forward<T: Tape<f32, Self>>(net: &Mlp<Self>, x: Matrix<Self, T>) -> Matrix<Self, T>;
+    /// One SGD update of `params` from `grads`; returns the gradient norm before clipping.
+    fn sgd_step(
+        sgd: &mut Sgd<Self>,
+        params: &mut FlatParams<f32, Self>,
+        grads: Gradients<f32, Self>,
+        lr: f64,
+        clip: Option<f64>,
+    ) -> f64;
 }
 
 impl NetDevice for Cpu {
@@ -75,6 +83,15 @@ impl NetDevice for Cpu {
     }
     fn mlp_forward<T: Tape<f32, Cpu>>(net: &Mlp<Cpu>, x: Matrix<Cpu, T>) -> Matrix<Cpu, T> {
         net.forward_native(x)
+    }
+    fn sgd_step(
+        sgd: &mut Sgd<Cpu>,
+        params: &mut FlatParams<f32, Cpu>,
+        mut grads: Gradients<f32, Cpu>,
+        lr: f64,
+        clip: Option<f64>,
+    ) -> f64 {
+        sgd.step_in_place(params, &mut grads, lr, clip)
     }
 }
 
@@ -89,6 +106,15 @@ impl NetDevice for Cuda {
     }
     fn mlp_forward<T: Tape<f32, Cuda>>(net: &Mlp<Cuda>, x: Matrix<Cuda, T>) -> Matrix<Cuda, T> {
         net.forward_composed(x)
+    }
+    fn sgd_step(
+        sgd: &mut Sgd<Cuda>,
+        params: &mut FlatParams<f32, Cuda>,
+        grads: Gradients<f32, Cuda>,
+        lr: f64,
+        clip: Option<f64>,
+    ) -> f64 {
+        sgd.step(params, &grads, lr, clip)
     }
 }
 

@@ -54,7 +54,7 @@ pub fn train_step<D: NetDevice, R: rand::Rng>(
     stats.loss = loss.as_vec()[0];
     if stats.loss.is_finite() {
         let grads = loss.backward();
-        stats.grad_norm = sgd.step(model.params_mut(), &grads, lr, method.clip_grad_norm);
+        stats.grad_norm = D::sgd_step(sgd, model.params_mut(), grads, lr, method.clip_grad_norm);
     }
     Ok(stats)
 }

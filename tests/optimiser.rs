@@ -1,0 +1,76 @@
+//! The CPU's in-place SGD update against the tensor-op one it replaces in training steps: the
+//! same parameters, velocity and gradient norm, bit for bit, with and without weight decay and
+//! clipping, over several steps.
+
+use dfdx::prelude::*;
+use icm::nn::{FlatParams, Sgd};
+use icm::util::tensor::{cpu_data, cpu_data_mut};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
+/// Gradients holding `g` for `params` (what `backward()` returns).
+fn grads_of(params: &FlatParams<f32, Cpu>, g: &[f32]) -> Gradients<f32, Cpu> {
+    let mut grads = params.alloc_grads();
+    grads
+        .get_or_alloc_mut(&params.all)
+        .unwrap()
+        .copy_from_slice(g);
+    grads
+}
+
+#[test]
+fn in_place_sgd_equals_the_tensor_op_update_bit_for_bit() {
+    let dev = Cpu::default();
+    let n = 1003;
+    for (momentum, wd, clip) in [
+        (0.9, 5e-4, None),
+        (0.9, 0.0, None),
+        (0.0, 0.0, None),
+        (0.9, 5e-4, Some(0.5)),
+        (0.5, 1e-2, Some(1e6)),
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let start = random(&mut rng, n, 1.0);
+        let mut a = FlatParams {
+            all: dev.tensor_from_vec(start.clone(), (n,)),
+        };
+        let mut b = a.clone();
+        let (mut sgd_a, mut sgd_b) = (Sgd::new(&a, momentum, wd), Sgd::new(&b, momentum, wd));
+        for step in 0..4 {
+            let g = random(&mut rng, n, 0.3);
+            let (grads_a, mut grads_b) = (grads_of(&a, &g), grads_of(&b, &g));
+            let norm_a = sgd_a.step(&mut a, &grads_a, 0.1, clip);
+            let norm_b = sgd_b.step_in_place(&mut b, &mut grads_b, 0.1, clip);
+            let case = format!("momentum {momentum}, wd {wd}, clip {clip:?}, step {step}");
+            assert_eq!(norm_a.to_bits(), norm_b.to_bits(), "{case}: norm");
+            assert_eq!(a.all.as_vec(), b.all.as_vec(), "{case}: parameters");
+            assert_eq!(
+                sgd_a.velocity.as_vec(),
+                sgd_b.velocity.as_vec(),
+                "{case}: velocity"
+            );
+        }
+        assert_ne!(b.all.as_vec(), start, "the update moved the parameters");
+    }
+}
+
+#[test]
+fn cpu_data_borrows_the_elements_and_writes_reach_only_this_tensor() {
+    let dev = Cpu::default();
+    let mut t = dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0], (3,));
+    let shared = t.clone();
+    assert_eq!(cpu_data(&t), &[1.0, 2.0, 3.0]);
+    cpu_data_mut(&mut t)[1] = 9.0;
+    assert_eq!(t.as_vec(), vec![1.0, 9.0, 3.0]);
+    assert_eq!(
+        shared.as_vec(),
+        vec![1.0, 2.0, 3.0],
+        "a clone keeps its values"
+    );
+    let empty = dev.tensor_from_vec(Vec::<f32>::new(), (0,));
+    assert!(cpu_data(&empty).is_empty());
+}
