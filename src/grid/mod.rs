@@ -3,7 +3,9 @@
 //! run ([`records`]), clean-up of dead writers' temporary files ([`temporaries`]) and Slurm job
 //! arrays ([`slurm`]).
 
+pub mod history_file;
 pub mod locks;
+pub mod progress;
 pub mod records;
 pub mod runner;
 pub mod slurm;

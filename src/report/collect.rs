@@ -10,7 +10,7 @@ use walkdir::WalkDir;
 
 use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
-use crate::metrics::Metric;
+use crate::metrics::{Metric, TestMetrics};
 use crate::spec::RunConfig;
 use crate::util::write_atomic;
 
@@ -85,6 +85,54 @@ pub fn collect(root: &Path) -> Result<Collection> {
         }
     }
     Ok(out)
+}
+
+/// Replaces every run's test metrics by those computed again from its stored logits
+/// (`icm report --recompute`); returns the notes that say what was done: how many were
+/// recomputed, how many changed, and which runs (of earlier versions, without `logits.npy`) keep
+/// their stored metrics.
+pub fn recompute_metrics(runs: &mut [RunRecord]) -> Result<Vec<String>> {
+    let (mut recomputed, mut changed, mut kept) = (0, 0, Vec::new());
+    for run in runs.iter_mut() {
+        match records::recompute(&run.dir, &run.metrics.test)? {
+            Some((test, _)) => {
+                recomputed += 1;
+                changed += usize::from(!same_metrics(&test, &run.metrics.test));
+                run.metrics.test = test;
+            }
+            None => kept.push(run.dir.display().to_string()),
+        }
+    }
+    let mut notes = vec![format!(
+        "--recompute: the metrics of {recomputed} runs were computed again from their {} \
+         ({changed} differ from their {} by more than its last digit)",
+        records::LOGITS_FILE,
+        records::METRICS_FILE
+    )];
+    if !kept.is_empty() {
+        notes.push(format!(
+            "--recompute: {} runs have no {} (written by an earlier version) and keep their \
+             stored metrics: {}",
+            kept.len(),
+            records::LOGITS_FILE,
+            kept.join(", ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// Whether two runs' test metrics agree up to the last bit of each value: serde_json's default
+/// parser may read a number of `metrics.json` 1 ulp off the value written.
+fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
+    let close =
+        |x: f64, y: f64| x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs());
+    let values = |t: &TestMetrics| {
+        let mut v = vec![t.accuracy, t.ece, t.adaptive_ece, t.mce, t.nll, t.brier];
+        v.extend(t.per_class_accuracy.iter().map(|a| a.unwrap_or(-1.0)));
+        v
+    };
+    let (va, vb) = (values(a), values(b));
+    va.len() == vb.len() && va.iter().zip(&vb).all(|(&x, &y)| close(x, y))
 }
 
 /// A run's value of a catalog metric (`None`: the metric does not apply, e.g. no few-shot

@@ -4,6 +4,7 @@ pub mod bits;
 pub mod fault;
 pub mod files;
 pub mod host;
+pub mod npy;
 pub mod params;
 pub mod tensor;
 pub mod text;
