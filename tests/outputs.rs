@@ -183,7 +183,11 @@ fn logits_round_trip_and_recompute_gives_the_stored_metrics() {
             "{header}"
         );
         assert_eq!(bytes.len(), 128 + 360 * 10 * 4);
-        let (logits, labels, classes) = records::read_test_outputs(&dir).unwrap().unwrap();
+        let records::TestOutputs {
+            logits,
+            labels,
+            classes,
+        } = records::read_test_outputs(&dir).unwrap().unwrap();
         assert_eq!((logits.len(), labels.len(), classes), (3600, 360, 10));
         let csv_labels: Vec<usize> =
             records::read_predictions(&dir.join(records::PREDICTIONS_FILE))

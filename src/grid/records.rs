@@ -281,15 +281,24 @@ pub fn write_run(
 /// order).
 fn write_test_outputs(dir: &Path, logits: &[f32], predictions: &[Prediction]) -> Result<()> {
     let n = predictions.len();
-    let classes = if n == 0 { 0 } else { logits.len() / n };
+    let classes = logits.len().checked_div(n).unwrap_or(0);
     write_atomic(&dir.join(LOGITS_FILE), &npy::to_npy(&[n, classes], logits))?;
     let labels: Vec<i64> = predictions.iter().map(|p| p.label as i64).collect();
     write_atomic(&dir.join(LABELS_FILE), &npy::to_npy(&[n], &labels))
 }
 
-/// The test outputs a finished run stored: its logits (test images × classes, row-major), the
-/// labels and the class count. `None` for a run folder of a version that did not store them.
-pub fn read_test_outputs(dir: &Path) -> Result<Option<(Vec<f32>, Vec<usize>, usize)>> {
+/// What a finished run stored of its final network's test outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestOutputs {
+    /// Test images × classes, row-major.
+    pub logits: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub classes: usize,
+}
+
+/// The test outputs of the finished run in `dir` (`logits.npy`, `labels.npy`); `None` for a run
+/// folder of a version that did not store them.
+pub fn read_test_outputs(dir: &Path) -> Result<Option<TestOutputs>> {
     let (logits_path, labels_path) = (dir.join(LOGITS_FILE), dir.join(LABELS_FILE));
     if !logits_path.is_file() && !labels_path.is_file() {
         return Ok(None);
@@ -328,7 +337,11 @@ pub fn read_test_outputs(dir: &Path) -> Result<Option<(Vec<f32>, Vec<usize>, usi
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some((logits, labels, classes)))
+    Ok(Some(TestOutputs {
+        logits,
+        labels,
+        classes,
+    }))
 }
 
 /// Every test metric of the finished run in `dir` and its reliability bins computed again from
@@ -337,10 +350,10 @@ pub fn read_test_outputs(dir: &Path) -> Result<Option<(Vec<f32>, Vec<usize>, usi
 /// scores are not test-set outputs and are kept from `stored`. `None` for a folder without
 /// `logits.npy` (written by an earlier version).
 pub fn recompute(dir: &Path, stored: &TestMetrics) -> Result<Option<(TestMetrics, Reliability)>> {
-    let Some((logits, labels, classes)) = read_test_outputs(dir)? else {
+    let Some(out) = read_test_outputs(dir)? else {
         return Ok(None);
     };
-    let (mut test, _, bins) = crate::metrics::evaluate(&logits, &labels, classes);
+    let (mut test, _, bins) = crate::metrics::evaluate(&out.logits, &out.labels, out.classes);
     test.corrupted = stored.corrupted.clone();
     test.ood = stored.ood.clone();
     let reliability = Reliability {

@@ -60,7 +60,7 @@ pub fn to_npy<T: Element>(shape: &[usize], data: &[T]) -> Vec<u8> {
     let unpadded = MAGIC.len() + 4 + dict.len() + 1;
     dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     dict.push('\n');
-    let mut out = Vec::with_capacity(10 + dict.len() + data.len() * std::mem::size_of::<T>());
+    let mut out = Vec::with_capacity(10 + dict.len() + std::mem::size_of_val(data));
     out.extend(MAGIC);
     out.extend([1, 0]);
     out.extend((dict.len() as u16).to_le_bytes());
