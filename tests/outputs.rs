@@ -234,6 +234,43 @@ fn logits_round_trip_and_recompute_gives_the_stored_metrics() {
         report.notes
     );
 
+    // Stored metrics and bins that no longer match the logits (as after a change of a metric's
+    // definition): --recompute replaces both, the report without it keeps them.
+    let first = &dirs(&exp, &results)[0];
+    let reliability_path = first.join(records::RELIABILITY_FILE);
+    let true_reliability = fs::read_to_string(&reliability_path).unwrap();
+    let mut m = records::read_metrics(&first.join(METRICS_FILE)).unwrap();
+    let true_ece = records::recompute(first, &m.test).unwrap().unwrap().0.ece;
+    m.test.ece = 0.5;
+    fs::write(first.join(METRICS_FILE), serde_json::to_string(&m).unwrap()).unwrap();
+    let mut stale = records::read_reliability(&reliability_path).unwrap();
+    stale.ece = 0.5;
+    stale.bins.iter_mut().for_each(|b| b.accuracy = 0.0);
+    fs::write(&reliability_path, serde_json::to_string(&stale).unwrap()).unwrap();
+    let report =
+        write_report_recomputing(&source, &results, &reports, Formats::default(), true).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("(1 differ from")),
+        "{:?}",
+        report.notes
+    );
+    let found = icm::report::collect::collect(&results.join("small")).unwrap();
+    let mut runs = found.runs;
+    icm::report::collect::recompute_metrics(&mut runs).unwrap();
+    let run = runs.iter().find(|r| &r.dir == first).unwrap();
+    assert_eq!(run.metrics.test.ece, true_ece);
+    assert_eq!(
+        serde_json::to_string_pretty(&icm::report::collect::reliability(run).unwrap()).unwrap(),
+        true_reliability,
+        "the diagrams use the recomputed bins"
+    );
+    write_report(&source, &results, &reports, Formats::default()).unwrap();
+    let without = fs::read_to_string(&runs_csv).unwrap();
+    assert_ne!(
+        without, stored_csv,
+        "without --recompute the stored (stale) ECE is reported"
+    );
+
     // A run folder of an earlier version (no .npy) keeps its stored metrics, and says so.
     let old = &dirs(&exp, &results)[1];
     for f in [LOGITS_FILE, LABELS_FILE] {

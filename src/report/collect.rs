@@ -132,7 +132,25 @@ fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
         v
     };
     let (va, vb) = (values(a), values(b));
-    va.len() == vb.len() && va.iter().zip(&vb).all(|(&x, &y)| close(x, y))
+    va.len() == vb.len() && va.iter().zip(&vb).all(|(&x, &y)| same_value(x, y))
+}
+
+/// Equal but for the last bit (a value read back from JSON by serde_json's default parser).
+fn same_value(x: f64, y: f64) -> bool {
+    x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs())
+}
+
+/// The reliability bins of a run as its report uses them: `reliability.json`, unless the run's
+/// test metrics were recomputed (`--recompute`) to an ECE other than the file's, when they are
+/// computed again from the stored logits too, so the diagrams agree with the tables.
+pub fn reliability(run: &RunRecord) -> Result<records::Reliability> {
+    let stored = records::read_reliability(&run.dir.join(records::RELIABILITY_FILE))?;
+    let close =
+        |x: f64, y: f64| x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs());
+    if close(stored.ece, run.metrics.test.ece) {
+        return Ok(stored);
+    }
+    Ok(records::recompute(&run.dir, &run.metrics.test)?.map_or(stored, |(_, r)| r))
 }
 
 /// A run's value of a catalog metric (`None`: the metric does not apply, e.g. no few-shot
