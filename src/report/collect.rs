@@ -124,8 +124,6 @@ pub fn recompute_metrics(runs: &mut [RunRecord]) -> Result<Vec<String>> {
 /// Whether two runs' test metrics agree up to the last bit of each value: serde_json's default
 /// parser may read a number of `metrics.json` 1 ulp off the value written.
 fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
-    let close =
-        |x: f64, y: f64| x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs());
     let values = |t: &TestMetrics| {
         let mut v = vec![t.accuracy, t.ece, t.adaptive_ece, t.mce, t.nll, t.brier];
         v.extend(t.per_class_accuracy.iter().map(|a| a.unwrap_or(-1.0)));
