@@ -143,9 +143,7 @@ fn same_value(x: f64, y: f64) -> bool {
 /// computed again from the stored logits too, so the diagrams agree with the tables.
 pub fn reliability(run: &RunRecord) -> Result<records::Reliability> {
     let stored = records::read_reliability(&run.dir.join(records::RELIABILITY_FILE))?;
-    let close =
-        |x: f64, y: f64| x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs());
-    if close(stored.ece, run.metrics.test.ece) {
+    if same_value(stored.ece, run.metrics.test.ece) {
         return Ok(stored);
     }
     Ok(records::recompute(&run.dir, &run.metrics.test)?.map_or(stored, |(_, r)| r))
