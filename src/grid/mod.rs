@@ -1,7 +1,8 @@
 //! The grid layer: running an experiment's grid ([`runner`]: claims, parallel runs, shards),
 //! where each run stands ([`status`], [`locks`]: exclusive claims with heartbeats), the files of a
-//! run ([`records`]), clean-up of dead writers' temporary files ([`temporaries`]) and Slurm job
-//! arrays ([`slurm`]).
+//! run ([`records`]; [`history_file`] keeps `history.csv` current epoch by epoch), progress lines
+//! and bars ([`progress`]), clean-up of dead writers' temporary files ([`temporaries`]) and Slurm
+//! job arrays ([`slurm`]).
 
 pub mod history_file;
 pub mod locks;

@@ -1,7 +1,9 @@
 //! The training layer: trains and evaluates one run on the CPU or a CUDA device. A run draws from
 //! independent seeded random streams, trains mini-batches with its method's mixing and loss
 //! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
-//! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]). [`bench`]
+//! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]), telling an
+//! observer after every epoch ([`EpochUpdate`]: the grid writes `history.csv` and progress lines
+//! from it; this layer has no UI). [`bench`]
 //! times training steps; [`device_check`] compares one step's loss and gradient on two devices.
 
 pub mod bench;
