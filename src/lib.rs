@@ -13,7 +13,7 @@
 //! | [`nn`] | networks (catalog, MLP, conv nets, CPU kernels, the CUDA path), SGD, devices |
 //! | [`spec`] | the experiment file: schema, checks, YAML errors, run identity and grid expansion |
 //! | [`train`] | the training loop and step, evaluation, history, checkpoints, `icm bench` |
-//! | [`grid`] | running a grid: claims and locks, run records, status, Slurm (feature `cli`) |
+//! | [`grid`] | running a grid: claims and locks, run records, per-epoch history and progress, status, Slurm (feature `cli`) |
 //! | [`report`] | collection, aggregation, tables, figures, HTML (feature `cli`) |
 //!
 //! The mathematics the code relies on is written down in `docs/` (methods, splits, metrics and

@@ -141,6 +141,9 @@ struct RunArgs {
     /// Train on `cpu` or `cuda` (default: the experiment's `device`, else cpu).
     #[arg(long)]
     device: Option<DeviceKind>,
+    /// Keep each run's checkpoint after it finishes (by default it is removed).
+    #[arg(long)]
+    keep_checkpoints: bool,
 }
 
 #[derive(Args)]
@@ -279,6 +282,10 @@ struct ReportArgs {
     /// Table file formats, any of md,tex,csv.
     #[arg(long, default_value = "md,tex,csv")]
     format: String,
+    /// Compute every run's test metrics again from its stored logits (logits.npy) instead of
+    /// reading them from metrics.json.
+    #[arg(long)]
+    recompute: bool,
 }
 
 /// A count that must be at least 1 (`--jobs`, `--threads`, `--checkpoint-every`).
@@ -342,6 +349,7 @@ fn run(args: RunArgs) -> Result<()> {
         lock_timeout: Duration::from_secs(args.lock_timeout),
         checkpoint_every: args.checkpoint_every,
         device: args.device,
+        keep_checkpoints: args.keep_checkpoints,
     };
     let summary = run_grid(&exp, &args.results, &opts)?;
     for (id, what) in &summary.diverged {
@@ -607,7 +615,13 @@ fn report(args: ReportArgs) -> Result<()> {
     } else {
         ReportSource::Experiment(Box::new(args.sets.load(&args.source)?))
     };
-    let report = write_report(&source, &args.results, &args.out, formats)?;
+    let report = icm::report::write_report_recomputing(
+        &source,
+        &args.results,
+        &args.out,
+        formats,
+        args.recompute,
+    )?;
     println!(
         "report: {} ({} tables, {} figures)",
         report.dir.join("index.html").display(),

@@ -118,19 +118,26 @@ fn resnet_resumes_bit_exactly_from_a_checkpoint() {
     let full = train_run(config, DeviceKind::Cpu, train, None, &data.test, None).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("checkpoint.json");
-    let crash = || -> anyhow::Result<()> { anyhow::bail!("simulated crash after epoch 1") };
+    let path = tmp.path().join(icm::train::CHECKPOINT_FILE);
+    let crash = |u: &icm::train::EpochUpdate| -> anyhow::Result<()> {
+        if u.trained {
+            anyhow::bail!("simulated crash after epoch {}", u.history.len())
+        }
+        Ok(())
+    };
     let ck = Checkpointing {
         path: &path,
         every: Some(1),
-        after_epoch: &crash,
+        observer: &crash,
     };
     assert!(train_run(config, DeviceKind::Cpu, train, None, &data.test, Some(&ck)).is_err());
-    let fine = || -> anyhow::Result<()> { Ok(()) };
+    let saved = icm::train::Checkpoint::load(&path, &config.run_id()).unwrap();
+    assert_eq!(saved.map(|c| c.epoch), Some(1), "checkpoint after epoch 1");
+    let fine = |_: &icm::train::EpochUpdate| -> anyhow::Result<()> { Ok(()) };
     let ck = Checkpointing {
         path: &path,
         every: Some(1),
-        after_epoch: &fine,
+        observer: &fine,
     };
     let resumed = train_run(config, DeviceKind::Cpu, train, None, &data.test, Some(&ck)).unwrap();
     assert_eq!(resumed.metrics, full.metrics);

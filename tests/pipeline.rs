@@ -75,7 +75,8 @@ fn grid_trains_skips_and_reports() {
     let again_dir = records::run_dir(&results, "e2e", &exp.runs()[0].run_id());
     let before = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();
     fs::remove_file(again_dir.join(records::METRICS_FILE)).unwrap();
-    fs::remove_file(again_dir.join(icm::train::CHECKPOINT_FILE)).unwrap();
+    // A finished run's checkpoint is removed (`--keep-checkpoints` keeps it).
+    assert!(!again_dir.join(icm::train::CHECKPOINT_FILE).exists());
     let second = run_grid(&exp, &results, &RunOptions::default()).unwrap();
     assert_eq!((second.trained, second.skipped), (1, 7));
     let after = fs::read_to_string(again_dir.join(records::PREDICTIONS_FILE)).unwrap();

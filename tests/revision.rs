@@ -11,7 +11,7 @@ use icm::grid::locks::{self, RunState};
 use icm::grid::records::{self, METRICS_FILE};
 use icm::grid::runner::{run_grid, RunOptions};
 use icm::spec::parse_experiment;
-use icm::train::{Checkpoint, CHECKPOINT_FILE, TRAINER_REVISION};
+use icm::train::{Checkpoint, CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE, TRAINER_REVISION};
 
 const GRID: &str = "\
 name: rev
@@ -81,11 +81,18 @@ fn checkpoints_of_a_defective_trainer_are_not_resumed() {
     assert_eq!(reference.trained, 2);
     // A checkpoint after epoch 1 of the RegMixup run, as a defective trainer would leave it: with
     // parameters it could never have reached (all zeros), and no revision.
-    run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    // (in the all-JSON form of those versions).
+    let keep = RunOptions {
+        keep_checkpoints: true,
+        ..RunOptions::default()
+    };
+    run_grid(&exp, &results, &keep).unwrap();
     let run = &exp.runs()[1];
     let dir = records::run_dir(&results, "rev", &run.run_id());
-    let ckpt_text = fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap();
-    let mut ckpt: Checkpoint = serde_json::from_str(&ckpt_text).unwrap();
+    let mut ckpt = Checkpoint::load(&dir.join(CHECKPOINT_FILE), &run.run_id())
+        .unwrap()
+        .unwrap();
+    fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
     ckpt.epoch = 1;
     ckpt.history.truncate(1);
     ckpt.params.iter_mut().for_each(|p| *p = 0.0);
@@ -94,7 +101,7 @@ fn checkpoints_of_a_defective_trainer_are_not_resumed() {
     for f in [METRICS_FILE, records::HISTORY_FILE] {
         fs::remove_file(dir.join(f)).unwrap();
     }
-    fs::write(dir.join(CHECKPOINT_FILE), value.to_string()).unwrap();
+    fs::write(dir.join(LEGACY_CHECKPOINT_FILE), value.to_string()).unwrap();
     run_grid(&exp, &results, &RunOptions::default()).unwrap();
     let resumed = records::read_metrics(&dir.join(METRICS_FILE)).unwrap();
     let fresh = records::read_metrics(

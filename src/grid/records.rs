@@ -5,15 +5,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Bin, TestMetrics};
+use crate::metrics::{Bin, Prediction, TestMetrics};
 use crate::nn::DeviceKind;
 use crate::spec::{yaml_error, RunConfig};
 use crate::train::revision::defect_affecting;
 use crate::train::{Divergence, EpochRecord, RunOutcome, TRAINER_REVISION};
-use crate::util::{fault_point, write_atomic};
+use crate::util::{fault_point, npy, write_atomic};
 
 /// Contents of `metrics.json`: identification of the run plus its test metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +63,10 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const HISTORY_FILE: &str = "history.csv";
 pub const RELIABILITY_FILE: &str = "reliability.json";
 pub const PREDICTIONS_FILE: &str = "predictions.csv";
+/// The final network's logits of every test image: float32, shape (test images, classes).
+pub const LOGITS_FILE: &str = "logits.npy";
+/// The test images' labels, in the order of [`LOGITS_FILE`]: int64, shape (test images,).
+pub const LABELS_FILE: &str = "labels.npy";
 pub const FAILURE_FILE: &str = "failure.txt";
 /// Maximum softmax probability of every test and out-of-distribution image (`set,msp`; the
 /// test set is `test`): the data of the score histograms.
@@ -181,8 +185,11 @@ pub fn set_aside(dir: &Path) -> Result<PathBuf> {
         HISTORY_FILE,
         RELIABILITY_FILE,
         PREDICTIONS_FILE,
+        LOGITS_FILE,
+        LABELS_FILE,
         OOD_SCORES_FILE,
         crate::train::CHECKPOINT_FILE,
+        crate::train::LEGACY_CHECKPOINT_FILE,
     ] {
         let from = dir.join(name);
         if from.is_file() {
@@ -233,6 +240,7 @@ pub fn write_run(
         preds.push_str(&format!("{},{},{}\n", p.label, p.predicted, p.confidence));
     }
     write_atomic(&dir.join(PREDICTIONS_FILE), preds.as_bytes())?;
+    write_test_outputs(dir, &outcome.test_logits, &outcome.predictions)?;
     if !outcome.beyond.msp.is_empty() {
         let mut scores = String::from("set,msp\n");
         for (set, values) in &outcome.beyond.msp {
@@ -267,6 +275,92 @@ pub fn write_run(
         &dir.join(METRICS_FILE),
         serde_json::to_string_pretty(&metrics)?.as_bytes(),
     )
+}
+
+/// Writes `logits.npy` and `labels.npy` (the labels are the predictions' labels, in test-set
+/// order).
+fn write_test_outputs(dir: &Path, logits: &[f32], predictions: &[Prediction]) -> Result<()> {
+    let n = predictions.len();
+    let classes = logits.len().checked_div(n).unwrap_or(0);
+    write_atomic(&dir.join(LOGITS_FILE), &npy::to_npy(&[n, classes], logits))?;
+    let labels: Vec<i64> = predictions.iter().map(|p| p.label as i64).collect();
+    write_atomic(&dir.join(LABELS_FILE), &npy::to_npy(&[n], &labels))
+}
+
+/// What a finished run stored of its final network's test outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestOutputs {
+    /// Test images × classes, row-major.
+    pub logits: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub classes: usize,
+}
+
+/// The test outputs of the finished run in `dir` (`logits.npy`, `labels.npy`); `None` for a run
+/// folder of a version that did not store them.
+pub fn read_test_outputs(dir: &Path) -> Result<Option<TestOutputs>> {
+    let (logits_path, labels_path) = (dir.join(LOGITS_FILE), dir.join(LABELS_FILE));
+    if !logits_path.is_file() && !labels_path.is_file() {
+        return Ok(None);
+    }
+    let read =
+        |path: &Path| fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+    let (shape, logits) = npy::from_npy::<f32>(&read(&logits_path)?)
+        .with_context(|| format!("{}", logits_path.display()))?;
+    let (label_shape, labels) = npy::from_npy::<i64>(&read(&labels_path)?)
+        .with_context(|| format!("{}", labels_path.display()))?;
+    let [n, classes] = shape[..] else {
+        bail!(
+            "{}: shape {shape:?}, expected (test images, classes)",
+            logits_path.display()
+        );
+    };
+    if label_shape != [n] {
+        bail!(
+            "{}: shape {label_shape:?} does not match {} ({n} test images)",
+            labels_path.display(),
+            logits_path.display()
+        );
+    }
+    let labels = labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            usize::try_from(l)
+                .ok()
+                .filter(|&l| l < classes)
+                .with_context(|| {
+                    format!(
+                        "{}: label {l} of image {i} is not a class of 0..{classes}",
+                        labels_path.display()
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TestOutputs {
+        logits,
+        labels,
+        classes,
+    }))
+}
+
+/// Every test metric of the finished run in `dir` and its reliability bins computed again from
+/// its stored logits (the same computation training ends with, so the values are the stored
+/// ones bit for bit until a metric's definition changes). The corrupted and out-of-distribution
+/// scores are not test-set outputs and are kept from `stored`. `None` for a folder without
+/// `logits.npy` (written by an earlier version).
+pub fn recompute(dir: &Path, stored: &TestMetrics) -> Result<Option<(TestMetrics, Reliability)>> {
+    let Some(out) = read_test_outputs(dir)? else {
+        return Ok(None);
+    };
+    let (mut test, _, bins) = crate::metrics::evaluate(&out.logits, &out.labels, out.classes);
+    test.corrupted = stored.corrupted.clone();
+    test.ood = stored.ood.clone();
+    let reliability = Reliability {
+        ece: test.ece,
+        bins,
+    };
+    Ok(Some((test, reliability)))
 }
 
 /// Records why a run failed (`icm run --retry-failed` runs it again).
@@ -331,6 +425,7 @@ pub fn check_auxiliary(dir: &Path) -> Result<()> {
     read_history(&dir.join(HISTORY_FILE))?;
     read_reliability(&dir.join(RELIABILITY_FILE))?;
     read_predictions(&dir.join(PREDICTIONS_FILE))?;
+    read_test_outputs(dir)?;
     Ok(())
 }
 
@@ -359,23 +454,28 @@ const HISTORY_COLUMNS: [&str; 10] = [
 pub fn history_csv(history: &[EpochRecord]) -> String {
     let mut out = HISTORY_COLUMNS.join(",");
     out.push('\n');
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for h in history {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
-            h.epoch,
-            h.lr,
-            h.train_loss,
-            h.test_accuracy,
-            opt(h.val_accuracy),
-            opt(h.grad_norm),
-            opt(h.max_grad_norm),
-            opt(h.max_logit),
-            opt(h.max_score),
-            opt(h.duplicates)
-        ));
+        out.push_str(&history_line(h));
     }
     out
+}
+
+/// The line of one epoch in `history.csv`, with its newline.
+pub fn history_line(h: &EpochRecord) -> String {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    format!(
+        "{},{},{},{},{},{},{},{},{},{}\n",
+        h.epoch,
+        h.lr,
+        h.train_loss,
+        h.test_accuracy,
+        opt(h.val_accuracy),
+        opt(h.grad_norm),
+        opt(h.max_grad_norm),
+        opt(h.max_logit),
+        opt(h.max_score),
+        opt(h.duplicates)
+    )
 }
 
 /// Reads a run's `history.csv` (columns found by their header names, so files of earlier
@@ -386,8 +486,20 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochRecord>> {
     parse_history(&text, path)
 }
 
-/// Parses the text of a `history.csv`; `path` names it in errors.
-pub fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
+/// Reads the `history.csv` of a run that may still be training (it gains a line every epoch): a
+/// last line without its newline, cut short by a kill while it was written, is left out.
+pub fn read_history_so_far(path: &Path) -> Result<Vec<EpochRecord>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let whole_lines = text.rfind('\n').map_or("", |end| &text[..=end]);
+    if whole_lines.is_empty() {
+        return Ok(Vec::new()); // not even the header is complete yet
+    }
+    parse_history(whole_lines, path)
+}
+
+/// The epochs of `history.csv` text read from `path` (for messages).
+fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name);

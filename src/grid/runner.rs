@@ -9,14 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
+use super::history_file::HistoryLog;
 use super::locks::{self, ClaimResult, RunState};
+use super::progress::{GridProgress, Mode};
 use super::records;
 use crate::data::{self, splits, Dataset};
 use crate::nn::DeviceKind;
 use crate::spec::{LoadedExperiment, RunConfig};
-use crate::train::{train_and_score, BeyondSets, Checkpointing, RunOutcome, CHECKPOINT_FILE};
+use crate::train::{
+    train_and_score, BeyondSets, Checkpoint, Checkpointing, EpochUpdate, RunOutcome,
+    CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE,
+};
 
 /// How `icm run` works through a grid.
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct RunOptions {
     pub checkpoint_every: Option<usize>,
     /// Overrides the experiment's `device`.
     pub device: Option<DeviceKind>,
+    /// Keep a finished run's checkpoint (by default it is removed once the run is recorded).
+    pub keep_checkpoints: bool,
 }
 
 impl Default for RunOptions {
@@ -49,6 +56,7 @@ impl Default for RunOptions {
             lock_timeout: Duration::from_secs(3600),
             checkpoint_every: None,
             device: None,
+            keep_checkpoints: false,
         }
     }
 }
@@ -135,18 +143,26 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
     // Resolve every split of every sweep point before training anything, so a bad split fails
     // fast.
     let points = prepare_points(exp, pending > 0)?;
+    let point_of = point_of_runs(exp);
+    let subsets_of =
+        |c: &RunConfig| &points[point_of.get(&c.run_id()).copied().unwrap_or(0)].subsets;
+    let images_left: f64 = runs
+        .iter()
+        .filter(|c| !finished(c))
+        .map(|c| run_images(c, subsets_of(c)))
+        .sum();
     let grid = GridRun {
         exp,
         results,
         opts,
         device,
-        point_of: point_of_runs(exp),
+        point_of,
         points: &points,
         summary: Mutex::new(GridSummary {
             total: runs.len(),
             ..Default::default()
         }),
-        bar: progress_bar(runs.len(), opts.quiet),
+        progress: GridProgress::new(runs.len(), images_left, Mode::detect(opts.quiet)),
         queue: Mutex::new(runs.iter().collect()),
         elsewhere: Mutex::new(Vec::new()),
     };
@@ -164,7 +180,7 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
         std::thread::sleep(WAIT_POLL);
         grid.queue.lock().expect("queue").extend(held);
     }
-    grid.bar.finish_and_clear();
+    grid.progress.bar.finish_and_clear();
     let mut summary = grid.summary.into_inner().expect("summary");
     summary.running_elsewhere = waited_for.len();
     summary.seconds = start.elapsed().as_secs_f64();
@@ -174,19 +190,12 @@ pub fn run_grid(exp: &LoadedExperiment, results: &Path, opts: &RunOptions) -> Re
 /// How often a worker that has finished its own runs looks at runs held by other workers.
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
-fn progress_bar(runs: usize, quiet: bool) -> ProgressBar {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(runs as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} runs  {elapsed} elapsed, ETA {eta}  {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar
+/// Training images of all of a run's epochs.
+fn run_images(config: &RunConfig, subsets: &BTreeMap<String, (Dataset, Option<Dataset>)>) -> f64 {
+    let size = subsets
+        .get(&config.split.slug())
+        .map_or(0, |(t, _)| t.len());
+    (config.train.epochs * size) as f64
 }
 
 /// A grid being worked through by this process's workers.
@@ -199,7 +208,7 @@ struct GridRun<'a> {
     points: &'a [PointData],
     point_of: BTreeMap<String, usize>,
     summary: Mutex<GridSummary>,
-    bar: ProgressBar,
+    progress: GridProgress,
     /// Runs no worker of this process has looked at yet.
     queue: Mutex<VecDeque<&'a RunConfig>>,
     /// Runs found held by a live worker of another process: looked at again later.
@@ -237,70 +246,93 @@ impl<'a> GridRun<'a> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.opts.threads.max(1))
             .build()?;
+        let line = self.progress.worker_line();
         loop {
             let Some(config) = self.queue.lock().expect("queue").pop_front() else {
+                line.finish_and_clear();
                 return Ok(());
             };
-            if self.run_one(config, &pool)? {
-                self.bar.inc(1);
+            if self.run_one(config, &pool, &line)? {
+                self.progress.bar.inc(1);
             }
         }
     }
 
     /// Claims the run (or counts why not), trains it and records the outcome. Returns `false`
     /// for a run held by another process's worker (set aside to be looked at again).
-    fn run_one(&self, config: &'a RunConfig, pool: &rayon::ThreadPool) -> Result<bool> {
+    fn run_one(
+        &self,
+        config: &'a RunConfig,
+        pool: &rayon::ThreadPool,
+        line: &ProgressBar,
+    ) -> Result<bool> {
         let id = config.run_id();
         let dir = records::run_dir(self.results, &self.exp.name, &id);
         // Take-overs and retrainings are on stderr always (pipes, --quiet, Slurm logs).
-        let notify = |m: String| self.bar.suspend(|| eprintln!("{m}"));
+        let notify = |m: String| self.progress.bar.suspend(|| eprintln!("{m}"));
         let opts = self.opts;
         let claim = match locks::try_claim(&dir, opts.lock_timeout, opts.retry_failed, &notify)? {
             ClaimResult::Claimed(c) => c,
             ClaimResult::Busy(state) => {
                 let mut s = self.summary.lock().expect("summary");
                 match state {
-                    RunState::Done => s.skipped += 1,
+                    RunState::Done => {
+                        s.skipped += 1;
+                        if !opts.keep_checkpoints {
+                            // Left by a process killed right after recording the run.
+                            Checkpoint::remove(&dir.join(CHECKPOINT_FILE))?;
+                        }
+                    }
                     RunState::Failed(why) => s.previously_failed.push((id, why)),
                     _ => {
                         self.elsewhere.lock().expect("waiting").push(config);
                         return Ok(false);
                     }
                 }
+                self.progress
+                    .forget(run_images(config, &self.data_of(config).subsets));
                 return Ok(true);
             }
         };
-        self.bar.set_message(format!(
+        self.progress.bar.set_message(format!(
             "{} / {} / seed {}",
             config.method.display_name(),
             config.split.slug(),
             config.seed
         ));
-        let resuming = dir.join(CHECKPOINT_FILE).is_file();
-        match pool.install(|| self.train(config, &claim)) {
+        let resuming = [CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE]
+            .iter()
+            .any(|f| dir.join(f).is_file());
+        match pool.install(|| self.train(config, &claim, line)) {
             Err(e) if e.downcast_ref::<locks::ClaimLost>().is_some() => {
                 // Another process owns the run now: write nothing, and wait for it like any run
                 // held elsewhere.
-                self.bar.suspend(|| eprintln!("{e}"));
+                self.progress.bar.suspend(|| eprintln!("{e}"));
                 self.elsewhere.lock().expect("waiting").push(config);
                 return Ok(false);
             }
             Ok(outcome) => {
                 let test_size = self.data_of(config).test().len();
                 records::write_run(&dir, &self.exp.name, config, &outcome, test_size)?;
+                if !opts.keep_checkpoints {
+                    Checkpoint::remove(&dir.join(CHECKPOINT_FILE))?;
+                }
                 let mut s = self.summary.lock().expect("summary");
                 s.trained += 1;
                 s.resumed += resuming as usize;
                 if let Some(d) = &outcome.diverged {
                     let what = format!("epoch {}: {}", d.epoch, d.what);
-                    self.bar.println(format!("run {id} diverged at {what}"));
+                    self.progress
+                        .notice(&format!("run {id} diverged at {what}"));
                     s.diverged.push((id, what));
                 }
             }
             Err(e) => {
                 let reason = format!("{e:#}");
                 records::write_failure(&dir, config, &reason)?;
-                self.bar.println(format!("run {id} failed: {reason}"));
+                self.progress
+                    .forget(run_images(config, &self.data_of(config).subsets));
+                self.progress.notice(&format!("run {id} failed: {reason}"));
                 let mut s = self.summary.lock().expect("summary");
                 s.failed.push((id, reason));
             }
@@ -309,13 +341,27 @@ impl<'a> GridRun<'a> {
     }
 
     /// Trains a claimed run, resuming from its checkpoint; a panic fails this run, not the grid.
-    fn train(&self, config: &RunConfig, claim: &locks::Claim) -> Result<RunOutcome> {
+    fn train(
+        &self,
+        config: &RunConfig,
+        claim: &locks::Claim,
+        line: &ProgressBar,
+    ) -> Result<RunOutcome> {
         let ckpt_path = claim.dir().join(CHECKPOINT_FILE);
-        let heartbeat = || claim.heartbeat();
+        let history = Mutex::new(HistoryLog::new(claim.dir().join(records::HISTORY_FILE)));
+        // The claim first: a worker that lost its run writes nothing more into its folder.
+        let observer = |update: &EpochUpdate| -> Result<()> {
+            if update.trained {
+                claim.heartbeat()?;
+            }
+            history.lock().expect("history").sync(update.history)?;
+            self.progress.show(line, config, update);
+            Ok(())
+        };
         let checkpointing = Checkpointing {
             path: &ckpt_path,
             every: self.opts.checkpoint_every,
-            after_epoch: &heartbeat,
+            observer: &observer,
         };
         let data = self.data_of(config);
         let (train, val) = &data.subsets[&config.split.slug()];

@@ -11,7 +11,7 @@ use walkdir::WalkDir;
 use crate::grid::locks::{self, RunState};
 use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
-use crate::metrics::Metric;
+use crate::metrics::{Metric, TestMetrics};
 use crate::spec::RunConfig;
 use crate::train::EpochRecord;
 use crate::util::json::flatten;
@@ -62,16 +62,7 @@ pub fn partial_history(dir: &Path) -> Result<Vec<EpochRecord>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let whole = match text.rfind('\n') {
-        Some(end) => &text[..=end],
-        None => "",
-    };
-    if whole.is_empty() {
-        return Ok(Vec::new());
-    }
-    records::parse_history(whole, &path)
+    records::read_history_so_far(&path)
 }
 
 /// A run folder without `metrics.json` or `failure.txt`: running (live lock) or interrupted.
@@ -160,6 +151,68 @@ pub fn collect(root: &Path) -> Result<Collection> {
         }
     }
     Ok(out)
+}
+
+/// Replaces every run's test metrics by those computed again from its stored logits
+/// (`icm report --recompute`); returns the notes that say what was done: how many were
+/// recomputed, how many changed, and which runs (of earlier versions, without `logits.npy`) keep
+/// their stored metrics.
+pub fn recompute_metrics(runs: &mut [RunRecord]) -> Result<Vec<String>> {
+    let (mut recomputed, mut changed, mut kept) = (0, 0, Vec::new());
+    for run in runs.iter_mut() {
+        match records::recompute(&run.dir, &run.metrics.test)? {
+            Some((test, _)) => {
+                recomputed += 1;
+                changed += usize::from(!same_metrics(&test, &run.metrics.test));
+                run.metrics.test = test;
+            }
+            None => kept.push(run.dir.display().to_string()),
+        }
+    }
+    let mut notes = vec![format!(
+        "--recompute: the metrics of {recomputed} runs were computed again from their {} \
+         ({changed} differ from their {} by more than its last digit)",
+        records::LOGITS_FILE,
+        records::METRICS_FILE
+    )];
+    if !kept.is_empty() {
+        notes.push(format!(
+            "--recompute: {} runs have no {} (written by an earlier version) and keep their \
+             stored metrics: {}",
+            kept.len(),
+            records::LOGITS_FILE,
+            kept.join(", ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// Whether two runs' test metrics agree up to the last bit of each value: serde_json's default
+/// parser may read a number of `metrics.json` 1 ulp off the value written.
+fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
+    let values = |t: &TestMetrics| {
+        let mut v = vec![t.accuracy, t.ece, t.adaptive_ece, t.mce, t.nll, t.brier];
+        v.extend(t.per_class_accuracy.iter().map(|a| a.unwrap_or(-1.0)));
+        v
+    };
+    let (va, vb) = (values(a), values(b));
+    va.len() == vb.len() && va.iter().zip(&vb).all(|(&x, &y)| same_value(x, y))
+}
+
+/// Equal but for the last bit (a value read back from JSON by serde_json's default parser).
+fn same_value(x: f64, y: f64) -> bool {
+    x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs())
+}
+
+/// The reliability bins of a run as its report uses them: `reliability.json`, unless the run's
+/// test metrics were recomputed (`--recompute`) to an ECE other than the file's, when they are
+/// computed again from the stored logits too, so the diagrams agree with the tables.
+pub fn reliability(run: &RunRecord) -> Result<records::Reliability> {
+    let stored = records::read_reliability(&run.dir.join(records::RELIABILITY_FILE))?;
+    if same_value(stored.ece, run.metrics.test.ece) {
+        return Ok(stored);
+    }
+    Ok(records::recompute(&run.dir, &run.metrics.test)?.map_or(stored, |(_, r)| r))
 }
 
 /// A run's value of a catalog metric (`None`: the metric does not apply, e.g. no few-shot

@@ -95,7 +95,7 @@ impl Figures<'_> {
             let mut bins = Vec::new();
             let mut eces = Vec::new();
             for r in &members {
-                let rel = records::read_reliability(&r.dir.join(records::RELIABILITY_FILE))?;
+                let rel = super::collect::reliability(r)?;
                 eces.push(rel.ece);
                 bins.push(rel.bins);
             }

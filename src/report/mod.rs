@@ -178,7 +178,22 @@ pub fn write_report(
     reports: &Path,
     formats: Formats,
 ) -> Result<ReportOutput> {
-    let (found, mut notes) = find_runs(source, results)?;
+    write_report_recomputing(source, results, reports, formats, false)
+}
+
+/// [`write_report`]; with `recompute`, every run's test metrics are first computed again from
+/// its stored logits (`icm report --recompute`), and the notes say so.
+pub fn write_report_recomputing(
+    source: &ReportSource,
+    results: &Path,
+    reports: &Path,
+    formats: Formats,
+    recompute: bool,
+) -> Result<ReportOutput> {
+    let (mut found, mut notes) = find_runs(source, results)?;
+    if recompute {
+        notes.extend(collect::recompute_metrics(&mut found.runs)?);
+    }
     let grid = grid_of(source, results, &found.runs)?;
     let out = reports.join(&grid.name);
     crate::grid::temporaries::remove_stale_temporaries(&out);

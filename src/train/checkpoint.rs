@@ -3,22 +3,32 @@
 //! atomically (every N epochs, or once a minute by default) and at the end; an interrupted run
 //! resumes from its last checkpoint and ends with the same metrics as an uninterrupted run with
 //! the same seed on the same machine.
+//!
+//! The file is safetensors: the tensors (parameters, momentum, batch-norm statistics, the epoch
+//! order) as raw little-endian data, bit for bit, and the rest (random generators, history,
+//! revision) as JSON in the header's metadata under `icm`, so one atomic write holds all of it.
+//! Checkpoints of earlier versions (`checkpoint.json`, all JSON) still resume.
 
+use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 
-use super::{EpochRecord, Progress};
+use super::{EpochRecord, EpochUpdate, Progress};
 use crate::nn::kernels::BatchNormStats;
 use crate::nn::NetDevice;
 use crate::spec::RunConfig;
 use crate::util::{fault_point, write_atomic};
 
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The all-JSON checkpoint of earlier versions (about 20× larger): resumed, and replaced by the
+/// next checkpoint.
+pub const LEGACY_CHECKPOINT_FILE: &str = "checkpoint.json";
 
 /// State after `epoch` completed epochs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,19 +57,179 @@ pub struct Checkpoint {
     pub seconds: f64,
 }
 
+/// What a checkpoint holds besides its tensors: the `icm` entry of the safetensors metadata.
+#[derive(Serialize, Deserialize)]
+struct State {
+    run_id: String,
+    trainer_revision: u32,
+    epoch: usize,
+    bn_layers: usize,
+    order_rng: ChaCha8Rng,
+    mix_rng: ChaCha8Rng,
+    augment_rng: ChaCha8Rng,
+    #[serde(with = "super::history::exact")]
+    history: Vec<EpochRecord>,
+    seconds: f64,
+}
+
+/// One tensor to write: its type, shape and little-endian bytes.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.bytes[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn f32_tensor(values: &[f32]) -> Raw {
+    Raw {
+        dtype: Dtype::F32,
+        shape: vec![values.len()],
+        bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// The metadata key of the non-tensor state.
+const STATE_KEY: &str = "icm";
+
 impl Checkpoint {
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, serde_json::to_string(self)?.as_bytes())
+    /// The checkpoint as a safetensors file.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let order: Vec<u32> = self
+            .order
+            .iter()
+            .map(|&i| u32::try_from(i))
+            .collect::<Result<_, _>>()
+            .context("more than 2^32 training images")?;
+        let mut tensors = vec![
+            ("params".to_string(), f32_tensor(&self.params)),
+            ("velocity".to_string(), f32_tensor(&self.velocity)),
+            (
+                "order".to_string(),
+                Raw {
+                    dtype: Dtype::U32,
+                    shape: vec![order.len()],
+                    bytes: order.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                },
+            ),
+        ];
+        for (i, bn) in self.bn_stats.iter().enumerate() {
+            tensors.push((format!("bn.{i}.mean"), f32_tensor(&bn.mean)));
+            tensors.push((format!("bn.{i}.var"), f32_tensor(&bn.var)));
+        }
+        let state = State {
+            run_id: self.run_id.clone(),
+            trainer_revision: self.trainer_revision,
+            epoch: self.epoch,
+            bn_layers: self.bn_stats.len(),
+            order_rng: self.order_rng.clone(),
+            mix_rng: self.mix_rng.clone(),
+            augment_rng: self.augment_rng.clone(),
+            history: self.history.clone(),
+            seconds: self.seconds,
+        };
+        let meta = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(&state)?)]);
+        let views = tensors.iter().map(|(name, raw)| (name.as_str(), raw));
+        Ok(safetensors::serialize(views, Some(meta))?)
     }
 
-    /// Loads a checkpoint of `run_id`; `None` when there is none yet.
-    pub fn load(path: &Path, run_id: &str) -> Result<Option<Checkpoint>> {
-        if !path.is_file() {
-            return Ok(None);
+    /// Reads a checkpoint from safetensors bytes (as [`Checkpoint::to_safetensors`] writes).
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Checkpoint> {
+        let file = SafeTensors::deserialize(bytes)?;
+        let (_, header) = SafeTensors::read_metadata(bytes)?;
+        let text = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(STATE_KEY))
+            .context("no `icm` entry in the metadata")?;
+        let state: State = serde_json::from_str(text)?;
+        let tensor = |name: &str, dtype: Dtype| -> Result<Vec<u8>> {
+            let t = file.tensor(name)?;
+            if t.dtype() != dtype || t.shape().len() != 1 {
+                bail!("tensor `{name}` is not a vector of {dtype:?}");
+            }
+            Ok(t.data().to_vec())
+        };
+        let floats = |name: &str| -> Result<Vec<f32>> {
+            let bytes = tensor(name, Dtype::F32)?;
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let bn_stats = (0..state.bn_layers)
+            .map(|i| {
+                Ok(BatchNormStats {
+                    mean: floats(&format!("bn.{i}.mean"))?,
+                    var: floats(&format!("bn.{i}.var"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let order = tensor("order", Dtype::U32)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .collect();
+        Ok(Checkpoint {
+            run_id: state.run_id,
+            trainer_revision: state.trainer_revision,
+            epoch: state.epoch,
+            params: floats("params")?,
+            velocity: floats("velocity")?,
+            bn_stats,
+            order,
+            order_rng: state.order_rng,
+            mix_rng: state.mix_rng,
+            augment_rng: state.augment_rng,
+            history: state.history,
+            seconds: state.seconds,
+        })
+    }
+
+    /// Writes the checkpoint atomically to `path` and removes an earlier version's
+    /// `checkpoint.json` beside it (this one supersedes it).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_safetensors()?)?;
+        let legacy = legacy_path(path);
+        if legacy != path && legacy.is_file() {
+            fs::remove_file(&legacy)
+                .with_context(|| format!("cannot remove {}", legacy.display()))?;
         }
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let ckpt: Checkpoint = serde_json::from_str(&text).with_context(|| {
+        Ok(())
+    }
+
+    /// Loads a checkpoint of `run_id` from `path`, or from an earlier version's
+    /// `checkpoint.json` beside it; `None` when there is none yet.
+    pub fn load(path: &Path, run_id: &str) -> Result<Option<Checkpoint>> {
+        let legacy = legacy_path(path);
+        let path = if path.is_file() {
+            path
+        } else if legacy.is_file() {
+            &legacy
+        } else {
+            return Ok(None);
+        };
+        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        // safetensors starts with its header's length (8 bytes); the JSON of earlier versions
+        // with `{`.
+        let ckpt = if bytes.first() == Some(&b'{') {
+            serde_json::from_slice(&bytes).map_err(anyhow::Error::from)
+        } else {
+            Checkpoint::from_safetensors(&bytes)
+        }
+        .with_context(|| {
             format!(
                 "{} is corrupt; delete it to restart the run from scratch",
                 path.display()
@@ -73,6 +243,18 @@ impl Checkpoint {
             );
         }
         Ok(Some(ckpt))
+    }
+
+    /// Removes the checkpoint at `path` and an earlier version's beside it (a finished run needs
+    /// neither).
+    pub fn remove(path: &Path) -> Result<()> {
+        for file in [path.to_path_buf(), legacy_path(path)] {
+            if file.is_file() {
+                fs::remove_file(&file)
+                    .with_context(|| format!("cannot remove {}", file.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the checkpoint fits a run with `params` parameters, `train_size` training
@@ -109,14 +291,20 @@ impl Checkpoint {
 /// Time between checkpoints when no epoch interval is set.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Where and how often a run saves checkpoints, and what it does after every epoch.
+/// `checkpoint.json` in the folder of `path`.
+fn legacy_path(path: &Path) -> PathBuf {
+    path.with_file_name(LEGACY_CHECKPOINT_FILE)
+}
+
+/// Where and how often a run saves checkpoints, and who watches it train.
 pub struct Checkpointing<'a> {
     pub path: &'a Path,
     /// Save every this many epochs; `None`: whenever a minute has passed since the last save.
     /// Always after the last epoch.
     pub every: Option<usize>,
-    /// Called after every epoch (the runner's lock heartbeat).
-    pub after_epoch: &'a (dyn Fn() -> Result<()> + Sync),
+    /// Told when the run starts (after any resume) and after every epoch, the checkpoint saved
+    /// (the runner's lock heartbeat, `history.csv`, progress lines); an error stops the run.
+    pub observer: &'a (dyn Fn(&EpochUpdate) -> Result<()> + Sync),
 }
 
 impl<'a> Checkpointing<'a> {
@@ -187,9 +375,14 @@ impl Saver<'_> {
         Ok(())
     }
 
-    /// Saves a checkpoint when one is due (always after the last epoch), then runs the
-    /// after-epoch hook. `seconds`: training time so far, over all attempts.
-    pub(super) fn after_epoch<D: NetDevice>(
+    /// Tells the observer how the run stands.
+    pub(super) fn observe(&self, update: &EpochUpdate) -> Result<()> {
+        (self.settings.observer)(update)
+    }
+
+    /// Saves a checkpoint when one is due (always after the last epoch). `seconds`: training
+    /// time so far, over all attempts.
+    pub(super) fn save_if_due<D: NetDevice>(
         &mut self,
         progress: &Progress<D>,
         epochs: usize,
@@ -219,6 +412,6 @@ impl Saver<'_> {
             .save(self.settings.path)?;
             fault_point(&format!("after-checkpoint-{done}"));
         }
-        (self.settings.after_epoch)()
+        Ok(())
     }
 }

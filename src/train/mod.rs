@@ -1,7 +1,9 @@
 //! The training layer: trains and evaluates one run on the CPU or a CUDA device. A run draws from
 //! independent seeded random streams, trains mini-batches with its method's mixing and loss
 //! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
-//! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]). [`bench`]
+//! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]), telling an
+//! observer after every epoch ([`EpochUpdate`]: the grid writes `history.csv` and progress lines
+//! from it; this layer has no UI). [`bench`]
 //! times training steps; [`device_check`] compares one step's loss and gradient on two devices.
 
 pub mod bench;
@@ -23,7 +25,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use beyond::{BeyondScores, BeyondSets};
-pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE};
+pub use checkpoint::{Checkpoint, Checkpointing, CHECKPOINT_FILE, LEGACY_CHECKPOINT_FILE};
 pub use divergence::{Divergence, DivergenceWatch};
 pub use eval::predict_logits;
 pub use history::{EpochDiagnostics, EpochRecord};
@@ -43,6 +45,9 @@ pub struct RunOutcome {
     pub history: Vec<EpochRecord>,
     pub metrics: TestMetrics,
     pub predictions: Vec<Prediction>,
+    /// The final network's logits of every test image (test images × classes, row-major): every
+    /// test metric is a function of them and the labels.
+    pub test_logits: Vec<f32>,
     pub bins: Vec<Bin>,
     pub train_class_counts: Vec<usize>,
     pub train_seconds: f64,
@@ -53,6 +58,25 @@ pub struct RunOutcome {
     pub beyond: BeyondScores,
     /// Seconds spent scoring those sets (not part of `train_seconds`).
     pub beyond_seconds: f64,
+}
+
+/// What a run tells its observer (see [`Checkpointing::observer`]): once when it starts, with the
+/// history a checkpoint restored (empty for a fresh run), and after every epoch it trains.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochUpdate<'a> {
+    /// Every epoch so far; the last one was just trained when `trained` is set.
+    pub history: &'a [EpochRecord],
+    /// Epochs the run trains in all.
+    pub epochs: usize,
+    /// Whether an epoch was just trained (false for the notice at the start).
+    pub trained: bool,
+    /// Training images per epoch.
+    pub images: usize,
+    /// Wall seconds of the last epoch (training and scoring); 0 at the start.
+    pub epoch_seconds: f64,
+    /// Wall seconds and epochs of this attempt so far (a resumed run counts from its resume).
+    pub attempt_seconds: f64,
+    pub attempt_epochs: usize,
 }
 
 /// The random streams of a run. Each is ChaCha8 seeded with the run's seed on a stream id of its
@@ -87,6 +111,8 @@ struct Progress<D: NetDevice> {
     history: Vec<EpochRecord>,
     /// Training time of earlier attempts (a resumed run).
     earlier_seconds: f64,
+    /// When this attempt started.
+    attempt_start: Instant,
 }
 
 impl<D: NetDevice> Progress<D> {
@@ -114,6 +140,7 @@ impl<D: NetDevice> Progress<D> {
             augment_rng: stream(config.seed, Stream::Augment),
             history: Vec::with_capacity(config.train.epochs),
             earlier_seconds: 0.0,
+            attempt_start: Instant::now(),
         }
     }
 
@@ -190,47 +217,27 @@ fn train_on<D: NetDevice>(
     data: &RunData,
     checkpointing: Option<&Checkpointing>,
 ) -> Result<RunOutcome> {
-    let start = Instant::now();
     let mut progress = Progress::fresh(&dev, config, data.train);
     let mut saver = checkpointing.map(|ck| ck.saver(config.run_id()));
     if let Some(saver) = &saver {
         saver.resume(&dev, &mut progress, config)?;
+        saver.observe(&EpochUpdate {
+            history: &progress.history,
+            epochs: config.train.epochs,
+            trained: false,
+            images: data.train.len(),
+            epoch_seconds: 0.0,
+            attempt_seconds: 0.0,
+            attempt_epochs: 0,
+        })?;
     }
-    let uniform_loss = uniform_score_loss(
-        &config.method,
-        data.train.classes,
-        config.train.batch_size.min(data.train.labels.len()),
-    );
-    let mut watch = DivergenceWatch::new(data.train.classes, config.train.epochs, uniform_loss);
-    // A resumed run's watch sees its earlier epochs again.
-    let mut diverged = progress.history.iter().find_map(|r| watch.observe(r));
-    // The last epoch's test logits are the final predictions: evaluated once, not twice.
-    let mut test_logits = None;
-    for epoch in progress.epochs_done()..config.train.epochs {
-        let (record, logits, stopped) = train_epoch(&dev, &mut progress, config, data, epoch)?;
-        if let Some(seen) = watch.observe(&record) {
-            diverged.get_or_insert(seen);
-        }
-        progress.history.push(record);
-        test_logits = Some(logits);
-        if let Some(why) = stopped {
-            // No finite loss, no step to take: the run ends here, scored as it stands.
-            if let Some(d) = diverged.as_mut().filter(|d| d.epoch == epoch + 1) {
-                d.what = format!("{}: {why}", d.what);
-            }
-            break;
-        }
-        if let Some(saver) = &mut saver {
-            let seconds = progress.earlier_seconds + start.elapsed().as_secs_f64();
-            saver.after_epoch(&progress, config.train.epochs, seconds)?;
-        }
-    }
+    let (test_logits, diverged) = train_epochs(&dev, &mut progress, config, data, &mut saver)?;
     // A run resumed from its final checkpoint trained no epoch here: evaluate now.
     let logits =
         test_logits.unwrap_or_else(|| predict_logits(&dev, &mut progress.model, data.test));
     let (mut metrics, predictions, bins) =
         metrics::evaluate(&logits, &data.test.labels, data.test.classes);
-    let train_seconds = progress.earlier_seconds + start.elapsed().as_secs_f64();
+    let train_seconds = progress.earlier_seconds + progress.attempt_start.elapsed().as_secs_f64();
     let scoring = Instant::now();
     let beyond = data.beyond.map_or_else(BeyondScores::default, |sets| {
         beyond::score(
@@ -247,6 +254,7 @@ fn train_on<D: NetDevice>(
         history: progress.history,
         metrics,
         predictions,
+        test_logits: logits,
         bins,
         train_class_counts: data.train.class_counts(),
         train_seconds,
@@ -255,6 +263,61 @@ fn train_on<D: NetDevice>(
         beyond,
         beyond_seconds: scoring.elapsed().as_secs_f64(),
     })
+}
+
+/// Trains the epochs left (saving checkpoints and telling the observer after each): the last
+/// epoch's test logits (`None` when no epoch was left) and the divergence seen, if any.
+fn train_epochs<D: NetDevice>(
+    dev: &D,
+    progress: &mut Progress<D>,
+    config: &RunConfig,
+    data: &RunData,
+    saver: &mut Option<checkpoint::Saver<'_>>,
+) -> Result<(Option<Vec<f32>>, Option<Divergence>)> {
+    let uniform_loss = uniform_score_loss(
+        &config.method,
+        data.train.classes,
+        config.train.batch_size.min(data.train.labels.len()),
+    );
+    let mut watch = DivergenceWatch::new(data.train.classes, config.train.epochs, uniform_loss);
+    // A resumed run's watch sees its earlier epochs again.
+    let mut diverged = progress.history.iter().find_map(|r| watch.observe(r));
+    // The last epoch's test logits are the final predictions: evaluated once, not twice.
+    let mut test_logits = None;
+    let first = progress.epochs_done();
+    for epoch in first..config.train.epochs {
+        let epoch_start = Instant::now();
+        let (record, logits, stopped) = train_epoch(dev, progress, config, data, epoch)?;
+        if let Some(seen) = watch.observe(&record) {
+            diverged.get_or_insert(seen);
+        }
+        progress.history.push(record);
+        test_logits = Some(logits);
+        if let Some(saver) = saver {
+            let attempt = progress.attempt_start.elapsed().as_secs_f64();
+            if stopped.is_none() {
+                let seconds = progress.earlier_seconds + attempt;
+                saver.save_if_due(progress, config.train.epochs, seconds)?;
+            }
+            saver.observe(&EpochUpdate {
+                history: &progress.history,
+                epochs: config.train.epochs,
+                trained: true,
+                images: data.train.len(),
+                epoch_seconds: epoch_start.elapsed().as_secs_f64(),
+                attempt_seconds: attempt,
+                attempt_epochs: epoch + 1 - first,
+            })?;
+        }
+        if let Some(why) = stopped {
+            // No finite loss, no step to take: the run ends here, scored as it stands.
+            if let Some(d) = diverged.as_mut().filter(|d| d.epoch == epoch + 1) {
+                d.what = format!("{}: {why}", d.what);
+            }
+            break;
+        }
+    }
+    Ok((test_logits, diverged))
 }
 
 /// Trains epoch `epoch` (0-based) and scores it: its history line, the test logits, and why

@@ -5,6 +5,7 @@ pub mod fault;
 pub mod files;
 pub mod host;
 pub mod json;
+pub mod npy;
 pub mod params;
 pub mod tensor;
 pub mod text;
