@@ -299,13 +299,14 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 
 /// glibc's malloc hands every freed buffer over 128 KB–32 MB back to the kernel, so each
 /// training step page-faults its activations in again (about a tenth of a ResNet-20 step's CPU
-/// time went to the kernel); keeping freed memory for reuse removes that.
+/// time went to the kernel); keeping freed buffers up to 128 MB for reuse removes that, while
+/// larger ones (whole datasets) still go back, so the peak memory does not grow.
 fn keep_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets allocator parameters, before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
 }
 
