@@ -99,14 +99,18 @@ pub fn icm_loss_with<D: Device<f32>, T: Tape<f32, D>>(
         "the ICM loss contrasts each mixed pair with the others in its batch, so it needs a batch of \
          at least 2 samples (got {b}); raise batch_size"
     );
-    let (value, grad) = icm_value_and_grad(&logits.as_vec(), &targets.as_vec(), b, c, loss);
-    // The loss enters the tape as ⟨Z, G⟩ − ⟨Z, G⟩'s value + the loss's value: exactly the
-    // loss's value, and exactly G as the logits' gradient (dfdx's CPU ops spent a tenth of an
-    // MLP step on the B × B score matrix; this is one pass over it, on any device).
-    let grad: Matrix<D> = logits.device().tensor_from_vec(grad, (b, c));
-    let surrogate = (logits * grad).sum::<Rank0, _>();
-    let level = surrogate.as_vec()[0];
-    Ok(surrogate - level + value)
+    let z = logits.as_vec();
+    let (value, grad) = icm_value_and_grad(&z, &targets.as_vec(), b, c, loss);
+    // The loss enters the tape as Σ (Z ⊙ G − their values) + the loss's value: every difference
+    // is exactly 0, so this is exactly the loss's value, with exactly G as the logits' gradient
+    // (dfdx's CPU ops spent a tenth of an MLP step on the B × B score matrix; this is one pass
+    // over it, on any device). Element by element, because a sum of the products could
+    // overflow for the huge logits of a collapsing run where each product does not.
+    let products: Vec<f32> = z.iter().zip(&grad).map(|(z, g)| z * g).collect();
+    let dev = logits.device().clone();
+    let grad: Matrix<D> = dev.tensor_from_vec(grad, (b, c));
+    let products: Matrix<D> = dev.tensor_from_vec(products, (b, c));
+    Ok(((logits * grad) - products).sum::<Rank0, _>() + value)
 }
 
 /// The ICM loss of logits `z` (B × C) against mixed targets `t` (B × C), and its gradient with
