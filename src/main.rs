@@ -30,10 +30,10 @@ enum Command {
     /// Train every run of an experiment grid that is not done yet, then write its report.
     Run(RunArgs),
     /// Done / running / failed / pending runs per method, with an ETA.
-    Status(StatusArgs),
+    Status(GridArgs),
     /// Every run folder of the experiment's results folder: state, whether it belongs to the
     /// current grid, and how the others differ from it.
-    Runs(RunsArgs),
+    Runs(GridArgs),
     /// Move aside (or delete) the run folders outside the current grid; a dry run unless
     /// --move, --move-to or --delete is given. Never touches runs of the grid or running ones.
     Clean(CleanArgs),
@@ -146,20 +146,9 @@ struct RunArgs {
     keep_checkpoints: bool,
 }
 
+/// An experiment's grid and where its runs are (`status`, `runs`, `clean`).
 #[derive(Args)]
-struct StatusArgs {
-    /// Experiment file.
-    experiment: PathBuf,
-    #[command(flatten)]
-    sets: SetArgs,
-    #[arg(long, default_value = "results")]
-    results: PathBuf,
-    #[arg(long, default_value_t = 3600)]
-    lock_timeout: u64,
-}
-
-#[derive(Args)]
-struct RunsArgs {
+struct GridArgs {
     /// Experiment file.
     experiment: PathBuf,
     #[command(flatten)]
@@ -173,7 +162,7 @@ struct RunsArgs {
 #[derive(Args)]
 struct CleanArgs {
     #[command(flatten)]
-    runs: RunsArgs,
+    runs: GridArgs,
     /// Move the runs outside the grid into <results>/<experiment>/.stale/.
     #[arg(long = "move", conflicts_with_all = ["move_to", "delete"])]
     move_default: bool,
@@ -387,7 +376,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 /// `icm status`.
-fn status(args: StatusArgs) -> Result<()> {
+fn status(args: GridArgs) -> Result<()> {
     let exp = args.sets.load(&args.experiment)?;
     let timeout = Duration::from_secs(args.lock_timeout);
     icm::grid::locks::check_lock_timeout(timeout)?;
@@ -399,7 +388,7 @@ fn status(args: StatusArgs) -> Result<()> {
 }
 
 /// `icm runs`.
-fn runs(args: RunsArgs) -> Result<()> {
+fn runs(args: GridArgs) -> Result<()> {
     use icm::grid::inventory;
     let exp = args.sets.load(&args.experiment)?;
     let timeout = Duration::from_secs(args.lock_timeout);
