@@ -19,6 +19,7 @@
 
 use anyhow::{ensure, Result};
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use super::method::{IcmAxes, Method, Target};
 use crate::util::Matrix;
@@ -127,13 +128,13 @@ pub fn icm_value_and_grad(
 ) -> (f32, Vec<f32>) {
     let tau = loss.temperature as f32;
     let mut s = vec![0.0f32; b * b];
-    for (i, row) in s.chunks_mut(b).enumerate() {
+    s.par_chunks_mut(b).enumerate().for_each(|(i, row)| {
         let zi = &z[i * c..(i + 1) * c];
         for (j, s) in row.iter_mut().enumerate() {
             let tj = &t[j * c..(j + 1) * c];
             *s = zi.iter().zip(tj).map(|(a, b)| a * b).sum::<f32>() / tau;
         }
-    }
+    });
     if loss.mask_duplicates {
         for (s, m) in s.iter_mut().zip(duplicate_mask(t, b, c)) {
             *s += m;
@@ -144,34 +145,47 @@ pub fn icm_value_and_grad(
         IcmAxes::Class => &[false],
         IcmAxes::Dual => &[true, false],
     };
+    // Lines (rows, then columns) in parallel; their terms are added in line order, so the
+    // results do not depend on the thread count.
     let mut value = 0.0f64;
     let mut ds = vec![0.0f32; b * b];
-    let mut e = vec![0.0f32; b];
     for &by_rows in axes {
         let at = |i: usize, j: usize| if by_rows { i * b + j } else { j * b + i };
-        for i in 0..b {
-            let max = (0..b)
-                .map(|j| s[at(i, j)])
-                .fold(f32::NEG_INFINITY, f32::max);
-            for (j, e) in e.iter_mut().enumerate() {
-                *e = (s[at(i, j)] - max).exp();
-            }
-            let total: f64 = e.iter().map(|&e| e as f64).sum();
-            value += (max as f64 + total.ln() - s[at(i, i)] as f64) / b as f64;
-            for (j, &e) in e.iter().enumerate() {
-                let soft = (e as f64 / total) as f32;
-                ds[at(i, j)] += (soft - if i == j { 1.0 } else { 0.0 }) / b as f32;
+        let lines: Vec<(f64, Vec<f32>)> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let max = (0..b)
+                    .map(|j| s[at(i, j)])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = (0..b).map(|j| (s[at(i, j)] - max).exp()).collect();
+                let total: f64 = e.iter().map(|&e| e as f64).sum();
+                let term = (max as f64 + total.ln() - s[at(i, i)] as f64) / b as f64;
+                let d = e
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &e)| {
+                        let soft = (e as f64 / total) as f32;
+                        (soft - if i == j { 1.0 } else { 0.0 }) / b as f32
+                    })
+                    .collect();
+                (term, d)
+            })
+            .collect();
+        for (i, (term, d)) in lines.into_iter().enumerate() {
+            value += term;
+            for (j, d) in d.into_iter().enumerate() {
+                ds[at(i, j)] += d;
             }
         }
     }
     let mut grad = vec![0.0f32; b * c];
-    for (i, g) in grad.chunks_mut(c).enumerate() {
+    grad.par_chunks_mut(c).enumerate().for_each(|(i, g)| {
         for (j, &d) in ds[i * b..(i + 1) * b].iter().enumerate() {
             for (g, &tj) in g.iter_mut().zip(&t[j * c..(j + 1) * c]) {
                 *g += d * tj / tau;
             }
         }
-    }
+    });
     (value as f32, grad)
 }
 
