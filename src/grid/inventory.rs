@@ -14,6 +14,7 @@ use super::locks::{self, RunState};
 use super::records;
 use crate::spec::run::point_row;
 use crate::spec::{LoadedExperiment, RunConfig};
+use crate::util::text::aligned_rows;
 
 /// Where `icm clean` puts the runs it moves when not told otherwise, inside the experiment's
 /// results folder (reports and `icm runs` skip folders whose names start with a dot).
@@ -210,19 +211,8 @@ pub fn render_run_folders(exp: &LoadedExperiment, results: &Path, folders: &[Run
             differs,
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = format!("{} ({})\n", exp.name, results.join(&exp.name).display());
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, &w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&aligned_rows(&rows));
     let in_grid = folders.iter().filter(|f| f.in_grid).count();
     let grid_runs = exp.runs().len();
     out.push_str(&format!(

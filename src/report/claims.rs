@@ -9,6 +9,7 @@ use crate::data::{DatasetSpec, Split};
 use crate::metrics::catalog::{metric, Metric};
 use crate::metrics::paired::{compare, PairedComparison};
 use crate::spec::Claim;
+use crate::util::text::aligned_rows;
 
 /// One claim tested on one split.
 #[derive(Debug, Clone)]
@@ -224,25 +225,7 @@ pub fn to_text(rows: &[ClaimRow]) -> String {
         line.extend(row.cells());
         table.push(line);
     }
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut s = String::new();
-    for line in &table {
-        let cells: Vec<String> = line
-            .iter()
-            .zip(&widths)
-            .map(|(cell, &w)| format!("{cell:<w$}"))
-            .collect();
-        s.push_str(cells.join("  ").trim_end());
-        s.push('\n');
-    }
+    let mut s = aligned_rows(&table);
     s.push('\n');
     s.push_str(READING);
     s.push('\n');

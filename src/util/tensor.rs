@@ -15,11 +15,7 @@ pub fn cpu_data(t: &Tensor<(usize,), f32, Cpu>) -> &[f32] {
         return &[];
     }
     let first: *const f32 = &t[[0]];
-    assert_eq!(
-        first.wrapping_add(n - 1),
-        &t[[n - 1]] as *const f32,
-        "a CPU tensor whose elements are not contiguous"
-    );
+    assert_contiguous(t, first);
     // SAFETY: n contiguous elements from `first` (checked above), borrowed with `t`.
     unsafe { std::slice::from_raw_parts(first, n) }
 }
@@ -32,12 +28,18 @@ pub fn cpu_data_mut(t: &mut Tensor<(usize,), f32, Cpu>) -> &mut [f32] {
         return &mut [];
     }
     let first: *mut f32 = &mut t[[0]];
-    assert_eq!(
-        first.wrapping_add(n - 1) as *const f32,
-        &t[[n - 1]] as *const f32,
-        "a CPU tensor whose elements are not contiguous"
-    );
+    assert_contiguous(t, first);
     // SAFETY: n contiguous elements from `first` (checked above; `index_mut` made the buffer
     // this tensor's own), borrowed mutably with `t`.
     unsafe { std::slice::from_raw_parts_mut(first, n) }
+}
+
+/// Stops unless `t`'s last element sits `len − 1` elements after `first`, its first.
+fn assert_contiguous(t: &Tensor<(usize,), f32, Cpu>, first: *const f32) {
+    let n = t.shape().0;
+    assert_eq!(
+        first.wrapping_add(n - 1),
+        &t[[n - 1]] as *const f32,
+        "a CPU tensor whose elements are not contiguous"
+    );
 }
