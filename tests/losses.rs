@@ -256,3 +256,24 @@ fn scaled_icm_loss_and_gradient_match_the_plain_loss_of_scaled_logits() {
         .array();
     assert_eq!(plain, off);
 }
+
+/// A non-finite logit makes the loss and its whole gradient NaN, on every axis (as the dense
+/// product Z·Tᵀ would: ∞ · 0 and NaN · 0 are NaN), even where it meets only zero target weights.
+#[test]
+fn a_non_finite_logit_gives_a_nan_loss_and_gradient() {
+    use icm::mix::losses::{icm_value_and_grad, IcmLoss};
+    // Two samples over three classes; no target row gives class 2 any weight.
+    let t = [0.7, 0.3, 0.0, 0.0, 1.0, 0.0];
+    let mut z = [1.0, -1.0, 0.5, 0.25, 2.0, -0.5];
+    let (value, grad) = icm_value_and_grad(&z, &t, 2, 3, &IcmLoss::faithful(IcmAxes::Dual));
+    assert!(value.is_finite() && value > 0.0, "{value}");
+    assert!(grad.iter().all(|g| g.is_finite()));
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        z[2] = bad;
+        for axes in [IcmAxes::Pair, IcmAxes::Class, IcmAxes::Dual] {
+            let (value, grad) = icm_value_and_grad(&z, &t, 2, 3, &IcmLoss::faithful(axes));
+            assert!(value.is_nan(), "{bad} {axes:?}: {value}");
+            assert!(grad.iter().all(|g| g.is_nan()), "{bad} {axes:?}: {grad:?}");
+        }
+    }
+}

@@ -119,6 +119,11 @@ pub fn icm_loss_with<D: Device<f32>, T: Tape<f32, D>>(
 /// each axis is (1/B) Σ (logsumexp − the diagonal score), its gradient (softmax − I) / B along
 /// that axis; ∂S/∂Z = T / τ. Scores are f32 as on the tape; sums of exponentials and the
 /// loss run in f64.
+///
+/// A target row has at most two nonzero weights, so the products S = Z·Tᵀ and G = ∂L/∂S · T
+/// visit only those (B² · 2 instead of B² · C multiply-adds; the skipped terms are exact
+/// zeros). The lines of both axes (rows of S and of Sᵀ) are one parallel pass; every sum keeps
+/// one fixed order, so the results do not depend on the thread count.
 pub fn icm_value_and_grad(
     z: &[f32],
     t: &[f32],
@@ -126,66 +131,83 @@ pub fn icm_value_and_grad(
     c: usize,
     loss: &IcmLoss,
 ) -> (f32, Vec<f32>) {
+    if z.iter().any(|v| !v.is_finite()) {
+        // A non-finite logit meets a zero target weight somewhere (∞ · 0 and NaN · 0 are NaN in
+        // the dense product), so every score, the loss and the whole gradient are NaN: say so
+        // rather than skip the zero terms into a finite answer.
+        return (f32::NAN, vec![f32::NAN; b * c]);
+    }
     let tau = loss.temperature as f32;
-    let mut s = vec![0.0f32; b * b];
-    s.par_chunks_mut(b).enumerate().for_each(|(i, row)| {
-        let zi = &z[i * c..(i + 1) * c];
-        for (j, s) in row.iter_mut().enumerate() {
-            let tj = &t[j * c..(j + 1) * c];
-            *s = zi.iter().zip(tj).map(|(a, b)| a * b).sum::<f32>() / tau;
+    let nonzero: Vec<Vec<(usize, f32)>> = t
+        .chunks(c)
+        .map(|row| {
+            let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+            weights.map(|(k, &w)| (k, w)).collect()
+        })
+        .collect();
+    // lines[0]: the rows of S; lines[1]: the rows of Sᵀ (S's columns, contiguous).
+    let mut lines = vec![0.0f32; 2 * b * b];
+    for (i, zi) in z.chunks(c).enumerate() {
+        for (j, tj) in nonzero.iter().enumerate() {
+            let dot = tj.iter().fold(0.0f32, |sum, &(k, w)| sum + zi[k] * w);
+            lines[i * b + j] = dot / tau;
         }
-    });
+    }
     if loss.mask_duplicates {
-        for (s, m) in s.iter_mut().zip(duplicate_mask(t, b, c)) {
+        for (s, m) in lines.iter_mut().zip(duplicate_mask(t, b, c)) {
             *s += m;
         }
     }
-    let axes: &[bool] = match loss.axes {
-        IcmAxes::Pair => &[true],
-        IcmAxes::Class => &[false],
-        IcmAxes::Dual => &[true, false],
+    let (rows, columns) = lines.split_at_mut(b * b);
+    for (i, row) in rows.chunks(b).enumerate() {
+        for (j, &s) in row.iter().enumerate() {
+            columns[j * b + i] = s;
+        }
+    }
+    let used = match loss.axes {
+        IcmAxes::Pair => 0..b,
+        IcmAxes::Class => b..2 * b,
+        IcmAxes::Dual => 0..2 * b,
     };
-    // Lines (rows, then columns) in parallel; their terms are added in line order, so the
-    // results do not depend on the thread count.
-    let mut value = 0.0f64;
+    // Each line becomes its gradient ((softmax − I) / B) in place; its loss term is returned.
+    let terms: Vec<f64> = lines
+        .par_chunks_mut(b)
+        .enumerate()
+        .filter(|(line, _)| used.contains(line))
+        .map(|(line, s)| {
+            let diagonal = s[line % b];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            s.iter_mut().for_each(|v| *v = (*v - max).exp());
+            let total: f64 = s.iter().map(|&e| e as f64).sum();
+            for (j, v) in s.iter_mut().enumerate() {
+                let soft = (*v as f64 / total) as f32;
+                *v = (soft - if j == line % b { 1.0 } else { 0.0 }) / b as f32;
+            }
+            (max as f64 + total.ln() - diagonal as f64) / b as f64
+        })
+        .collect();
+    let value: f64 = terms.iter().sum();
+    // ∂L/∂S: the rows' part, then the columns' part added (each zero where its axis is unused).
     let mut ds = vec![0.0f32; b * b];
-    for &by_rows in axes {
-        let at = |i: usize, j: usize| if by_rows { i * b + j } else { j * b + i };
-        let lines: Vec<(f64, Vec<f32>)> = (0..b)
-            .into_par_iter()
-            .map(|i| {
-                let max = (0..b)
-                    .map(|j| s[at(i, j)])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let e: Vec<f32> = (0..b).map(|j| (s[at(i, j)] - max).exp()).collect();
-                let total: f64 = e.iter().map(|&e| e as f64).sum();
-                let term = (max as f64 + total.ln() - s[at(i, i)] as f64) / b as f64;
-                let d = e
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &e)| {
-                        let soft = (e as f64 / total) as f32;
-                        (soft - if i == j { 1.0 } else { 0.0 }) / b as f32
-                    })
-                    .collect();
-                (term, d)
-            })
-            .collect();
-        for (i, (term, d)) in lines.into_iter().enumerate() {
-            value += term;
-            for (j, d) in d.into_iter().enumerate() {
-                ds[at(i, j)] += d;
+    for (axis, part) in lines.chunks(b * b).enumerate() {
+        if !used.contains(&(axis * b)) {
+            continue;
+        }
+        for (i, line) in part.chunks(b).enumerate() {
+            for (j, &d) in line.iter().enumerate() {
+                let at = if axis == 0 { i * b + j } else { j * b + i };
+                ds[at] += d;
             }
         }
     }
     let mut grad = vec![0.0f32; b * c];
-    grad.par_chunks_mut(c).enumerate().for_each(|(i, g)| {
-        for (j, &d) in ds[i * b..(i + 1) * b].iter().enumerate() {
-            for (g, &tj) in g.iter_mut().zip(&t[j * c..(j + 1) * c]) {
-                *g += d * tj / tau;
+    for (g, dsi) in grad.chunks_mut(c).zip(ds.chunks(b)) {
+        for (&d, tj) in dsi.iter().zip(&nonzero) {
+            for &(k, w) in tj {
+                g[k] += d * w / tau;
             }
         }
-    });
+    }
     (value as f32, grad)
 }
 

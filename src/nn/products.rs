@@ -116,6 +116,45 @@ pub(crate) fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
+    product(
+        (m, n, k),
+        (a, a_t),
+        (b, b_t),
+        c,
+        accumulate,
+        gemm::Parallelism::None,
+    );
+}
+
+/// [`gemm`] spread over the current rayon pool's threads by the `gemm` crate itself, which splits
+/// the output into tiles: every element still sums its k terms in one fixed order (the crate's
+/// depth blocking depends on m, n and k only), so the result is bit-identical to [`gemm`]'s
+/// whatever the number of threads. For one large product (the MLP's layers over a whole batch)
+/// instead of many small ones.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_threaded(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+    product((m, n, k), (a, a_t), (b, b_t), c, accumulate, threads);
+}
+
+fn product(
+    (m, n, k): (usize, usize, usize),
+    (a, a_t): (&[f32], bool),
+    (b, b_t): (&[f32], bool),
+    c: &mut [f32],
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
     let (a_rs, a_cs) = if a_t {
@@ -150,7 +189,7 @@ pub(crate) fn gemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

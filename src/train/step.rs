@@ -142,12 +142,19 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
         };
     }
     let temperature = method.temperature.unwrap_or(1.0);
+    // A target row has one or two nonzero weights: S_ij sums only those terms (the zero terms
+    // add nothing), B² · 2 products instead of B² · C.
+    let nonzero: Vec<Vec<(usize, f64)>> = t
+        .chunks(c)
+        .map(|row| {
+            let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+            weights.map(|(k, &w)| (k, w as f64)).collect()
+        })
+        .collect();
     let mut max_score = 0.0f64;
-    for i in 0..b {
-        for j in 0..b {
-            let s: f64 = (0..c)
-                .map(|k| z[i * c + k] as f64 * t[j * c + k] as f64)
-                .sum();
+    for zi in z.chunks(c).take(b) {
+        for tj in &nonzero {
+            let s: f64 = tj.iter().map(|&(k, w)| zi[k] as f64 * w).sum();
             max_score = max_score.max((s / temperature).abs());
         }
     }
