@@ -213,10 +213,9 @@ impl MlpLayout {
             dh.par_chunks_mut(1 << 14)
                 .zip(h.par_chunks(1 << 14))
                 .for_each(|(g, v)| {
+                    // A select written to every value (not a conditional store): it vectorises.
                     for (g, &v) in g.iter_mut().zip(v) {
-                        if v <= 0.0 {
-                            *g = 0.0;
-                        }
+                        *g = if v <= 0.0 { 0.0 } else { *g };
                     }
                 });
             d = dh;

@@ -128,9 +128,9 @@ pub(crate) fn gemm(
 
 /// [`gemm`] spread over the current rayon pool's threads by the `gemm` crate itself, which splits
 /// the output into tiles: every element still sums its k terms in one fixed order (the crate's
-/// depth blocking depends on m, n and k only), so the result is bit-identical to [`gemm`]'s
-/// whatever the number of threads. For one large product (the MLP's layers over a whole batch)
-/// instead of many small ones.
+/// depth blocking depends on m, n and k only), so the result does not depend on the number of
+/// threads (`tests/models.rs` checks a whole MLP step on 1 and 3 threads). For one large product
+/// (an MLP layer over a whole batch) instead of many small ones.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_threaded(
     m: usize,

@@ -79,10 +79,20 @@ impl Sgd<Cpu> {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|((p, v), g)| {
-                for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-                    let d = if decay { g * scale + *p * wd } else { g };
-                    *v = *v * mu + d * 1.0;
-                    *p = *p * 1.0 + *v * step;
+                // Equal lengths and the branch outside the loops: both loops vectorise.
+                let n = p.len();
+                let (v, g) = (&mut v[..n], &g[..n]);
+                if decay {
+                    for i in 0..n {
+                        let d = g[i] * scale + p[i] * wd;
+                        v[i] = v[i] * mu + d * 1.0;
+                        p[i] = p[i] * 1.0 + v[i] * step;
+                    }
+                } else {
+                    for i in 0..n {
+                        v[i] = v[i] * mu + g[i] * 1.0;
+                        p[i] = p[i] * 1.0 + v[i] * step;
+                    }
                 }
             });
         norm
