@@ -241,6 +241,13 @@ struct BenchArgs {
     /// Also time one 2048³ product on the same threads (the sgemm peak a step is compared with).
     #[arg(long)]
     sgemm: bool,
+    /// Also compare the step with one of this method (e.g. `mixup`), the two timed in
+    /// alternating rounds in one process; prints the median ratio of their step times.
+    #[arg(long)]
+    against: Option<String>,
+    /// Rounds of the `--against` comparison (each times steps / rounds steps of each method).
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    rounds: usize,
 }
 
 #[derive(Args)]
@@ -494,7 +501,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         classes: args.classes,
         warmup: args.warmup,
         steps: args.steps.max(1),
-        method: bench::parse_method(&args.method)?,
+        method: bench::parse_method("--method", &args.method)?,
         device: args.device,
     };
     if let Some(level) = &args.simd {
@@ -533,6 +540,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         println!(
             "sgemm 2048³: {peak:.1} GFLOP/s; the step's products reach {:.1}% of it",
             100.0 * step_gflops / peak
+        );
+    }
+    if let Some(other) = &args.against {
+        let against = bench::parse_method("--against", other)?;
+        let c = pool.install(|| bench::compare_steps(&spec, &against, args.rounds))?;
+        println!(
+            "{} vs {}: step time ratio {:.3} (median of {} alternating rounds; {:.3}–{:.3}), {:.3} vs {:.3} ms",
+            spec.method.display_name(),
+            against.display_name(),
+            c.median_ratio,
+            c.rounds,
+            c.min_ratio,
+            c.max_ratio,
+            c.median_ms.0,
+            c.median_ms.1
         );
     }
     if args.loader {

@@ -64,13 +64,14 @@ pub fn parse_shape(text: &str) -> Result<ImageShape> {
     }
 }
 
-/// Resolves a preset name for the bench (same rules as in experiment files).
-pub fn parse_method(text: &str) -> Result<Method> {
+/// Resolves a preset name given to the command-line option `flag` (same rules as in experiment
+/// files).
+pub fn parse_method(flag: &str, text: &str) -> Result<Method> {
     let entry: MethodEntry =
-        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))?;
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{flag} `{text}`: {e}"))?;
     entry
         .resolve()
-        .map_err(|e| anyhow::anyhow!("--method `{text}`: {e}"))
+        .map_err(|e| anyhow::anyhow!("{flag} `{text}`: {e}"))
 }
 
 fn peak_rss_mib() -> f64 {
@@ -118,12 +119,7 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
 fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let d = spec.shape.numel();
-    let x: Vec<f32> = (0..spec.batch * d)
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect();
-    let labels: Vec<usize> = (0..spec.batch)
-        .map(|_| rng.gen_range(0..spec.classes))
-        .collect();
+    let (x, labels) = synthetic_batch(spec, &mut rng);
     let counts = vec![100; spec.classes];
     let mut model = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
     let mut sgd = Sgd::new(model.params(), 0.9, 5e-4);
@@ -189,6 +185,114 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
         eval_images_per_second: spec.batch as f64 / (eval_ms / 1000.0),
         peak_rss_mib: peak_rss_mib(),
         product_flops_per_step,
+    })
+}
+
+/// A batch of `spec.batch` uniform images in [−1, 1) and uniform labels.
+fn synthetic_batch(spec: &BenchSpec, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<usize>) {
+    let x = (0..spec.batch * spec.shape.numel())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let labels = (0..spec.batch)
+        .map(|_| rng.gen_range(0..spec.classes))
+        .collect();
+    (x, labels)
+}
+
+/// A training step of `spec.method` against one of `against`, timed in alternating rounds in one
+/// process, so that the drift of a shared machine hits both alike.
+#[derive(Debug, Clone)]
+pub struct StepComparison {
+    /// Median over the rounds of (this round's mean step of `spec.method`) / (that of `against`).
+    pub median_ratio: f64,
+    pub min_ratio: f64,
+    pub max_ratio: f64,
+    /// Median mean step times (ms) of the two methods over the rounds.
+    pub median_ms: (f64, f64),
+    pub rounds: usize,
+}
+
+/// Times `spec.method` against `against` on the same network, batch and threads: each model is
+/// warmed up, then `rounds` rounds each time `spec.steps / rounds` steps (at least one) of one
+/// method, then of the other.
+pub fn compare_steps(spec: &BenchSpec, against: &Method, rounds: usize) -> Result<StepComparison> {
+    if rounds == 0 {
+        bail!("--rounds must be ≥ 1");
+    }
+    if against.uses_icm() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2 for ICM methods");
+    }
+    crate::nn::device::check(spec.device)?;
+    match spec.device {
+        DeviceKind::Cpu => compare_on(Cpu::seed_from_u64(0), spec, against, rounds),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => compare_on(crate::nn::device::cuda(0)?, spec, against, rounds),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("checked above"),
+    }
+}
+
+fn compare_on<D: NetDevice>(
+    dev: D,
+    spec: &BenchSpec,
+    against: &Method,
+    rounds: usize,
+) -> Result<StepComparison> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let (x, labels) = synthetic_batch(spec, &mut rng);
+    let counts = vec![100; spec.classes];
+    let batch = Batch {
+        x: &x,
+        labels: &labels,
+        shape: spec.shape,
+        classes: spec.classes,
+        class_counts: &counts,
+    };
+    let init = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
+    let methods = [&spec.method, against];
+    let mut models: Vec<(Network<D>, Sgd<D>)> = methods
+        .iter()
+        .map(|_| {
+            let model = init.clone();
+            let sgd = Sgd::new(model.params(), 0.9, 5e-4);
+            (model, sgd)
+        })
+        .collect();
+    let per_round = (spec.steps / rounds).max(1);
+    let mut step = |which: usize, reps: usize| -> Result<f64> {
+        let (model, sgd) = &mut models[which];
+        let start = Instant::now();
+        for _ in 0..reps {
+            train_step(&dev, model, sgd, methods[which], &batch, 1e-3, &mut rng)?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1000.0 / reps as f64)
+    };
+    for which in 0..2 {
+        step(which, spec.warmup)?;
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        times.push((step(0, per_round)?, step(1, per_round)?));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let ratios: Vec<f64> = times.iter().map(|(a, b)| a / b).collect();
+    Ok(StepComparison {
+        median_ratio: median(ratios.clone()),
+        min_ratio: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        max_ratio: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        median_ms: (
+            median(times.iter().map(|t| t.0).collect()),
+            median(times.iter().map(|t| t.1).collect()),
+        ),
+        rounds,
     })
 }
 
