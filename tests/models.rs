@@ -281,6 +281,20 @@ fn network_op_gradient_matches_finite_differences() {
     }
 }
 
+/// Runs `f` on a rayon pool of `threads` threads.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// The bit patterns of `values`, to compare floats exactly.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|x| x.to_bits()).collect()
+}
+
 /// A training step's logits, parameter gradient and batch-norm statistics are bit-identical on
 /// 1 and 3 threads (20 images of 16 × 16: the kernels split the batch into several products,
 /// the last one partial).
@@ -293,11 +307,7 @@ fn results_do_not_depend_on_the_thread_count() {
         width: 16,
     };
     let step = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let dev = Cpu::default();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
             let mut net = ConvNet::new(Arch::Resnet8, shape, 4, &dev, &mut rng);
@@ -316,7 +326,6 @@ fn results_do_not_depend_on_the_thread_count() {
     };
     let (one, three) = (step(1), step(3));
     assert!(one.1.iter().any(|&g| g != 0.0));
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&one.0), bits(&three.0), "logits");
     assert_eq!(bits(&one.1), bits(&three.1), "gradients");
     assert_eq!(one.2, three.2, "batch-norm statistics");
@@ -341,11 +350,7 @@ fn mlp_step_does_not_depend_on_the_thread_count() {
         .resolve()
         .unwrap();
     let step = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let dev = Cpu::default();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
             let spec = ModelSpec {
@@ -378,7 +383,6 @@ fn mlp_step_does_not_depend_on_the_thread_count() {
         .1
         .iter()
         .all(|s| s.loss.is_finite() && s.grad_norm > 0.0));
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&one.0), bits(&three.0), "parameters after three steps");
     assert_eq!(one.1, three.1, "losses, gradient norms and diagnostics");
 }

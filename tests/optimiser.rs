@@ -114,3 +114,22 @@ fn cpu_data_borrows_the_elements_and_writes_reach_only_this_tensor() {
     let empty = dev.tensor_from_vec(Vec::<f32>::new(), (0,));
     assert!(cpu_data(&empty).is_empty());
 }
+
+#[test]
+fn transpose_add_adds_the_transpose_of_a_rectangular_matrix() {
+    use icm::util::tensor::transpose_add;
+    // 2 × 3 → 3 × 2, added onto ones; and a 20 × 17 one (two tiles each way, both partial).
+    let src = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let mut dst = [1.0f32; 6];
+    transpose_add(&src, &mut dst, 2, 3);
+    assert_eq!(dst, [2.0, 5.0, 3.0, 6.0, 4.0, 7.0]);
+    let (rows, cols) = (20, 17);
+    let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+    let mut dst = vec![0.0f32; rows * cols];
+    transpose_add(&src, &mut dst, rows, cols);
+    for i in 0..rows {
+        for j in 0..cols {
+            assert_eq!(dst[j * rows + i], src[i * cols + j], "({i}, {j})");
+        }
+    }
+}

@@ -22,6 +22,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::method::{IcmAxes, Method, Target};
+use crate::util::tensor::transpose_add;
 use crate::util::Matrix;
 
 /// −(1/B) Σ_i Σ_c t_ic · log softmax(z_i)_c.
@@ -175,7 +176,7 @@ pub fn icm_value_and_grad(
     let mut lines = vec![0.0f32; 2 * b * b];
     let (rows, columns) = lines.split_at_mut(b * b);
     rows.copy_from_slice(&scores);
-    transpose_add(&scores, columns, b);
+    transpose_add(&scores, columns, b, b);
     let inv_b = 1.0 / b as f32;
     let terms: Vec<f64> = lines
         .par_chunks_mut(b)
@@ -204,7 +205,7 @@ pub fn icm_value_and_grad(
         vec![0.0f32; b * b]
     };
     if used.contains(&b) {
-        transpose_add(columns, &mut ds, b);
+        transpose_add(columns, &mut ds, b, b);
     }
     // ∂L/∂z_ik = (ds_i · row k of Tᵀ) / τ.
     let mut grad = vec![0.0f32; b * c];
@@ -237,21 +238,6 @@ fn exp_shifted(values: &mut [f32], shift: f32) {
         padded[..tail.len()].copy_from_slice(tail);
         let out = (f32x8::from(padded) - shift).exp().to_array();
         tail.copy_from_slice(&out[..tail.len()]);
-    }
-}
-
-/// dst[j·n + i] += src[i·n + j] for an n × n matrix, in 16 × 16 tiles (a column-wise pass
-/// misses the cache on every value).
-fn transpose_add(src: &[f32], dst: &mut [f32], n: usize) {
-    const TILE: usize = 16;
-    for i0 in (0..n).step_by(TILE) {
-        for j0 in (0..n).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(n) {
-                for j in j0..(j0 + TILE).min(n) {
-                    dst[j * n + i] += src[i * n + j];
-                }
-            }
-        }
     }
 }
 

@@ -12,7 +12,8 @@
 
 use rayon::prelude::*;
 
-use super::products::{gemm, gemm_column_major_out};
+use super::products::gemm;
+use crate::util::tensor::transpose_add;
 
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,29 +342,30 @@ pub fn conv2d_backward(
             dwm
         })
         .collect();
-    // The partials are column-major (see the two functions below): summed, then turned back.
-    let mut dwm_columns = vec![0.0f32; g.out_channels * k];
+    // The partials are transposed (see the two functions below): summed, then turned back.
+    let mut dwm_transposed = vec![0.0f32; g.out_channels * k];
     for pw in &partials {
-        add_into(&mut dwm_columns, pw);
+        add_into(&mut dwm_transposed, pw);
     }
+    let (rows, cols) = if flipped.is_some() {
+        (g.in_channels, g.kernel * g.kernel * g.out_channels)
+    } else {
+        (g.out_channels, k)
+    };
+    let mut dwm = vec![0.0f32; dwm_transposed.len()];
+    transpose_add(&dwm_transposed, &mut dwm, rows, cols);
     let dw = if flipped.is_some() {
-        let dwm = transpose(
-            &dwm_columns,
-            g.in_channels,
-            g.kernel * g.kernel * g.out_channels,
-        );
         reorder_flipped(&dwm, g, false)
     } else {
-        let dwm = transpose(&dwm_columns, g.out_channels, k);
         reorder_weights(&dwm, g, false)
     };
     (need_dx.then_some(dx), dw)
 }
 
 /// One group of images of a same-size stride-1 convolution's backward pass, from the patches of
-/// dY alone: dW in the flipped kernel's layout (k·k·Cout × Cin) = dpatchesᵀ · X, stored
-/// column-major (the long k·k·Cout side along the gemm crate's vector kernel, not the 16 to 64
-/// channels), and dX (rows × Cin) = dpatches · flipped.
+/// dY alone: dW in the flipped kernel's layout, computed transposed (Cin × k·k·Cout = Xᵀ ·
+/// dpatches: the gemm crate runs its vector kernel along the output's rows, here the long
+/// k·k·Cout side instead of 16 to 64 channels), and dX (rows × Cin) = dpatches · flipped.
 fn backward_flipped(
     xs: &[f32],
     dy: &[f32],
@@ -387,13 +389,13 @@ fn backward_flipped(
         {
             im2row(img, od.h, od.w, od.c, &gt, pt);
         }
-        gemm_column_major_out(kt, d.c, rows, dpatches, true, xs, false, dwm, false);
+        gemm(d.c, kt, rows, xs, true, dpatches, false, dwm, false);
         gemm(rows, d.c, kt, dpatches, false, flipped, false, dx, false);
     });
 }
 
-/// One group of images of any other convolution's backward pass, from the patches of X: dW as
-/// K × Cout = patchesᵀ · dY, stored column-major (the long side K along the gemm crate's vector
+/// One group of images of any other convolution's backward pass, from the patches of X: dW
+/// computed transposed (Cout × K = dYᵀ · patches, the long side K along the gemm crate's vector
 /// kernel), and, when `wm` (the weight matrix) is given, dX = (dY · Wᵀ) folded back into images.
 fn backward_patches(
     xs: &[f32],
@@ -410,13 +412,13 @@ fn backward_patches(
         for (img, pt) in xs.chunks(d.image()).zip(patches.chunks_mut(od.plane() * k)) {
             im2row(img, d.h, d.w, d.c, g, pt);
         }
-        gemm_column_major_out(
-            k,
+        gemm(
             g.out_channels,
+            k,
             rows,
-            patches,
-            true,
             dy,
+            true,
+            patches,
             false,
             dwm,
             false,
@@ -428,17 +430,6 @@ fn backward_patches(
             }
         }
     });
-}
-
-/// The `cols × rows` transpose of a row-major `rows × cols` matrix.
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; src.len()];
-    for (r, row) in src.chunks(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] = v;
-        }
-    }
-    out
 }
 
 /// The bias gradient of a convolution: the output gradient (NHWC) summed per channel.

@@ -120,36 +120,9 @@ pub(crate) fn gemm(
         (m, n, k),
         (a, a_t),
         (b, b_t),
-        (c, (n as isize, 1)),
+        c,
         accumulate,
-        None,
-    );
-}
-
-/// [`gemm`] with c stored column-major (c[i + j·m], that is cᵀ row-major). The `gemm` crate runs
-/// its vector kernels along c's contiguous side, so for a product whose n is a few channels
-/// (16 lanes of a 64-lane kernel) and whose m is long (a weight gradient's k·k·Cin rows) this
-/// orientation fills the kernel.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_column_major_out(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_t: bool,
-    b: &[f32],
-    b_t: bool,
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    let c_strides = (1, m as isize);
-    product(
-        (m, n, k),
-        (a, a_t),
-        (b, b_t),
-        (c, c_strides),
-        accumulate,
-        None,
+        gemm::Parallelism::None,
     );
 }
 
@@ -170,29 +143,19 @@ pub(crate) fn gemm_threaded(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    let threads = Some(rayon::current_num_threads());
-    let c_strides = (n as isize, 1);
-    product(
-        (m, n, k),
-        (a, a_t),
-        (b, b_t),
-        (c, c_strides),
-        accumulate,
-        threads,
-    );
+    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+    product((m, n, k), (a, a_t), (b, b_t), c, accumulate, threads);
 }
 
-/// The product behind [`gemm`], [`gemm_threaded`] and [`gemm_column_major_out`]: c's (row,
-/// column) strides, and the threads the `gemm` crate may split it over (`None`: this thread).
+/// The product behind [`gemm`] and [`gemm_threaded`], split over threads as `parallelism` says.
 fn product(
     (m, n, k): (usize, usize, usize),
     (a, a_t): (&[f32], bool),
     (b, b_t): (&[f32], bool),
-    (c, (c_rs, c_cs)): (&mut [f32], (isize, isize)),
+    c: &mut [f32],
     accumulate: bool,
-    threads: Option<usize>,
+    parallelism: gemm::Parallelism,
 ) {
-    let parallelism = threads.map_or(gemm::Parallelism::None, gemm::Parallelism::Rayon);
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
     let (a_rs, a_cs) = if a_t {
@@ -213,8 +176,8 @@ fn product(
             n,
             k,
             c.as_mut_ptr(),
-            c_cs,
-            c_rs,
+            1,
+            n as isize,
             accumulate,
             a.as_ptr(),
             a_cs,

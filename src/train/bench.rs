@@ -96,16 +96,7 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// Runs the benchmark on the device `spec` asks for.
 pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
-    if spec.method.uses_icm() && spec.batch < 2 {
-        bail!("--batch must be ≥ 2 for ICM methods");
-    }
-    if spec.model.arch.is_conv() && spec.batch < 2 {
-        bail!("--batch must be ≥ 2: batch normalisation needs batches of at least 2 images");
-    }
-    if spec.batch == 0 {
-        bail!("--batch must be ≥ 1");
-    }
-    crate::nn::device::check(spec.device)?;
+    check(spec, &spec.method)?;
     match spec.device {
         DeviceKind::Cpu => run_on(Cpu::seed_from_u64(0), spec),
         #[cfg(feature = "cuda")]
@@ -115,21 +106,28 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     }
 }
 
+/// Refuses a batch `method` or the network cannot train on, and a device this build lacks.
+fn check(spec: &BenchSpec, method: &Method) -> Result<()> {
+    if method.uses_icm() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2 for ICM methods");
+    }
+    if spec.model.arch.is_conv() && spec.batch < 2 {
+        bail!("--batch must be ≥ 2: batch normalisation needs batches of at least 2 images");
+    }
+    if spec.batch == 0 {
+        bail!("--batch must be ≥ 1");
+    }
+    crate::nn::device::check(spec.device)
+}
+
 /// Every result reads back to the host (`as_vec`), which waits for an asynchronous device.
 fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let d = spec.shape.numel();
-    let (x, labels) = synthetic_batch(spec, &mut rng);
-    let counts = vec![100; spec.classes];
+    let data = Synthetic::new(spec, &mut rng);
     let mut model = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
     let mut sgd = Sgd::new(model.params(), 0.9, 5e-4);
-    let batch = Batch {
-        x: &x,
-        labels: &labels,
-        shape: spec.shape,
-        classes: spec.classes,
-        class_counts: &counts,
-    };
+    let batch = data.batch(spec);
     let mut step = || {
         train_step(
             &dev,
@@ -149,7 +147,7 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let step_ms = time_ms(spec.steps, step);
     let product_flops_per_step =
         (crate::nn::products::flops_done() - flops_before) as f64 / spec.steps as f64;
-    let inputs: Matrix<D> = dev.tensor_from_vec(x.clone(), (spec.batch, d));
+    let inputs: Matrix<D> = dev.tensor_from_vec(data.x.clone(), (spec.batch, d));
     let eval_ms = time_ms(spec.steps, || {
         std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
     });
@@ -159,11 +157,11 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let mix_ms = time_ms(spec.steps, || {
         last = Some(mix_batch(
             &spec.method,
-            &x,
-            &labels,
+            &data.x,
+            &data.labels,
             spec.shape,
             spec.classes,
-            &counts,
+            &data.counts,
             &mut mix_rng,
         ));
     });
@@ -188,15 +186,36 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     })
 }
 
-/// A batch of `spec.batch` uniform images in [−1, 1) and uniform labels.
-fn synthetic_batch(spec: &BenchSpec, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<usize>) {
-    let x = (0..spec.batch * spec.shape.numel())
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect();
-    let labels = (0..spec.batch)
-        .map(|_| rng.gen_range(0..spec.classes))
-        .collect();
-    (x, labels)
+/// A batch of `spec.batch` uniform images in [−1, 1) and uniform labels, over a training set of
+/// 100 images per class (what Remix reads).
+struct Synthetic {
+    x: Vec<f32>,
+    labels: Vec<usize>,
+    counts: Vec<usize>,
+}
+
+impl Synthetic {
+    fn new(spec: &BenchSpec, rng: &mut ChaCha8Rng) -> Self {
+        Synthetic {
+            x: (0..spec.batch * spec.shape.numel())
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect(),
+            labels: (0..spec.batch)
+                .map(|_| rng.gen_range(0..spec.classes))
+                .collect(),
+            counts: vec![100; spec.classes],
+        }
+    }
+
+    fn batch(&self, spec: &BenchSpec) -> Batch<'_> {
+        Batch {
+            x: &self.x,
+            labels: &self.labels,
+            shape: spec.shape,
+            classes: spec.classes,
+            class_counts: &self.counts,
+        }
+    }
 }
 
 /// A training step of `spec.method` against one of `against`, timed in alternating rounds in one
@@ -219,10 +238,8 @@ pub fn compare_steps(spec: &BenchSpec, against: &Method, rounds: usize) -> Resul
     if rounds == 0 {
         bail!("--rounds must be ≥ 1");
     }
-    if against.uses_icm() && spec.batch < 2 {
-        bail!("--batch must be ≥ 2 for ICM methods");
-    }
-    crate::nn::device::check(spec.device)?;
+    check(spec, &spec.method)?;
+    check(spec, against)?;
     match spec.device {
         DeviceKind::Cpu => compare_on(Cpu::seed_from_u64(0), spec, against, rounds),
         #[cfg(feature = "cuda")]
@@ -239,15 +256,8 @@ fn compare_on<D: NetDevice>(
     rounds: usize,
 ) -> Result<StepComparison> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (x, labels) = synthetic_batch(spec, &mut rng);
-    let counts = vec![100; spec.classes];
-    let batch = Batch {
-        x: &x,
-        labels: &labels,
-        shape: spec.shape,
-        classes: spec.classes,
-        class_counts: &counts,
-    };
+    let data = Synthetic::new(spec, &mut rng);
+    let batch = data.batch(spec);
     let init = Network::new(&spec.model, spec.shape, spec.classes, &dev, &mut rng);
     let methods = [&spec.method, against];
     let mut models: Vec<(Network<D>, Sgd<D>)> = methods

@@ -1,4 +1,5 @@
-//! The tensor type shared by the losses and the networks.
+//! The tensor type shared by the losses and the networks, and the host-side matrix helpers
+//! both use.
 
 use dfdx::prelude::{Cpu, HasShape, NoneTape, Tensor};
 
@@ -42,4 +43,21 @@ fn assert_contiguous(t: &Tensor<(usize,), f32, Cpu>, first: *const f32) {
         &t[[n - 1]] as *const f32,
         "a CPU tensor whose elements are not contiguous"
     );
+}
+
+/// dst[j·rows + i] += src[i·cols + j]: adds the transpose of the row-major `rows × cols` matrix
+/// `src` into the row-major `cols × rows` matrix `dst`, in 16 × 16 tiles (a column-wise pass
+/// misses the cache on every value).
+pub fn transpose_add(src: &[f32], dst: &mut [f32], rows: usize, cols: usize) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    const TILE: usize = 16;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                for j in j0..(j0 + TILE).min(cols) {
+                    dst[j * rows + i] += src[i * cols + j];
+                }
+            }
+        }
+    }
 }
