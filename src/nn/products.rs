@@ -101,6 +101,53 @@ pub fn flops_done() -> u64 {
     FLOPS.load(Ordering::Relaxed)
 }
 
+/// One operand of a product: its values and the distance between consecutive rows and between
+/// consecutive columns (row-major: (columns, 1); a stored transpose: (1, rows)). Rows may
+/// overlap: the shifted-view convolution of [`super::kernels`] reads its patches this way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub values: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A `rows` × `cols` matrix stored row-major, or, with `transposed`, the transpose of a
+    /// `cols` × `rows` matrix stored row-major.
+    fn dense(values: &'a [f32], rows: usize, cols: usize, transposed: bool) -> Self {
+        let (row_stride, col_stride) = if transposed { (1, rows) } else { (cols, 1) };
+        View {
+            values,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The same values read as the transpose.
+    fn transposed(self) -> Self {
+        View {
+            values: self.values,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Panics unless a `rows` × `cols` matrix with these strides lies inside the values.
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+            assert!(
+                last < self.values.len(),
+                "{what}: a {rows} × {cols} view with strides ({}, {}) needs {} values, has {}",
+                self.row_stride,
+                self.col_stride,
+                last + 1,
+                self.values.len()
+            );
+        }
+    }
+}
+
 /// c (m × n) = a (m × k) · b (k × n), or += with `accumulate`; each operand row-major, or its
 /// transpose when the flag is set (a stored k × m, b stored n × k). Single-threaded: callers
 /// parallelise over images.
@@ -116,14 +163,34 @@ pub(crate) fn gemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
+    FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
+    let (a, b) = (View::dense(a, m, k, a_t), View::dense(b, k, n, b_t));
+    product((m, n, k), a, b, (c, n), accumulate, gemm::Parallelism::None);
+}
+
+/// c (m × n, rows `c_row_stride` apart) = a · b, or += with `accumulate`, for operands given
+/// as [`View`]s. Single-threaded. Not counted in [`flops_done`]: a caller whose products
+/// include discarded work counts the useful part with [`count_flops`].
+pub(crate) fn gemm_views(
+    (m, n, k): (usize, usize, usize),
+    a: View,
+    b: View,
+    (c, c_row_stride): (&mut [f32], usize),
+    accumulate: bool,
+) {
     product(
         (m, n, k),
-        (a, a_t),
-        (b, b_t),
-        c,
+        a,
+        b,
+        (c, c_row_stride),
         accumulate,
         gemm::Parallelism::None,
     );
+}
+
+/// Adds `flops` floating-point operations to [`flops_done`] (for [`gemm_views`]' callers).
+pub(crate) fn count_flops(flops: u64) {
+    FLOPS.fetch_add(flops, Ordering::Relaxed);
 }
 
 /// [`gemm`] spread over the current rayon pool's threads by the `gemm` crate itself, which splits
@@ -143,48 +210,59 @@ pub(crate) fn gemm_threaded(
     c: &mut [f32],
     accumulate: bool,
 ) {
+    FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
     let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
-    product((m, n, k), (a, a_t), (b, b_t), c, accumulate, threads);
+    let (a, b) = (View::dense(a, m, k, a_t), View::dense(b, k, n, b_t));
+    product((m, n, k), a, b, (c, n), accumulate, threads);
 }
 
-/// The product behind [`gemm`] and [`gemm_threaded`], split over threads as `parallelism` says.
+/// The product behind [`gemm`], [`gemm_views`] and [`gemm_threaded`], split over threads as
+/// `parallelism` says.
 fn product(
     (m, n, k): (usize, usize, usize),
-    (a, a_t): (&[f32], bool),
-    (b, b_t): (&[f32], bool),
-    c: &mut [f32],
+    a: View,
+    b: View,
+    (c, c_row_stride): (&mut [f32], usize),
     accumulate: bool,
     parallelism: gemm::Parallelism,
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    FLOPS.fetch_add(2 * (m * n * k) as u64, Ordering::Relaxed);
-    let (a_rs, a_cs) = if a_t {
-        (1, m as isize)
+    a.check(m, k, "left operand");
+    b.check(k, n, "right operand");
+    assert!(n <= c_row_stride || m <= 1, "output rows overlap");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * c_row_stride + n <= c.len(),
+        "output: {m} × {n} with rows {c_row_stride} apart does not fit in {} values",
+        c.len()
+    );
+    // The crate's kernels run down the output's columns: `gemm::gemm` computes a row-major
+    // output as its transpose, cᵀ = bᵀ · aᵀ (column-major). Its forced-AVX2 entry point
+    // ([`avx2_gemm`]) skips that step and would copy the left operand into packed panels on
+    // every call (a fifth of an AVX2 ResNet step), so it is done here, for every level, in
+    // exactly the crate's own way.
+    let transpose = c_row_stride > 1;
+    let (m, n, a, b, c_col_stride, c_row_stride) = if transpose {
+        (n, m, b.transposed(), a.transposed(), c_row_stride, 1)
     } else {
-        (k as isize, 1)
+        (m, n, a, b, 1, c_row_stride)
     };
-    let (b_rs, b_cs) = if b_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    // SAFETY: the strides describe matrices inside the slices, checked by the assert above;
-    // the AVX2 path is only taken after `set_simd` found avx2 and fma on this CPU.
+    // SAFETY: the views' checks and the assert above keep every matrix inside its slice, and
+    // the output's rows do not overlap; the AVX2 path is only taken after `set_simd` found avx2
+    // and fma on this CPU.
     unsafe {
         chosen_product()(
             m,
             n,
             k,
             c.as_mut_ptr(),
-            1,
-            n as isize,
+            c_col_stride as isize,
+            c_row_stride as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a.values.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
             1.0,
             1.0,
             false,
