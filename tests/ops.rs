@@ -389,11 +389,12 @@ fn max_pool_shortcut_and_global_pool() {
 
 /// Images smaller than the kernel, odd sizes, and batches that the kernels split into several
 /// products (24 × 24 maps: one image per product; 8 × 8 outputs: 16 images per product, so 18
-/// images leave a partial group): every geometry agrees with the reference, and both gradients
-/// are the adjoints of the forward pass.
+/// images leave a partial group), with few and with many channels (the same-size stride-1 ones
+/// run on the frame, the others on patches): every geometry agrees with the reference, and
+/// both gradients are the adjoints of the forward pass.
 #[test]
 fn conv2d_edge_geometries() {
-    for (n, k, s, p, h, w) in [
+    for ((n, k, s, p, h, w), (cin, cout)) in [
         (3, 3, 1, 1, 1, 1),
         (3, 3, 2, 1, 1, 2),
         (3, 3, 2, 1, 3, 3),
@@ -407,17 +408,20 @@ fn conv2d_edge_geometries() {
         (18, 3, 1, 1, 8, 8),
         (18, 3, 2, 1, 16, 16),
         (18, 1, 2, 0, 16, 16),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|geometry| [(geometry, (2, 3)), (geometry, (16, 8))])
+    {
         let g = ConvGeometry {
-            in_channels: 2,
-            out_channels: 3,
+            in_channels: cin,
+            out_channels: cout,
             kernel: k,
             stride: s,
             padding: p,
         };
-        let x = random(n * 2 * h * w, 11);
-        let wt = random(3 * 2 * k * k, 12);
-        let bias = random(3, 13);
+        let x = random(n * cin * h * w, 11);
+        let wt = random(cout * cin * k * k, 12);
+        let bias = random(cout, 13);
         let want = naive_conv(&x, (n, h, w), &wt, &bias, &g);
         let got = conv_forward(&x, (n, h, w), &wt, Some(&bias), &g);
         assert_eq!(got.len(), want.len());
@@ -427,7 +431,7 @@ fn conv2d_edge_geometries() {
         // The backward's input gradient is the adjoint: <conv(x), r> = <x, convᵀ(r)>.
         let r = random(want.len(), 14);
         let (dx, dw, db) = conv_backward(&x, (n, h, w), &wt, &r, &g, true);
-        let no_bias = vec![0.0; 3];
+        let no_bias = vec![0.0; cout];
         let lhs = weighted_sum(&naive_conv(&x, (n, h, w), &wt, &no_bias, &g), &r);
         let rhs = weighted_sum(&x, &dx.unwrap());
         assert!(
