@@ -8,11 +8,12 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use icm::grid::runner::{default_threads, ensure_no_failures, parse_shard, run_grid, RunOptions};
-use icm::nn::products::{self, Simd};
+use icm::nn::products;
 use icm::nn::{Arch, DeviceKind, ModelSpec};
 use icm::report::{write_report, Formats, ReportSource};
 use icm::spec::{load_experiment_with, Override};
 use icm::train::bench;
+use icm::util::simd::{self, Simd};
 
 #[derive(Parser)]
 #[command(
@@ -308,7 +309,7 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    if let Err(e) = icm::nn::products::set_simd_from_env() {
+    if let Err(e) = icm::util::simd::set_simd_from_env() {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -506,7 +507,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     };
     if let Some(level) = &args.simd {
         let level = Simd::parse(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
-        products::set_simd(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
+        simd::set_simd(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or_else(|| default_threads(1)))
@@ -530,7 +531,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let step_gflops = r.product_flops_per_step / r.step_ms / 1e6;
     println!(
         "products: {} on {} thread(s); {:.3} GFLOP per step ({:.1} GFLOP/s)",
-        products::simd_in_use(),
+        simd::simd_in_use(),
         pool.current_num_threads(),
         r.product_flops_per_step / 1e9,
         step_gflops

@@ -277,3 +277,15 @@ fn a_non_finite_logit_gives_a_nan_loss_and_gradient() {
         }
     }
 }
+
+/// Six pairs over 2 classes: rows 0, 2 and 5 share (½, ½) (one with a −0 weight, equal as
+/// floats), rows 1 and 4 share (1, 0), row 3 is alone: 5 of 6 pairs have a duplicate.
+#[test]
+fn duplicate_fraction_counts_pairs_sharing_a_mixed_classifier() {
+    use icm::mix::losses::duplicate_fraction;
+    let t = [0.5, 0.5, 1.0, 0.0, 0.5, 0.5, 0.3, 0.7, 1.0, -0.0, 0.5, 0.5];
+    assert_eq!(duplicate_fraction(&t, 6, 2), 5.0 / 6.0);
+    assert_eq!(duplicate_fraction(&t[..6], 3, 2), 2.0 / 3.0);
+    assert_eq!(duplicate_fraction(&[0.2, 0.8, 0.8, 0.2], 2, 2), 0.0);
+    assert_eq!(duplicate_fraction(&[], 0, 2), 0.0);
+}

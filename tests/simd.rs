@@ -1,11 +1,12 @@
-//! The products' SIMD level and FLOP count (`src/nn/products.rs`). Alone in this test binary:
+//! The SIMD level (`src/util/simd.rs`) and the products' FLOP count (`src/nn/products.rs`). Alone in this test binary:
 //! the level and the counter are process-wide, and forcing a level changes last bits of every
 //! product, which the bit-exact tests of other binaries must not see.
 
 use dfdx::prelude::*;
 use icm::data::ImageShape;
-use icm::nn::products::{flops_done, set_simd, simd_in_use, Simd};
+use icm::nn::products::flops_done;
 use icm::nn::{Arch, ModelSpec, Network};
+use icm::util::simd::{set_simd, simd_in_use, Simd};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

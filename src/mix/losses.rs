@@ -22,6 +22,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::method::{IcmAxes, Method, Target};
+use crate::util::simd::vectorised;
 use crate::util::tensor::transpose_add;
 use crate::util::Matrix;
 
@@ -152,14 +153,19 @@ pub fn icm_value_and_grad(
         .par_chunks_mut(b)
         .zip(z.par_chunks(c))
         .for_each(|(row, zi)| {
-            for (&zk, tk) in zi.iter().zip(t_cols.chunks(b)) {
-                for (s, &w) in row.iter_mut().zip(tk) {
-                    *s += zk * w;
-                }
-            }
-            if tau != 1.0 {
-                row.iter_mut().for_each(|s| *s /= tau);
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (&zk, tk) in zi.iter().zip(t_cols.chunks(b)) {
+                        for (s, &w) in row.iter_mut().zip(tk) {
+                            *s += zk * w;
+                        }
+                    }
+                    if tau != 1.0 {
+                        row.iter_mut().for_each(|s| *s /= tau);
+                    }
+                },
+            )
         });
     if loss.mask_duplicates {
         for (s, m) in scores.iter_mut().zip(duplicate_mask(t, b, c)) {
@@ -183,17 +189,22 @@ pub fn icm_value_and_grad(
         .enumerate()
         .filter(|(line, _)| used.contains(line))
         .map(|(line, s)| {
-            let fixed = line % b;
-            let diagonal = s[fixed];
-            let max = max_in_lanes(s);
-            exp_shifted(s, max);
-            let total = sum_in_f64(s);
-            let inv_total = 1.0 / total;
-            for (j, v) in s.iter_mut().enumerate() {
-                let soft = (*v as f64 * inv_total) as f32;
-                *v = (soft - if j == fixed { 1.0 } else { 0.0 }) * inv_b;
-            }
-            (max as f64 + total.ln() - diagonal as f64) / b as f64
+            vectorised(
+                #[inline(always)]
+                || {
+                    let fixed = line % b;
+                    let diagonal = s[fixed];
+                    let max = max_in_lanes(s);
+                    exp_shifted(s, max);
+                    let total = sum_in_f64(s);
+                    let inv_total = 1.0 / total;
+                    for (j, v) in s.iter_mut().enumerate() {
+                        let soft = (*v as f64 * inv_total) as f32;
+                        *v = (soft - if j == fixed { 1.0 } else { 0.0 }) * inv_b;
+                    }
+                    (max as f64 + total.ln() - diagonal as f64) / b as f64
+                },
+            )
         })
         .collect();
     let value: f64 = terms.iter().sum();
@@ -212,37 +223,84 @@ pub fn icm_value_and_grad(
     grad.par_chunks_mut(c)
         .zip(ds.par_chunks(b))
         .for_each(|(g, dsi)| {
-            for (g, tk) in g.iter_mut().zip(t_cols.chunks(b)) {
-                let dot = dot_in_lanes(dsi, tk);
-                *g = if tau == 1.0 { dot } else { dot / tau };
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (g, tk) in g.iter_mut().zip(t_cols.chunks(b)) {
+                        let dot = dot_in_lanes(dsi, tk);
+                        *g = if tau == 1.0 { dot } else { dot / tau };
+                    }
+                },
+            )
         });
     (value as f32, grad)
 }
 
-/// v ← e^(v − shift) for every value, eight at a time with `wide`'s vectorised exp (relative
-/// error at most 8.2e-8, below one f32 epsilon, over [−87, 0]; e^(−∞) = 0, NaN stays NaN). The last part-block is
-/// padded, so every value goes through the same function: the results do not depend on where a
-/// value sits in the line.
+/// v ← e^(v − shift) for every value, with [`exp_as_wide`]: written per value so that, inside
+/// [`vectorised`], it becomes 16- or 8-lane vector code at the level in use.
+#[inline(always)]
 fn exp_shifted(values: &mut [f32], shift: f32) {
-    use wide::f32x8;
-    let shift = f32x8::splat(shift);
-    let mut blocks = values.chunks_exact_mut(8);
-    for block in blocks.by_ref() {
-        let v = f32x8::from(<[f32; 8]>::try_from(&*block).expect("8 values"));
-        block.copy_from_slice(&(v - shift).exp().to_array());
+    for v in values {
+        *v = exp_as_wide(*v - shift);
     }
-    let tail = blocks.into_remainder();
-    if !tail.is_empty() {
-        let mut padded = [0.0f32; 8];
-        padded[..tail.len()].copy_from_slice(tail);
-        let out = (f32x8::from(padded) - shift).exp().to_array();
-        tail.copy_from_slice(&out[..tail.len()]);
+}
+
+/// e^v, computed exactly as the `wide` crate's vectorised `f32x8::exp` computes it in a
+/// baseline x86-64 build (separate multiplies and adds, no fused multiply-add): the same bits,
+/// so losses and gradients are those of the loss's earlier `wide` form, at every SIMD level.
+/// `wide` fixes its instruction set when the crate is compiled (SSE2 here), this runs at the
+/// level picked at run time. Relative error at most 8.2e-8 over [−87, 0]; e^(−∞) = 0, NaN stays
+/// NaN, e^v = 0 below −103.63 and +∞ above 88.723. Bit-for-bit equality with `wide` is tested.
+#[inline(always)]
+fn exp_as_wide(v: f32) -> f32 {
+    const P0: f32 = 1.0 / 2.0;
+    const P1: f32 = 1.0 / 6.0;
+    const P2: f32 = 1.0 / 24.0;
+    const P3: f32 = 1.0 / 120.0;
+    const P4: f32 = 1.0 / 720.0;
+    const P5: f32 = 1.0 / 5040.0;
+    // ln 2 split in two f32 parts (fdlibm's range reduction): 0.693359375 and −2.1219444e−4.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAX_R: f32 = 127.0;
+    // v = r·ln 2 + x with r an integer, |x| ≤ ln 2 / 2; e^v = 2^r · e^x.
+    let r = (v * std::f32::consts::LOG2_E).round_ties_even();
+    let big = r > MAX_R;
+    let scale = pow2n(if big { r - MAX_R } else { 0.0 });
+    let x = v - r * LN2_HI;
+    let x = x - r * LN2_LO;
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    let z = (P3 * x + P2) * x2 + ((P5 * x + P4) * x4 + (P1 * x + P0));
+    let z = z * (x * x) + x;
+    let z = (z + 1.0) * scale * pow2n(if big { MAX_R } else { r });
+    if v.is_nan() {
+        f32::NAN
+    } else if v > 88.723 {
+        f32::INFINITY // +∞ included
+    } else if v < -103.63 {
+        0.0 // −∞ included
+    } else {
+        z
+    }
+}
+
+/// 2^n for an integer-valued n, as `wide` builds it: the exponent field for normal results;
+/// below 2^−126 the exact subnormal (here a normal power of two times 2^−126, exact, so that no
+/// float-to-integer conversion keeps the loop from vectorising), 0 below 2^−149.
+#[inline(always)]
+fn pow2n(n: f32) -> f32 {
+    let normal = |n: f32| f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits() << 23);
+    if n < -126.0 {
+        normal(n.max(-160.0) + 126.0) * f32::from_bits(1 << 23)
+    } else {
+        normal(n)
     }
 }
 
 /// The largest value (NaNs ignored, as `f32::max`), in eight interleaved running maxima: one
 /// running maximum waits on every comparison.
+#[inline(always)]
 fn max_in_lanes(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut blocks = values.chunks_exact(8);
@@ -259,6 +317,7 @@ fn max_in_lanes(values: &[f32]) -> f32 {
 }
 
 /// a · b in eight interleaved f32 partial sums, added in a fixed order.
+#[inline(always)]
 fn dot_in_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (mut xa, mut xb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -278,6 +337,7 @@ fn dot_in_lanes(a: &[f32], b: &[f32]) -> f32 {
 
 /// Σ values in f64, in four interleaved partial sums (one running sum waits on every addition),
 /// added in a fixed order.
+#[inline(always)]
 fn sum_in_f64(values: &[f32]) -> f64 {
     let mut lanes = [0.0f64; 4];
     let mut blocks = values.chunks_exact(4);
@@ -308,17 +368,20 @@ pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
 /// The share of a batch's pairs whose mixed classifier (target row) another pair of the batch
 /// shares: the duplicates the paper's loss treats as negatives.
 pub fn duplicate_fraction(targets: &[f32], b: usize, c: usize) -> f64 {
-    // Rows keyed by their values' bits (−0 taken as +0, so the key is float equality for
-    // the finite values targets hold): one pass instead of comparing every pair.
-    let key = |i: usize| -> Vec<u32> {
-        let row = &targets[i * c..(i + 1) * c];
-        row.iter().map(|&v| (v + 0.0).to_bits()).collect()
-    };
-    let mut counts: std::collections::HashMap<Vec<u32>, usize> = Default::default();
-    for i in 0..b {
-        *counts.entry(key(i)).or_default() += 1;
-    }
-    let duplicated = (0..b).filter(|&i| counts[&key(i)] > 1).count();
+    // Rows as their values' bits (−0 taken as +0, so equal bits are float equality for the
+    // finite values targets hold), sorted: equal rows end up side by side.
+    let bits: Vec<u32> = targets[..b * c]
+        .iter()
+        .map(|&v| (v + 0.0).to_bits())
+        .collect();
+    let row = |i: usize| &bits[i * c..(i + 1) * c];
+    let mut order: Vec<usize> = (0..b).collect();
+    order.sort_unstable_by(|&i, &k| row(i).cmp(row(k)));
+    let duplicated: usize = order
+        .chunk_by(|&i, &k| row(i) == row(k))
+        .filter(|run| run.len() > 1)
+        .map(|run| run.len())
+        .sum();
     duplicated as f64 / b.max(1) as f64
 }
 
@@ -370,7 +433,60 @@ pub fn regmixup_total<D: Device<f32>, T: Tape<f32, D>>(
 
 #[cfg(test)]
 mod tests {
-    use super::exp_shifted;
+    use super::{exp_as_wide, exp_shifted};
+
+    /// The same bits as `wide`'s `f32x8::exp` (in this baseline build: separate multiplies and
+    /// adds), at the SIMD level in use: over [−110, 95] in steps of 2^−12, every integer
+    /// multiple of ln 2 and its neighbours (the rounding boundaries), and the special values.
+    #[test]
+    fn exp_matches_wide_bit_for_bit() {
+        let mut xs: Vec<f32> = (0..=205 * 4096)
+            .map(|i| -110.0 + i as f32 / 4096.0)
+            .collect();
+        for n in -160..=130 {
+            let x = n as f32 * std::f32::consts::LN_2;
+            xs.extend([
+                x,
+                x.next_up(),
+                x.next_down(),
+                x + 0.5 * std::f32::consts::LN_2,
+            ]);
+        }
+        xs.extend([
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::MIN,
+            f32::MAX,
+        ]);
+        xs.extend([
+            -103.63,
+            -103.62,
+            88.723,
+            88.72,
+            -87.33,
+            -1.0e30,
+            f32::MIN_POSITIVE,
+        ]);
+        while !xs.len().is_multiple_of(8) {
+            xs.push(0.0);
+        }
+        let mut ours = xs.clone();
+        crate::util::simd::vectorised(
+            #[inline(always)]
+            || exp_shifted(&mut ours, 0.0),
+        );
+        for (block, got) in xs.chunks(8).zip(ours.chunks(8)) {
+            let want = wide::f32x8::from(<[f32; 8]>::try_from(block).unwrap()).exp();
+            for ((&x, &g), w) in block.iter().zip(got).zip(want.to_array()) {
+                let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                assert!(same, "e^{x:e}: {g:e} against wide's {w:e}");
+                assert_eq!(g.to_bits(), exp_as_wide(x).to_bits(), "scalar e^{x:e}");
+            }
+        }
+    }
 
     /// `wide`'s exp against f64's over the range the loss uses (every argument is ≤ 0 after
     /// the shift, down to where f32 underflows), the padded tail included.

@@ -16,6 +16,7 @@
 use rayon::prelude::*;
 
 use super::products::{count_flops, gemm, gemm_views, View};
+use crate::util::simd::vectorised;
 use crate::util::tensor::transpose_add;
 
 /// Geometry of a 2-D convolution.
@@ -605,6 +606,7 @@ pub fn conv2d_bias_grad(grad_out: &[f32], channels: usize) -> Vec<f32> {
 }
 
 /// Adds `src` into `dst` element-wise.
+#[inline(always)]
 pub fn add_into(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
 }
@@ -654,14 +656,19 @@ pub fn batch_moments(y: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
     let sums: Vec<(Vec<f64>, Vec<f64>)> = y
         .par_chunks(d.image())
         .map(|img| {
-            let (mut s, mut s2) = (vec![0.0f64; d.c], vec![0.0f64; d.c]);
-            for px in img.chunks(d.c) {
-                for ((s, s2), &v) in s.iter_mut().zip(s2.iter_mut()).zip(px) {
-                    *s += v as f64;
-                    *s2 += v as f64 * v as f64;
-                }
-            }
-            (s, s2)
+            vectorised(
+                #[inline(always)]
+                || {
+                    let (mut s, mut s2) = (vec![0.0f64; d.c], vec![0.0f64; d.c]);
+                    for px in img.chunks_exact(d.c) {
+                        for ((s, s2), &v) in s.iter_mut().zip(s2.iter_mut()).zip(px) {
+                            *s += v as f64;
+                            *s2 += v as f64 * v as f64;
+                        }
+                    }
+                    (s, s2)
+                },
+            )
         })
         .collect();
     let m = (d.n * d.plane()) as f64;
@@ -703,18 +710,25 @@ pub fn batch_norm_forward(
         .zip(y.par_chunks(chunk))
         .enumerate()
         .for_each(|(i, (o, yi))| {
-            let res = residual.map(|r| &r[i * chunk..i * chunk + yi.len()]);
-            for (j, (o, yp)) in o.chunks_mut(c).zip(yi.chunks(c)).enumerate() {
-                for ((o, &v), (&k, &t)) in o.iter_mut().zip(yp).zip(scale.iter().zip(&shift)) {
-                    *o = v * k + t;
-                }
-                if let Some(res) = res {
-                    add_into(o, &res[j * c..(j + 1) * c]);
-                }
-                if relu {
-                    o.iter_mut().for_each(|o| *o = o.max(0.0));
-                }
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    let res = residual.map(|r| &r[i * chunk..i * chunk + yi.len()]);
+                    for (j, (o, yp)) in o.chunks_mut(c).zip(yi.chunks(c)).enumerate() {
+                        for ((o, &v), (&k, &t)) in
+                            o.iter_mut().zip(yp).zip(scale.iter().zip(&shift))
+                        {
+                            *o = v * k + t;
+                        }
+                        if let Some(res) = res {
+                            add_into(o, &res[j * c..(j + 1) * c]);
+                        }
+                        if relu {
+                            o.iter_mut().for_each(|o| *o = o.max(0.0));
+                        }
+                    }
+                },
+            )
         });
     out
 }
@@ -738,16 +752,21 @@ pub fn batch_norm_backward(
         .par_chunks(dims.image())
         .zip(y.par_chunks(dims.image()))
         .map(|(di, yi)| {
-            let (mut db, mut dg) = (vec![0.0f32; c], vec![0.0f32; c]);
-            for (dp, yp) in di.chunks_exact(c).zip(yi.chunks_exact(c)) {
-                let sums = db.iter_mut().zip(dg.iter_mut());
-                let values = dp.iter().zip(yp).zip(mean.iter().zip(inv_std));
-                for ((db, dg), ((&dv, &v), (&mu, &s))) in sums.zip(values) {
-                    *db += dv;
-                    *dg += dv * (v - mu) * s;
-                }
-            }
-            (db, dg)
+            vectorised(
+                #[inline(always)]
+                || {
+                    let (mut db, mut dg) = (vec![0.0f32; c], vec![0.0f32; c]);
+                    for (dp, yp) in di.chunks_exact(c).zip(yi.chunks_exact(c)) {
+                        let sums = db.iter_mut().zip(dg.iter_mut());
+                        let values = dp.iter().zip(yp).zip(mean.iter().zip(inv_std));
+                        for ((db, dg), ((&dv, &v), (&mu, &s))) in sums.zip(values) {
+                            *db += dv;
+                            *dg += dv * (v - mu) * s;
+                        }
+                    }
+                    (db, dg)
+                },
+            )
         })
         .collect();
     let mut dbeta = vec![0.0f32; c];
@@ -776,18 +795,23 @@ pub fn batch_norm_backward(
         .zip(d.par_chunks(chunk))
         .zip(y.par_chunks(chunk))
         .for_each(|((o, di), yi)| {
-            for ((o, dp), yp) in o
-                .chunks_exact_mut(c)
-                .zip(di.chunks_exact(c))
-                .zip(yi.chunks_exact(c))
-            {
-                let coef = a.iter().zip(&b).zip(&e).zip(mean);
-                for ((o, (&dv, &v)), (((&a, &b), &e), &mu)) in
-                    o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
-                {
-                    *o = a * dv + b * (v - mu) + e;
-                }
-            }
+            vectorised(
+                #[inline(always)]
+                || {
+                    for ((o, dp), yp) in o
+                        .chunks_exact_mut(c)
+                        .zip(di.chunks_exact(c))
+                        .zip(yi.chunks_exact(c))
+                    {
+                        let coef = a.iter().zip(&b).zip(&e).zip(mean);
+                        for ((o, (&dv, &v)), (((&a, &b), &e), &mu)) in
+                            o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
+                        {
+                            *o = a * dv + b * (v - mu) + e;
+                        }
+                    }
+                },
+            )
         });
     (dy, dgamma, dbeta)
 }
@@ -797,9 +821,14 @@ pub fn relu_backward(out: &[f32], d: &mut [f32]) {
     d.par_chunks_mut(1 << 14)
         .zip(out.par_chunks(1 << 14))
         .for_each(|(d, o)| {
-            d.iter_mut()
-                .zip(o)
-                .for_each(|(d, &o)| *d = if o > 0.0 { *d } else { 0.0 })
+            vectorised(
+                #[inline(always)]
+                || {
+                    d.iter_mut()
+                        .zip(o)
+                        .for_each(|(d, &o)| *d = if o > 0.0 { *d } else { 0.0 })
+                },
+            )
         });
 }
 

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::kernels::add_into;
 use super::products::gemm_threaded;
 use super::FlatParams;
+use crate::util::simd::vectorised;
 use crate::util::tensor::cpu_data;
 use crate::util::Matrix;
 
@@ -214,9 +215,14 @@ impl MlpLayout {
                 .zip(h.par_chunks(1 << 14))
                 .for_each(|(g, v)| {
                     // A select written to every value (not a conditional store): it vectorises.
-                    for (g, &v) in g.iter_mut().zip(v) {
-                        *g = if v <= 0.0 { 0.0 } else { *g };
-                    }
+                    vectorised(
+                        #[inline(always)]
+                        || {
+                            for (g, &v) in g.iter_mut().zip(v) {
+                                *g = if v <= 0.0 { 0.0 } else { *g };
+                            }
+                        },
+                    )
                 });
             d = dh;
         }
@@ -225,7 +231,10 @@ impl MlpLayout {
 
 /// max(v, 0) in place, in parallel chunks.
 fn relu(values: &mut [f32]) {
-    values
-        .par_chunks_mut(1 << 14)
-        .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+    values.par_chunks_mut(1 << 14).for_each(|c| {
+        vectorised(
+            #[inline(always)]
+            || c.iter_mut().for_each(|v| *v = v.max(0.0)),
+        )
+    });
 }

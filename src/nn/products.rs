@@ -2,98 +2,14 @@
 //! and the floating-point work it does are decided and counted here.
 //!
 //! The `gemm` crate (0.19, feature `x86-v4`) picks its kernels at run time: AVX-512 where the
-//! CPU has `avx512f`, else AVX2 + FMA, else scalar. [`set_simd`] (from `icm … --simd`, or the
-//! `ICM_SIMD` environment variable) forces a lower level, so that one AVX-512 host measures both
-//! the AVX-512 and the AVX2 path in one sitting; a level the CPU lacks is refused.
+//! CPU has `avx512f`, else AVX2 + FMA, else scalar; a forced AVX2 ([`crate::util::simd`])
+//! takes the AVX2 kernels on any CPU that has them.
 //! Results differ between levels in the last bits (different accumulation order), never
 //! between thread counts.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{bail, Result};
-
-/// A SIMD level of the `gemm` crate's f32 kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Simd {
-    /// The best level the CPU has (the `gemm` crate's own choice).
-    Auto,
-    /// 512-bit kernels (x86-64-v4: `avx512f`).
-    Avx512,
-    /// 256-bit AVX2 + FMA kernels (x86-64-v3).
-    Avx2,
-}
-
-const AUTO: u8 = 0;
-const AVX512: u8 = 1;
-const AVX2: u8 = 2;
-
-static FORCED: AtomicU8 = AtomicU8::new(AUTO);
 static FLOPS: AtomicU64 = AtomicU64::new(0);
-
-impl Simd {
-    /// Parses `auto`, `avx512` or `avx2` (as `--simd` and `ICM_SIMD` take them).
-    pub fn parse(text: &str) -> Result<Simd> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Ok(Simd::Auto),
-            "avx512" | "avx-512" | "x86-v4" => Ok(Simd::Avx512),
-            "avx2" | "x86-v3" => Ok(Simd::Avx2),
-            other => bail!("unknown SIMD level `{other}`: use auto, avx512 or avx2"),
-        }
-    }
-}
-
-fn cpu_has(level: Simd) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match level {
-            Simd::Auto => true,
-            Simd::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            Simd::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        level == Simd::Auto
-    }
-}
-
-/// Forces the SIMD level of every later product; a level the CPU lacks is an error.
-pub fn set_simd(level: Simd) -> Result<()> {
-    if !cpu_has(level) {
-        bail!("this CPU has no {level:?} (see the flags of `lscpu`): use --simd auto");
-    }
-    let code = match level {
-        Simd::Auto => AUTO,
-        Simd::Avx512 => AVX512,
-        Simd::Avx2 => AVX2,
-    };
-    FORCED.store(code, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Applies `ICM_SIMD` when it is set (the command line calls this before any work).
-pub fn set_simd_from_env() -> Result<()> {
-    match std::env::var("ICM_SIMD") {
-        Ok(text) => Simd::parse(&text)
-            .and_then(set_simd)
-            .map_err(|e| anyhow::anyhow!("ICM_SIMD={text}: {e}")),
-        Err(_) => Ok(()),
-    }
-}
-
-/// The level products run at now, in words (`AVX-512 (auto)`, `AVX2+FMA (forced)`, ...).
-pub fn simd_in_use() -> String {
-    match FORCED.load(Ordering::Relaxed) {
-        AVX512 => "AVX-512 (forced)".into(),
-        AVX2 => "AVX2+FMA (forced)".into(),
-        _ if cpu_has(Simd::Avx512) => "AVX-512 (auto)".into(),
-        _ if cpu_has(Simd::Avx2) => "AVX2+FMA (auto)".into(),
-        _ => "scalar or non-x86 (auto)".into(),
-    }
-}
 
 /// Floating-point operations (2·m·n·k per product) done by [`gemm`] since the process started,
 /// over all threads.
@@ -273,10 +189,10 @@ fn product(
     }
 }
 
-/// The product at the level [`set_simd`] chose.
+/// The product at the level [`crate::util::simd::set_simd`] chose.
 fn chosen_product() -> Product {
     #[cfg(target_arch = "x86_64")]
-    if FORCED.load(Ordering::Relaxed) == AVX2 {
+    if crate::util::simd::avx2_forced() {
         return avx2_gemm;
     }
     gemm::gemm::<f32>

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::FlatParams;
+use crate::util::simd::vectorised;
 use crate::util::tensor::cpu_data_mut;
 
 #[derive(Debug, Clone)]
@@ -80,20 +81,25 @@ impl Sgd<Cpu> {
             .zip(g.par_chunks(CHUNK))
             .for_each(|((p, v), g)| {
                 // Equal lengths and the branch outside the loops: both loops vectorise.
-                let n = p.len();
-                let (v, g) = (&mut v[..n], &g[..n]);
-                if decay {
-                    for i in 0..n {
-                        let d = g[i] * scale + p[i] * wd;
-                        v[i] = v[i] * mu + d * 1.0;
-                        p[i] = p[i] * 1.0 + v[i] * step;
-                    }
-                } else {
-                    for i in 0..n {
-                        v[i] = v[i] * mu + g[i] * 1.0;
-                        p[i] = p[i] * 1.0 + v[i] * step;
-                    }
-                }
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        let n = p.len();
+                        let (v, g) = (&mut v[..n], &g[..n]);
+                        if decay {
+                            for i in 0..n {
+                                let d = g[i] * scale + p[i] * wd;
+                                v[i] = v[i] * mu + d * 1.0;
+                                p[i] = p[i] * 1.0 + v[i] * step;
+                            }
+                        } else {
+                            for i in 0..n {
+                                v[i] = v[i] * mu + g[i] * 1.0;
+                                p[i] = p[i] * 1.0 + v[i] * step;
+                            }
+                        }
+                    },
+                )
             });
         norm
     }
@@ -110,15 +116,20 @@ pub fn gradient_norm(g: &[f32]) -> f64 {
     let partials: Vec<f64> = g
         .par_chunks(CHUNK)
         .map(|chunk| {
-            let mut lanes = [0.0f32; 16];
-            let mut blocks = chunk.chunks_exact(16);
-            for block in blocks.by_ref() {
-                for (lane, &v) in lanes.iter_mut().zip(block) {
-                    *lane += v * v;
-                }
-            }
-            let tail: f32 = blocks.remainder().iter().map(|v| v * v).sum();
-            lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+            vectorised(
+                #[inline(always)]
+                || {
+                    let mut lanes = [0.0f32; 16];
+                    let mut blocks = chunk.chunks_exact(16);
+                    for block in blocks.by_ref() {
+                        for (lane, &v) in lanes.iter_mut().zip(block) {
+                            *lane += v * v;
+                        }
+                    }
+                    let tail: f32 = blocks.remainder().iter().map(|v| v * v).sum();
+                    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+                },
+            )
         })
         .collect();
     partials.iter().sum::<f64>().sqrt()

@@ -9,6 +9,7 @@ use crate::mix::losses::duplicate_fraction;
 use crate::mix::rule::soft_targets;
 use crate::mix::{mix_batch, regmixup_total, target_loss, Method};
 use crate::nn::{NetDevice, Network, Sgd};
+use crate::util::simd::vectorised;
 use crate::util::Matrix;
 
 /// One clean mini-batch, before mixing.
@@ -150,17 +151,29 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
             t_cols[k * b + j] = w as f64;
         }
     }
-    let mut row = vec![0.0f64; b];
-    let mut max_abs = 0.0f64;
-    for zi in z.chunks(c).take(b) {
-        row.fill(0.0);
-        for (&zk, tk) in zi.iter().zip(t_cols.chunks(b)) {
-            for (s, &w) in row.iter_mut().zip(tk) {
-                *s += zk as f64 * w;
+    let max_abs = vectorised(
+        #[inline(always)]
+        || {
+            let mut row = vec![0.0f64; b];
+            let mut lanes = [0.0f64; 8];
+            for zi in z.chunks(c).take(b) {
+                row.fill(0.0);
+                for (&zk, tk) in zi.iter().zip(t_cols.chunks(b)) {
+                    for (s, &w) in row.iter_mut().zip(tk) {
+                        *s += zk as f64 * w;
+                    }
+                }
+                // Eight running maxima (one waits on every comparison); a maximum does not
+                // depend on the order it is taken in.
+                for block in row.chunks(8) {
+                    for (m, s) in lanes.iter_mut().zip(block) {
+                        *m = m.max(s.abs());
+                    }
+                }
             }
-        }
-        max_abs = row.iter().fold(max_abs, |m, s| m.max(s.abs()));
-    }
+            lanes.into_iter().fold(0.0f64, f64::max)
+        },
+    );
     // Dividing by a positive temperature keeps the order (rounding included): one division.
     let max_score = max_abs / temperature;
     StepStats {

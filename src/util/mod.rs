@@ -7,6 +7,7 @@ pub mod host;
 pub mod json;
 pub mod npy;
 pub mod params;
+pub mod simd;
 pub mod tensor;
 pub mod text;
 
