@@ -125,6 +125,15 @@ fn level_now() -> u8 {
     }
 }
 
+/// f32 values in one SIMD vector at the level in use (16 for AVX-512, 8 for AVX2, 4 below).
+pub fn f32_lanes() -> usize {
+    match level_now() {
+        AVX512 => 16,
+        AVX2 => 8,
+        _ => 4,
+    }
+}
+
 /// Runs `work` compiled for the level in use: the closure, marked `#[inline(always)]` (and so
 /// every helper it calls), is inlined into a copy of this function built with that level's
 /// target features, so plain element-wise loops in it become 256- or 512-bit vector code.
