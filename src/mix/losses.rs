@@ -23,7 +23,6 @@ use rayon::prelude::*;
 
 use super::method::{IcmAxes, Method, Target};
 use crate::util::simd::vectorised;
-use crate::util::tensor::transpose_add;
 use crate::util::Matrix;
 
 /// −(1/B) Σ_i Σ_c t_ic · log softmax(z_i)_c.
@@ -172,52 +171,58 @@ pub fn icm_value_and_grad(
             *s += m;
         }
     }
-    let used = match loss.axes {
-        IcmAxes::Pair => 0..b,
-        IcmAxes::Class => b..2 * b,
-        IcmAxes::Dual => 0..2 * b,
+    let (pair_axis, class_axis) = match loss.axes {
+        IcmAxes::Pair => (true, false),
+        IcmAxes::Class => (false, true),
+        IcmAxes::Dual => (true, true),
     };
-    // Lines 0..B are the rows of S, lines B..2B its columns (copied in tiles, each contiguous).
-    // Each line becomes its gradient ((softmax − I) / B) in place; its loss term is returned.
-    let mut lines = vec![0.0f32; 2 * b * b];
-    let (rows, columns) = lines.split_at_mut(b * b);
-    rows.copy_from_slice(&scores);
-    transpose_add(&scores, columns, b, b);
     let inv_b = 1.0 / b as f32;
-    let terms: Vec<f64> = lines
-        .par_chunks_mut(b)
-        .enumerate()
-        .filter(|(line, _)| used.contains(line))
-        .map(|(line, s)| {
-            vectorised(
-                #[inline(always)]
-                || {
-                    let fixed = line % b;
-                    let diagonal = s[fixed];
-                    let max = max_in_lanes(s);
-                    exp_shifted(s, max);
-                    let total = sum_in_f64(s);
-                    let inv_total = 1.0 / total;
-                    for (j, v) in s.iter_mut().enumerate() {
-                        let soft = (*v as f64 * inv_total) as f32;
-                        *v = (soft - if j == fixed { 1.0 } else { 0.0 }) * inv_b;
-                    }
-                    (max as f64 + total.ln() - diagonal as f64) / b as f64
-                },
-            )
-        })
-        .collect();
-    let value: f64 = terms.iter().sum();
-    // ∂L/∂S: the rows' part, plus the columns' part transposed.
-    let (rows, columns) = lines.split_at(b * b);
-    let mut ds = if used.contains(&0) {
-        rows.to_vec()
-    } else {
-        vec![0.0f32; b * b]
-    };
-    if used.contains(&b) {
-        transpose_add(columns, &mut ds, b, b);
+    // ∂L/∂S and the loss's terms (the rows', then the columns', in order).
+    let mut ds = vec![0.0f32; b * b];
+    let mut terms: Vec<f64> = Vec::with_capacity(2 * b);
+    if pair_axis {
+        // Each row of S becomes its gradient ((softmax − I) / B) in place.
+        ds.copy_from_slice(&scores);
+        let row_terms: Vec<f64> = ds
+            .par_chunks_mut(b)
+            .enumerate()
+            .map(|(i, s)| {
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        let diagonal = s[i];
+                        let max = max_in_lanes(s);
+                        exp_shifted(s, max);
+                        let total = sum_in_f64(s);
+                        let inv_total = 1.0 / total;
+                        for (j, v) in s.iter_mut().enumerate() {
+                            let soft = (*v as f64 * inv_total) as f32;
+                            *v = (soft - if j == i { 1.0 } else { 0.0 }) * inv_b;
+                        }
+                        (max as f64 + total.ln() - diagonal as f64) / b as f64
+                    },
+                )
+            })
+            .collect();
+        terms.extend(row_terms);
     }
+    if class_axis {
+        let blocks: Vec<(Vec<f32>, Vec<f64>)> = (0..b.div_ceil(COLUMNS))
+            .into_par_iter()
+            .map(|block| column_softmax_grads(&scores, b, block * COLUMNS, inv_b))
+            .collect();
+        for (block, (grads, block_terms)) in blocks.iter().enumerate() {
+            let first = block * COLUMNS;
+            let width = block_terms.len();
+            for (ds_row, g) in ds.chunks_mut(b).zip(grads.chunks(width)) {
+                for (d, &v) in ds_row[first..first + width].iter_mut().zip(g) {
+                    *d += v;
+                }
+            }
+            terms.extend(block_terms);
+        }
+    }
+    let value: f64 = terms.iter().sum();
     // ∂L/∂z_ik = (ds_i · row k of Tᵀ) / τ.
     let mut grad = vec![0.0f32; b * c];
     grad.par_chunks_mut(c)
@@ -234,6 +239,73 @@ pub fn icm_value_and_grad(
             )
         });
     (value as f32, grad)
+}
+
+/// Columns of S per task of the class axis's pass.
+const COLUMNS: usize = 16;
+
+/// The class axis on columns `first..first + COLUMNS` of S (B × B, row-major), read down the
+/// rows so that S is never transposed: per column, the gradient (softmax − I) / B (B × width,
+/// row-major) and the loss term. Every value is what the rows' code computes on that column
+/// as a line: the same maximum (taken in any order), exponentials, f64 sum (four partial sums
+/// over the rows by index mod 4, then the remainder in order, as [`sum_in_f64`]) and
+/// normalisation, so the bits do not depend on the layout.
+fn column_softmax_grads(
+    scores: &[f32],
+    b: usize,
+    first: usize,
+    inv_b: f32,
+) -> (Vec<f32>, Vec<f64>) {
+    vectorised(
+        #[inline(always)]
+        || {
+            let width = COLUMNS.min(b - first);
+            let columns = |i: usize| &scores[i * b + first..i * b + first + width];
+            let mut max = [f32::NEG_INFINITY; COLUMNS];
+            for i in 0..b {
+                for (m, &v) in max.iter_mut().zip(columns(i)) {
+                    *m = m.max(v);
+                }
+            }
+            let mut e = vec![0.0f32; b * width];
+            for (i, row) in e.chunks_mut(width).enumerate() {
+                for ((e, &v), &m) in row.iter_mut().zip(columns(i)).zip(&max) {
+                    *e = exp_as_wide(v - m);
+                }
+            }
+            let mut lanes = [[0.0f64; COLUMNS]; 4];
+            let mut tail = [0.0f64; COLUMNS];
+            let whole = b - b % 4;
+            for (i, row) in e.chunks(width).enumerate() {
+                let sums = if i < whole {
+                    &mut lanes[i % 4]
+                } else {
+                    &mut tail
+                };
+                for (s, &v) in sums.iter_mut().zip(row) {
+                    *s += v as f64;
+                }
+            }
+            let mut total = [0.0f64; COLUMNS];
+            for (j, t) in total.iter_mut().enumerate().take(width) {
+                *t = (lanes[0][j] + lanes[1][j]) + (lanes[2][j] + lanes[3][j]) + tail[j];
+            }
+            let inv_total = total.map(|t| 1.0 / t);
+            for (i, row) in e.chunks_mut(width).enumerate() {
+                for (j, (v, &inv)) in row.iter_mut().zip(&inv_total).enumerate() {
+                    let soft = (*v as f64 * inv) as f32;
+                    *v = (soft - if first + j == i { 1.0 } else { 0.0 }) * inv_b;
+                }
+            }
+            let terms = (0..width)
+                .map(|j| {
+                    let diagonal = scores[(first + j) * b + first + j];
+                    (max[j] as f64 + total[j].ln() - diagonal as f64) / b as f64
+                })
+                .collect();
+            (e, terms)
+        },
+    )
 }
 
 /// v ← e^(v − shift) for every value, with [`exp_as_wide`]: written per value so that, inside
