@@ -143,29 +143,56 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
         };
     }
     let temperature = method.temperature.unwrap_or(1.0);
-    // Row i of S = Σ_k z_ik · (row k of Tᵀ), in f64, terms in class order: C vectorised passes
-    // over B scores instead of B dot products of C values.
-    let mut t_cols = vec![0.0f64; c * b];
-    for (j, row) in t.chunks(c).enumerate() {
-        for (k, &w) in row.iter().enumerate() {
-            t_cols[k * b + j] = w as f64;
+    let max_abs = max_abs_score(z, t, b, c);
+    // Dividing by a positive temperature keeps the order (rounding included): one division.
+    let max_score = max_abs / temperature;
+    StepStats {
+        max_logit,
+        max_score,
+        duplicates: duplicate_fraction(t, b, c),
+        ..Default::default()
+    }
+}
+
+/// max |S_ij| over S = Z·Tᵀ in f64, each S_ij added in class order: Σ_k z_ik·t_jk.
+///
+/// A mixed target has one or two nonzero weights, and the other terms add ±0, which changes
+/// no sum's magnitude: each column S_·j is computed from its pair's nonzero classes only, down
+/// all rows at once (Zᵀ, vectorised), B·B·2 products instead of B·B·C. A row with a non-finite
+/// logit is the exception (∞·0 is NaN, which the maximum ignores): it is computed with every
+/// term, as written.
+fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
+    let finite_row = |i: usize| z[i * c..(i + 1) * c].iter().all(|v| v.is_finite());
+    // Zᵀ in f64 (C × B), the rows with a non-finite logit left at 0.
+    let mut z_cols = vec![0.0f64; c * b];
+    for i in (0..b).filter(|&i| finite_row(i)) {
+        for (k, &v) in z[i * c..(i + 1) * c].iter().enumerate() {
+            z_cols[k * b + i] = v as f64;
         }
     }
-    let max_abs = vectorised(
+    let nonzero: Vec<Vec<(usize, f64)>> = t
+        .chunks(c)
+        .take(b)
+        .map(|row| {
+            let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+            weights.map(|(k, &w)| (k, w as f64)).collect()
+        })
+        .collect();
+    let finite_max = vectorised(
         #[inline(always)]
         || {
-            let mut row = vec![0.0f64; b];
+            let mut column = vec![0.0f64; b];
+            // Eight running maxima (one waits on every comparison); a maximum does not depend
+            // on the order it is taken in.
             let mut lanes = [0.0f64; 8];
-            for zi in z.chunks(c).take(b) {
-                row.fill(0.0);
-                for (&zk, tk) in zi.iter().zip(t_cols.chunks(b)) {
-                    for (s, &w) in row.iter_mut().zip(tk) {
-                        *s += zk as f64 * w;
+            for weights in &nonzero {
+                column.fill(0.0);
+                for &(k, w) in weights {
+                    for (s, &zv) in column.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
+                        *s += zv * w;
                     }
                 }
-                // Eight running maxima (one waits on every comparison); a maximum does not
-                // depend on the order it is taken in.
-                for block in row.chunks(8) {
+                for block in column.chunks(8) {
                     for (m, s) in lanes.iter_mut().zip(block) {
                         *m = m.max(s.abs());
                     }
@@ -174,12 +201,71 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
             lanes.into_iter().fold(0.0f64, f64::max)
         },
     );
-    // Dividing by a positive temperature keeps the order (rounding included): one division.
-    let max_score = max_abs / temperature;
-    StepStats {
-        max_logit,
-        max_score,
-        duplicates: duplicate_fraction(t, b, c),
-        ..Default::default()
+    (0..b)
+        .filter(|&i| !finite_row(i))
+        .flat_map(|i| {
+            t.chunks(c).take(b).map(move |tj| {
+                let zi = &z[i * c..(i + 1) * c];
+                zi.iter()
+                    .zip(tj)
+                    .fold(0.0f64, |s, (&zk, &w)| s + zk as f64 * w as f64)
+            })
+        })
+        .fold(finite_max, |m, s| m.max(s.abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_abs_score;
+
+    /// Every term, in class order, as the definition reads.
+    fn dense(z: &[f32], t: &[f32], c: usize) -> f64 {
+        let mut max = 0.0f64;
+        for zi in z.chunks(c) {
+            for tj in t.chunks(c) {
+                let s = zi
+                    .iter()
+                    .zip(tj)
+                    .fold(0.0f64, |s, (&zk, &w)| s + zk as f64 * w as f64);
+                max = max.max(s.abs());
+            }
+        }
+        max
+    }
+
+    /// Mixed targets (one or two classes, one row with three), random logits: the same bits as
+    /// the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms make NaN scores.
+    #[test]
+    fn sparse_max_score_equals_the_dense_sum() {
+        use rand::{Rng, SeedableRng};
+        let (b, c) = (37, 10);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut z: Vec<f32> = (0..b * c).map(|_| rng.gen_range(-40.0..40.0)).collect();
+        let mut t = vec![0.0f32; b * c];
+        for row in t.chunks_mut(c) {
+            let (a, k) = (rng.gen_range(0..c), rng.gen_range(0..c));
+            let lambda: f32 = rng.gen();
+            row[a] += lambda;
+            row[k] += 1.0 - lambda;
+        }
+        t[5 * c..6 * c].copy_from_slice(&[0.2, 0.0, 0.3, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]);
+        let want = dense(&z, &t, c);
+        assert!(want > 0.0);
+        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
+        z[3 * c + 4] = f32::INFINITY;
+        z[7 * c] = f32::NAN;
+        let want = dense(&z, &t, c);
+        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
+        // Class 9 in no target: an ∞ there makes every score of its row NaN (ignored).
+        for row in t.chunks_mut(c) {
+            let nine = row[9];
+            row[0] += nine;
+            row[9] = 0.0;
+        }
+        // Its other logits are the largest: were its scores not NaN, they would be the maximum.
+        z[3 * c..4 * c].fill(1.0e6);
+        z[3 * c + 9] = f32::INFINITY;
+        let want = dense(&z, &t, c);
+        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
     }
 }
