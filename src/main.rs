@@ -566,8 +566,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "evaluation: {:.1} img/s ({:.1}x training)",
+        "evaluation: {:.1} img/s in batches of {} ({:.1}x training)",
         r.eval_images_per_second,
+        r.eval_batch,
         r.eval_images_per_second / r.images_per_second
     );
     let host = if args.device == DeviceKind::Cuda {

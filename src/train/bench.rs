@@ -39,8 +39,10 @@ pub struct BenchResult {
     pub images_per_second: f64,
     /// Share of a step spent in mixing plus the loss (forward and backward).
     pub method_share: f64,
-    /// Evaluation (forward without a tape, running batch-norm statistics) images per second.
+    /// Evaluation (forward without a tape, running batch-norm statistics, in batches of
+    /// `eval_batch` as runs score datasets) images per second.
     pub eval_images_per_second: f64,
+    pub eval_batch: usize,
     pub peak_rss_mib: f64,
     /// Floating-point operations of one training step's matrix products on the CPU (the
     /// networks' products; dfdx's own products in the loss, small B × B ones, are not counted).
@@ -147,7 +149,16 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let step_ms = time_ms(spec.steps, step);
     let product_flops_per_step =
         (crate::nn::products::flops_done() - flops_before) as f64 / spec.steps as f64;
-    let inputs: Matrix<D> = dev.tensor_from_vec(data.x.clone(), (spec.batch, d));
+    // Evaluation as a run scores a dataset: batches of the device's EVAL_BATCH images (the
+    // training batch's images repeated).
+    let eval_x: Vec<f32> = data
+        .x
+        .iter()
+        .copied()
+        .cycle()
+        .take(D::EVAL_BATCH * d)
+        .collect();
+    let inputs: Matrix<D> = dev.tensor_from_vec(eval_x, (D::EVAL_BATCH, d));
     let eval_ms = time_ms(spec.steps, || {
         std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
     });
@@ -180,7 +191,8 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
         loss_ms,
         images_per_second: spec.batch as f64 / (step_ms / 1000.0),
         method_share: (mix_ms + loss_ms) / step_ms,
-        eval_images_per_second: spec.batch as f64 / (eval_ms / 1000.0),
+        eval_images_per_second: D::EVAL_BATCH as f64 / (eval_ms / 1000.0),
+        eval_batch: D::EVAL_BATCH,
         peak_rss_mib: peak_rss_mib(),
         product_flops_per_step,
     })
