@@ -300,6 +300,58 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
     ));
 }
 
+/// A finished run whose lock outlived its owner (killed between recording the run and removing
+/// the lock): the next look at the run removes the stale lock and leaves the run as it is; a
+/// live owner's lock stays.
+#[test]
+fn a_finished_runs_stale_lock_is_removed_a_live_one_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (yaml, exp) = write_grid(
+        tmp.path(),
+        &GRID
+            .replace("epochs: 40", "epochs: 2")
+            .replace("methods: [erm, icm-mixup]", "methods: [erm]")
+            .replace("seeds: [0, 1]", "seeds: [0]"),
+    );
+    let results = tmp.path().join("results");
+    assert!(icm(&yaml, &results).status().unwrap().success());
+    let dir = records::run_dir(&results, &exp.name, &exp.runs()[0].run_id());
+    let metrics = fs::read(dir.join(records::METRICS_FILE)).unwrap();
+    let hour = Duration::from_secs(3600);
+    let quiet = |_: String| {};
+    let dead = LockInfo {
+        host: icm::util::host_name(),
+        pid: 4_000_000,
+        started: 0,
+        nonce: 1,
+    };
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    assert!(matches!(
+        locks::try_claim(&dir, hour, false, &quiet).unwrap(),
+        ClaimResult::Busy(RunState::Done)
+    ));
+    assert!(!dir.join(LOCK_FILE).exists(), "the stale lock is left");
+    let live = LockInfo {
+        pid: std::process::id(),
+        ..dead.clone()
+    };
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&live).unwrap()).unwrap();
+    assert!(matches!(
+        locks::try_claim(&dir, hour, false, &quiet).unwrap(),
+        ClaimResult::Busy(RunState::Done)
+    ));
+    assert!(
+        dir.join(LOCK_FILE).exists(),
+        "a live owner's lock is removed"
+    );
+    fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+    // Through the command line as well: a rerun skips the run and clears a dead owner's lock.
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    assert!(icm(&yaml, &results).status().unwrap().success());
+    assert!(!dir.join(LOCK_FILE).exists());
+    assert_eq!(fs::read(dir.join(records::METRICS_FILE)).unwrap(), metrics);
+}
+
 #[test]
 fn diverging_runs_are_recorded_as_diverged_and_the_rest_completes() {
     let tmp = tempfile::tempdir().unwrap();

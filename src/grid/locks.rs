@@ -253,7 +253,14 @@ pub fn try_claim(
 ) -> Result<ClaimResult> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     match state(dir, timeout) {
-        RunState::Done => return Ok(ClaimResult::Busy(RunState::Done)),
+        RunState::Done => {
+            // A worker killed between recording the run and removing its lock leaves the lock
+            // behind; a stale one goes (a live owner is about to remove its own).
+            if let Some(RunState::Pending(judged)) = lock_state(dir, timeout) {
+                remove_stale_lock(dir, &judged, rand::random());
+            }
+            return Ok(ClaimResult::Busy(RunState::Done));
+        }
         RunState::Running(info) => return Ok(ClaimResult::Busy(RunState::Running(info))),
         RunState::Failed(reason) if !retry_failed => {
             return Ok(ClaimResult::Busy(RunState::Failed(reason)))
