@@ -170,32 +170,45 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             z_cols[k * b + i] = v as f64;
         }
     }
-    let nonzero: Vec<Vec<(usize, f64)>> = t
-        .chunks(c)
-        .take(b)
-        .map(|row| {
-            let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
-            weights.map(|(k, &w)| (k, w as f64)).collect()
-        })
-        .collect();
+    // Each pair's nonzero target weights, in class order, flattened: pair j's are
+    // terms[starts[j]..starts[j + 1]].
+    let mut terms: Vec<(usize, f64)> = Vec::with_capacity(2 * b);
+    let mut starts = vec![0usize];
+    for row in t.chunks(c).take(b) {
+        let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
+        terms.extend(weights.map(|(k, &w)| (k, w as f64)));
+        starts.push(terms.len());
+    }
     let finite_max = vectorised(
         #[inline(always)]
         || {
-            let mut column = vec![0.0f64; b];
             // Eight running maxima (one waits on every comparison); a maximum does not depend
             // on the order it is taken in.
             let mut lanes = [0.0f64; 8];
-            for weights in &nonzero {
-                column.fill(0.0);
+            let mut column = vec![0.0f64; b];
+            for pair in starts.windows(2) {
+                let mut weights = terms[pair[0]..pair[1]].iter();
+                match weights.next() {
+                    // 0 + the first term: the first term (0 + −0 is +0, and |·| drops signs).
+                    Some(&(k, w)) => {
+                        for (s, &zv) in column.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
+                            *s = zv * w;
+                        }
+                    }
+                    None => column.fill(0.0),
+                }
                 for &(k, w) in weights {
                     for (s, &zv) in column.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
                         *s += zv * w;
                     }
                 }
-                for block in column.chunks(8) {
+                for block in column.chunks_exact(8) {
                     for (m, s) in lanes.iter_mut().zip(block) {
                         *m = m.max(s.abs());
                     }
+                }
+                for s in column.chunks_exact(8).remainder() {
+                    lanes[0] = lanes[0].max(s.abs());
                 }
             }
             lanes.into_iter().fold(0.0f64, f64::max)
