@@ -754,8 +754,7 @@ pub fn batch_norm_forward(
     relu: bool,
 ) -> Vec<f32> {
     let c = channels;
-    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let (scale, shift) = scale_and_shift(mean, inv_std, gamma, beta);
     let chunk = c * 256;
     let mut out = vec![0.0f32; y.len()];
     out.par_chunks_mut(chunk)
@@ -772,17 +771,74 @@ pub fn batch_norm_forward(
                         {
                             *o = v * k + t;
                         }
-                        if let Some(res) = res {
-                            add_into(o, &res[j * c..(j + 1) * c]);
-                        }
-                        if relu {
-                            o.iter_mut().for_each(|o| *o = o.max(0.0));
-                        }
+                        epilogue(o, res.map(|r| &r[j * c..(j + 1) * c]), relu);
                     }
                 },
             )
         });
     out
+}
+
+/// [`batch_norm_forward`] over `y` itself, when the values before normalisation are not needed
+/// again (no backward pass follows): no second buffer, the same bits. (Training keeps the
+/// out-of-place form: there, writing a fresh buffer was 2.5 % faster than copying and
+/// normalising the copy.)
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_in_place(
+    y: &mut [f32],
+    channels: usize,
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+) {
+    let c = channels;
+    let (scale, shift) = scale_and_shift(mean, inv_std, gamma, beta);
+    let chunk = c * 256;
+    y.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        vectorised(
+            #[inline(always)]
+            || {
+                let res = residual.map(|r| &r[i * chunk..i * chunk + o.len()]);
+                for (j, o) in o.chunks_mut(c).enumerate() {
+                    for (o, (&k, &t)) in o.iter_mut().zip(scale.iter().zip(&shift)) {
+                        *o = *o * k + t;
+                    }
+                    epilogue(o, res.map(|r| &r[j * c..(j + 1) * c]), relu);
+                }
+            },
+        )
+    });
+}
+
+/// Batch norm as out = y·scale + shift per channel: scale = γ·inv_std, shift = β − μ·scale.
+fn scale_and_shift(
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((b, m), k)| b - m * k)
+        .collect();
+    (scale, shift)
+}
+
+/// A normalised pixel's epilogue: the residual added, then ReLU.
+#[inline(always)]
+fn epilogue(o: &mut [f32], residual: Option<&[f32]>, relu: bool) {
+    if let Some(res) = residual {
+        add_into(o, res);
+    }
+    if relu {
+        o.iter_mut().for_each(|o| *o = o.max(0.0));
+    }
 }
 
 /// Gradients through batch normalisation (NHWC) from `d`, the gradient at its output (before

@@ -11,10 +11,10 @@ use dfdx::prelude::*;
 
 use super::convnet::{ConvBn, ConvNet, NetLayout, Shortcut, Unit};
 use super::kernels::{
-    add_into, batch_moments, batch_norm_backward, batch_norm_forward, conv2d_backward,
-    conv2d_forward, global_avg_pool_backward, global_avg_pool_forward, inverse_std,
-    max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc, relu_backward, shortcut_a_backward,
-    shortcut_a_forward, BatchNormStats, Dims,
+    add_into, batch_moments, batch_norm_backward, batch_norm_forward, batch_norm_in_place,
+    conv2d_backward, conv2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+    inverse_std, max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc, relu_backward,
+    shortcut_a_backward, shortcut_a_forward, BatchNormStats, Dims,
 };
 use super::products::gemm;
 use crate::util::Matrix;
@@ -55,11 +55,19 @@ impl ConvNet<Cpu> {
     }
 }
 
+/// How a forward pass runs: with the batch's statistics (training) or the running ones, and
+/// whether a backward pass follows (then each layer keeps what it needs for it).
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    training: bool,
+    keep: bool,
+}
+
 /// What the backward pass needs from one convolution + batch-norm layer.
 struct ConvBnSaved {
     input: Arc<Vec<f32>>,
     in_dims: Dims,
-    /// The convolution's output, before batch norm.
+    /// The convolution's output, before batch norm (empty after an evaluation pass).
     conv: Vec<f32>,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
@@ -99,14 +107,14 @@ impl NetLayout {
         input: Arc<Vec<f32>>,
         in_dims: Dims,
         stats: &mut BatchNormStats,
-        training: bool,
+        pass: Pass,
         residual: Option<&[f32]>,
         relu: bool,
     ) -> ConvBnSaved {
         let g = &layer.geometry;
         let out_dims = in_dims.conv(g);
         let conv = conv2d_forward(&input, in_dims, &p[layer.weight.clone()], None, g);
-        let (mean, var) = if training {
+        let (mean, var) = if pass.training {
             let (mean, var) = batch_moments(&conv, out_dims);
             stats.update(&mean, &var, out_dims.n * out_dims.plane());
             (mean, var)
@@ -114,16 +122,20 @@ impl NetLayout {
             (stats.mean.clone(), stats.var.clone())
         };
         let inv_std = inverse_std(&var);
-        let out = batch_norm_forward(
-            &conv,
-            out_dims.c,
-            &mean,
-            &inv_std,
-            &p[layer.gamma.clone()],
-            &p[layer.beta.clone()],
-            residual,
-            relu,
-        );
+        let (gamma, beta) = (&p[layer.gamma.clone()], &p[layer.beta.clone()]);
+        let (conv, out) = if pass.keep {
+            let out = batch_norm_forward(
+                &conv, out_dims.c, &mean, &inv_std, gamma, beta, residual, relu,
+            );
+            (conv, out)
+        } else {
+            // No backward pass follows: normalised in place, the values before are gone.
+            let mut out = conv;
+            batch_norm_in_place(
+                &mut out, out_dims.c, &mean, &inv_std, gamma, beta, residual, relu,
+            );
+            (Vec::new(), out)
+        };
         ConvBnSaved {
             input,
             in_dims,
@@ -191,22 +203,14 @@ impl NetLayout {
             w: s.width,
         };
         let stem = &self.stem;
+        let pass = Pass { training, keep };
         let input = Arc::new(nchw_to_nhwc(&x, dims));
-        let stem = self.conv_bn(
-            stem,
-            p,
-            input,
-            dims,
-            &mut stats[stem.bn],
-            training,
-            None,
-            true,
-        );
+        let stem = self.conv_bn(stem, p, input, dims, &mut stats[stem.bn], pass, None, true);
         let (mut h, mut dims) = (Arc::clone(&stem.out), stem.out_dims);
         let mut units = Vec::new();
         for unit in &self.units {
             let saved;
-            (saved, h, dims) = self.unit_forward(unit, p, stats, h, dims, training);
+            (saved, h, dims) = self.unit_forward(unit, p, stats, h, dims, pass);
             if keep {
                 units.push(saved);
             }
@@ -231,7 +235,7 @@ impl NetLayout {
         stats: &mut [BatchNormStats],
         h: Arc<Vec<f32>>,
         dims: Dims,
-        training: bool,
+        pass: Pass,
     ) -> (UnitSaved, Arc<Vec<f32>>, Dims) {
         match unit {
             Unit::Block(c1, c2, shortcut) => {
@@ -240,19 +244,18 @@ impl NetLayout {
                     Shortcut::PadA(width) => (Arc::new(shortcut_a_forward(&h, dims, *width)), None),
                     Shortcut::Projection(l) => {
                         let stats = &mut stats[l.bn];
-                        let s =
-                            self.conv_bn(l, p, Arc::clone(&h), dims, stats, training, None, false);
+                        let s = self.conv_bn(l, p, Arc::clone(&h), dims, stats, pass, None, false);
                         (Arc::clone(&s.out), Some(Box::new(s)))
                     }
                 };
-                let first = self.conv_bn(c1, p, h, dims, &mut stats[c1.bn], training, None, true);
+                let first = self.conv_bn(c1, p, h, dims, &mut stats[c1.bn], pass, None, true);
                 let second = self.conv_bn(
                     c2,
                     p,
                     Arc::clone(&first.out),
                     first.out_dims,
                     &mut stats[c2.bn],
-                    training,
+                    pass,
                     Some(&skip),
                     true,
                 );
@@ -265,7 +268,7 @@ impl NetLayout {
                 (saved, out, out_dims)
             }
             Unit::ConvPool(l, pool) => {
-                let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], training, None, true);
+                let layer = self.conv_bn(l, p, h, dims, &mut stats[l.bn], pass, None, true);
                 let od = layer.out_dims;
                 if *pool {
                     let (pooled, argmax) = max_pool2x2_forward(&layer.out, od);
