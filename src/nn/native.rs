@@ -11,10 +11,10 @@ use dfdx::prelude::*;
 
 use super::convnet::{ConvBn, ConvNet, NetLayout, Shortcut, Unit};
 use super::kernels::{
-    add_into, batch_moments, batch_norm_backward, batch_norm_forward, batch_norm_in_place,
-    conv2d_backward, conv2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-    inverse_std, max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc, relu_backward,
-    shortcut_a_backward, shortcut_a_forward, BatchNormStats, Dims,
+    add_into, add_into_parallel, batch_moments, batch_norm_backward, batch_norm_forward,
+    batch_norm_in_place, conv2d_backward, conv2d_forward, global_avg_pool_backward,
+    global_avg_pool_forward, inverse_std, max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc,
+    relu_backward, shortcut_a_backward, shortcut_a_forward, BatchNormStats, Dims,
 };
 use super::products::gemm;
 use crate::util::Matrix;
@@ -47,7 +47,7 @@ impl ConvNet<Cpu> {
             tape.add_backward_op(move |grads| {
                 let d = grads.get_or_alloc_mut(&og)?.clone();
                 let dp = layout.backward(&p, trace, &d, training);
-                add_into(grads.get_or_alloc_mut(&pg)?, &dp);
+                add_into_parallel(grads.get_or_alloc_mut(&pg)?, &dp);
                 Ok(())
             });
         }
@@ -395,7 +395,7 @@ impl NetLayout {
                         .expect(input_grad),
                     (Shortcut::Projection(_), None) => unreachable!("projection saved"),
                 };
-                add_into(&mut dx, &skip);
+                add_into_parallel(&mut dx, &skip);
                 dx
             }
             (Unit::ConvPool(l, _), UnitSaved::ConvPool { layer, argmax }) => {
