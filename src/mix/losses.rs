@@ -441,19 +441,31 @@ pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
 /// shares: the duplicates the paper's loss treats as negatives.
 pub fn duplicate_fraction(targets: &[f32], b: usize, c: usize) -> f64 {
     // Rows as their values' bits (−0 taken as +0, so equal bits are float equality for the
-    // finite values targets hold), sorted: equal rows end up side by side.
+    // finite values targets hold), ordered by a hash of those bits, so that equal rows end up
+    // side by side; rows are only compared in full within a run of equal hashes.
     let bits: Vec<u32> = targets[..b * c]
         .iter()
         .map(|&v| (v + 0.0).to_bits())
         .collect();
     let row = |i: usize| &bits[i * c..(i + 1) * c];
-    let mut order: Vec<usize> = (0..b).collect();
-    order.sort_unstable_by(|&i, &k| row(i).cmp(row(k)));
-    let duplicated: usize = order
-        .chunk_by(|&i, &k| row(i) == row(k))
+    let hash = |i: usize| {
+        row(i).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &v| {
+            (h ^ v as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let mut order: Vec<(u64, usize)> = (0..b).map(|i| (hash(i), i)).collect();
+    order.sort_unstable();
+    let mut duplicated = 0;
+    for run in order
+        .chunk_by(|x, y| x.0 == y.0)
         .filter(|run| run.len() > 1)
-        .map(|run| run.len())
-        .sum();
+    {
+        // Equal hashes: count the rows another row of the run equals (collisions apart).
+        duplicated += run
+            .iter()
+            .filter(|&&(_, i)| run.iter().any(|&(_, k)| k != i && row(k) == row(i)))
+            .count();
+    }
     duplicated as f64 / b.max(1) as f64
 }
 
