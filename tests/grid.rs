@@ -250,6 +250,20 @@ fn shards_partition_the_grid_evenly_and_ignore_yaml_order() {
     assert_eq!(icm::grid::runner::parse_shard("1/4").unwrap(), (1, 4));
 }
 
+/// A lock of a process on this host that no longer exists.
+fn dead_lock() -> LockInfo {
+    LockInfo {
+        host: icm::util::host_name(),
+        pid: 4_000_000,
+        started: 0,
+        nonce: 0,
+    }
+}
+
+fn write_lock(dir: &Path, lock: &LockInfo) {
+    fs::write(dir.join(LOCK_FILE), serde_json::to_string(lock).unwrap()).unwrap();
+}
+
 #[test]
 fn stale_locks_are_taken_over_live_ones_are_not() {
     let tmp = tempfile::tempdir().unwrap();
@@ -257,14 +271,8 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
     fs::create_dir_all(&dir).unwrap();
     let hour = Duration::from_secs(3600);
     let quiet = |_: String| {};
-    // A lock of a process on this host that no longer exists.
-    let dead = LockInfo {
-        host: icm::util::host_name(),
-        pid: 4_000_000,
-        started: 0,
-        nonce: 0,
-    };
-    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    let dead = dead_lock();
+    write_lock(&dir, &dead);
     assert_eq!(locks::state(&dir, hour), RunState::Pending(Some(dead)));
     let messages = std::cell::RefCell::new(Vec::new());
     let notify = |m: String| messages.borrow_mut().push(m);
@@ -291,7 +299,7 @@ fn stale_locks_are_taken_over_live_ones_are_not() {
         started: 0,
         nonce: 0,
     };
-    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&remote).unwrap()).unwrap();
+    write_lock(&dir, &remote);
     assert!(matches!(locks::state(&dir, hour), RunState::Running(_)));
     std::thread::sleep(Duration::from_millis(1100));
     assert!(matches!(
@@ -319,13 +327,8 @@ fn a_finished_runs_stale_lock_is_removed_a_live_one_kept() {
     let metrics = fs::read(dir.join(records::METRICS_FILE)).unwrap();
     let hour = Duration::from_secs(3600);
     let quiet = |_: String| {};
-    let dead = LockInfo {
-        host: icm::util::host_name(),
-        pid: 4_000_000,
-        started: 0,
-        nonce: 1,
-    };
-    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    let dead = dead_lock();
+    write_lock(&dir, &dead);
     assert!(matches!(
         locks::try_claim(&dir, hour, false, &quiet).unwrap(),
         ClaimResult::Busy(RunState::Done)
@@ -335,7 +338,7 @@ fn a_finished_runs_stale_lock_is_removed_a_live_one_kept() {
         pid: std::process::id(),
         ..dead.clone()
     };
-    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&live).unwrap()).unwrap();
+    write_lock(&dir, &live);
     assert!(matches!(
         locks::try_claim(&dir, hour, false, &quiet).unwrap(),
         ClaimResult::Busy(RunState::Done)
@@ -346,7 +349,7 @@ fn a_finished_runs_stale_lock_is_removed_a_live_one_kept() {
     );
     fs::remove_file(dir.join(LOCK_FILE)).unwrap();
     // Through the command line as well: a rerun skips the run and clears a dead owner's lock.
-    fs::write(dir.join(LOCK_FILE), serde_json::to_string(&dead).unwrap()).unwrap();
+    write_lock(&dir, &dead);
     assert!(icm(&yaml, &results).status().unwrap().success());
     assert!(!dir.join(LOCK_FILE).exists());
     assert_eq!(fs::read(dir.join(records::METRICS_FILE)).unwrap(), metrics);

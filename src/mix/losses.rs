@@ -178,11 +178,14 @@ pub fn icm_value_and_grad(
     };
     let inv_b = 1.0 / b as f32;
     // ∂L/∂S and the loss's terms (the rows', then the columns', in order).
-    let mut ds = vec![0.0f32; b * b];
+    let mut ds = if pair_axis {
+        scores.clone()
+    } else {
+        vec![0.0f32; b * b]
+    };
     let mut terms: Vec<f64> = Vec::with_capacity(2 * b);
     if pair_axis {
         // Each row of S becomes its gradient ((softmax − I) / B) in place.
-        ds.copy_from_slice(&scores);
         let row_terms: Vec<f64> = ds
             .par_chunks_mut(b)
             .enumerate()

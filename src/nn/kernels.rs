@@ -787,29 +787,9 @@ pub fn batch_norm_forward(
     residual: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    let c = channels;
-    let (scale, shift) = scale_and_shift(mean, inv_std, gamma, beta);
-    let chunk = c * 256;
     let mut out = zeroed(y.len());
-    out.par_chunks_mut(chunk)
-        .zip(y.par_chunks(chunk))
-        .enumerate()
-        .for_each(|(i, (o, yi))| {
-            vectorised(
-                #[inline(always)]
-                || {
-                    let res = residual.map(|r| &r[i * chunk..i * chunk + yi.len()]);
-                    for (j, (o, yp)) in o.chunks_mut(c).zip(yi.chunks(c)).enumerate() {
-                        for ((o, &v), (&k, &t)) in
-                            o.iter_mut().zip(yp).zip(scale.iter().zip(&shift))
-                        {
-                            *o = v * k + t;
-                        }
-                        epilogue(o, res.map(|r| &r[j * c..(j + 1) * c]), relu);
-                    }
-                },
-            )
-        });
+    let bn = (mean, inv_std, gamma, beta);
+    normalise(&mut out, Some(y), channels, bn, residual, relu);
     out
 }
 
@@ -828,19 +808,46 @@ pub fn batch_norm_in_place(
     residual: Option<&[f32]>,
     relu: bool,
 ) {
-    let c = channels;
+    let bn = (mean, inv_std, gamma, beta);
+    normalise(y, None, channels, bn, residual, relu);
+}
+
+/// The pass behind both: out = source·scale + shift per channel (the source is `y`, or `out`
+/// itself when `None`), then the epilogue, in parallel chunks of 256 pixels.
+fn normalise(
+    out: &mut [f32],
+    y: Option<&[f32]>,
+    c: usize,
+    (mean, inv_std, gamma, beta): (&[f32], &[f32], &[f32], &[f32]),
+    residual: Option<&[f32]>,
+    relu: bool,
+) {
     let (scale, shift) = scale_and_shift(mean, inv_std, gamma, beta);
     let chunk = c * 256;
-    y.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
         vectorised(
             #[inline(always)]
             || {
-                let res = residual.map(|r| &r[i * chunk..i * chunk + o.len()]);
+                let at = |j: usize| i * chunk + j * c..i * chunk + (j + 1) * c;
                 for (j, o) in o.chunks_mut(c).enumerate() {
-                    for (o, (&k, &t)) in o.iter_mut().zip(scale.iter().zip(&shift)) {
-                        *o = *o * k + t;
+                    let coef = scale.iter().zip(&shift);
+                    match y {
+                        Some(y) => o
+                            .iter_mut()
+                            .zip(&y[at(j)])
+                            .zip(coef)
+                            .for_each(|((o, &v), (&k, &t))| *o = v * k + t),
+                        None => o
+                            .iter_mut()
+                            .zip(coef)
+                            .for_each(|(o, (&k, &t))| *o = *o * k + t),
                     }
-                    epilogue(o, res.map(|r| &r[j * c..(j + 1) * c]), relu);
+                    if let Some(res) = residual {
+                        add_into(o, &res[at(j)]);
+                    }
+                    if relu {
+                        o.iter_mut().for_each(|o| *o = o.max(0.0));
+                    }
                 }
             },
         )
@@ -862,17 +869,6 @@ fn scale_and_shift(
         .map(|((b, m), k)| b - m * k)
         .collect();
     (scale, shift)
-}
-
-/// A normalised pixel's epilogue: the residual added, then ReLU.
-#[inline(always)]
-fn epilogue(o: &mut [f32], residual: Option<&[f32]>, relu: bool) {
-    if let Some(res) = residual {
-        add_into(o, res);
-    }
-    if relu {
-        o.iter_mut().for_each(|o| *o = o.max(0.0));
-    }
 }
 
 /// Gradients through batch normalisation (NHWC) from `d`, the gradient at its output (before
