@@ -2,8 +2,9 @@
 //! layout (channels innermost): dfdx 0.13 has no convolution or pooling on stable Rust (`docs/dependencies.md`).
 //! A same-size stride-1 convolution (every 3 × 3 of the ResNets but the downsampling ones) lays a
 //! group of images out in a zero-banded [`Frame`] and multiplies strided views of it by the
-//! weight matrix, one product per kernel row ([`super::products::gemm_views`]): no patch copies
-//! (11–14 % faster ResNet-20 steps than patches on AVX-512). Any other convolution gathers each
+//! weight matrix, one product per kernel row ([`super::products::gemm_views`]; on AVX-512 with 16,
+//! 32 or 64 output channels the direct kernels of [`super::direct`]): no patch copies (11–14 %
+//! faster ResNet-20 steps than patches on AVX-512). Any other convolution gathers each
 //! output pixel's window into a patch row ([`im2row`]) and multiplies the patches by the weight
 //! matrix; in this layout the patch rows are contiguous copies and every product streams its
 //! operands without repacking (about twice the speed of N × C × H × W im2col here). Convolution and batch norm run in parallel over the batch with
@@ -15,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use super::direct;
 use super::products::{count_flops, gemm, gemm_views, View};
 use crate::util::simd::{self, vectorised};
 use crate::util::tensor::transpose_add;
@@ -370,6 +372,55 @@ impl Frame {
         }
     }
 
+    /// out (images × h × w × cout) = the convolution of a framed buffer (cin channels) with
+    /// `wm`, the (k·k·cin) × cout weight matrix, rows ordered (ky, kx, ci). On AVX-512 with 16
+    /// to 64 output channels the direct kernels of [`super::direct`] write the image positions
+    /// straight into `out`; otherwise the gemm crate's products fill `grid` (every frame
+    /// position, [`Frame::convolve`]) and the image positions are copied out.
+    fn convolve_into(
+        &self,
+        framed: &[f32],
+        cin: usize,
+        wm: &[f32],
+        cout: usize,
+        grid: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        if direct::handles(cout) {
+            let k = 2 * self.p + 1;
+            let shape = (cin, cout, k, self.pitch());
+            direct::convolve(framed, shape, wm, self.positions(), out, |q, pixels| {
+                self.place(q, pixels)
+            });
+            count_flops(2 * (self.images * self.h * self.w * k * k * cin * cout) as u64);
+        } else {
+            let grid = grow(grid, self.grid_rows() * cout);
+            self.convolve(framed, cin, wm, cout, grid);
+            self.unframe(grid, cout, out);
+        }
+    }
+
+    /// The image pixels (indices into images × h × w) at output positions `q`, `q + 1`, … (as
+    /// many as `pixels` holds), `None` at the frame's zero positions.
+    fn place(&self, q: usize, pixels: &mut [Option<usize>]) {
+        let (h, w, pitch) = (self.h, self.w, self.pitch());
+        let rows = self.h + self.p;
+        let (row, mut x) = (q / pitch, q % pitch);
+        let (mut image, mut y) = (row / rows, row % rows);
+        for pixel in pixels {
+            *pixel = (y < h && x < w).then(|| (image * h + y) * w + x);
+            x += 1;
+            if x == pitch {
+                x = 0;
+                y += 1;
+                if y == rows {
+                    y = 0;
+                    image += 1;
+                }
+            }
+        }
+    }
+
     /// out ([`Frame::grid_rows`] × cout) = the convolution of a framed buffer (cin channels)
     /// with `wm`, the (k·k·cin) × cout weight matrix, rows ordered (ky, kx, ci): one product per
     /// kernel row.
@@ -479,9 +530,7 @@ pub fn conv2d_forward(
                 let frame = Frame::new(images, d, g.padding);
                 with_scratch(|scratch| {
                     let framed = frame.fill(xs, d.c, &mut scratch.framed);
-                    let grid = grow(&mut scratch.grid, frame.grid_rows() * od.c);
-                    frame.convolve(framed, d.c, &wm, od.c, grid);
-                    frame.unframe(grid, od.c, y);
+                    frame.convolve_into(framed, d.c, &wm, od.c, &mut scratch.grid, y);
                 });
             } else {
                 let rows = images * od.plane();
@@ -614,9 +663,7 @@ fn backward_framed(
             );
         }
         count_flops(2 * (images * d.plane() * k * block * cin) as u64);
-        let grid = grow(&mut scratch.grid, frame.grid_rows() * cin);
-        frame.convolve(framed_dy, cout, flipped, cin, grid);
-        frame.unframe(grid, cin, dx);
+        frame.convolve_into(framed_dy, cout, flipped, cin, &mut scratch.grid, dx);
     });
 }
 

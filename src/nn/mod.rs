@@ -12,6 +12,7 @@ pub mod arch;
 pub mod composed;
 pub mod convnet;
 pub mod device;
+mod direct;
 pub mod kernels;
 pub mod memory;
 pub mod mlp;
