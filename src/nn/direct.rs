@@ -24,43 +24,55 @@ pub(crate) fn handles(cout: usize) -> bool {
         && matches!(cout, 16 | 32 | 64)
 }
 
-/// The convolution of `framed` (pixels × cin; the patches of position q and kernel row ky
-/// start at pixel q + ky·pitch) with `wm` ((k·k·cin) × cout, rows ordered (ky, kx, ci)) at
-/// positions `0..positions`, each position's cout outputs written to a pixel of `out` (pixels ×
-/// cout) or dropped: `place(q, pixels)` gives the pixels of positions q, q + 1, … (`None` to
-/// drop). `framed` must hold every pixel the last position reads. Call only when [`handles`]
-/// says so.
+/// Where a group of images lies in a frame: `images` images of `h` × `w` pixels, each row
+/// followed by `p` zero pixels and each image by `p` zero rows, the first image's first pixel
+/// at position 0; the patches of the pixel at position q and kernel row ky (of k = 2p + 1)
+/// start at frame pixel q + ky·(w + p).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Framing {
+    pub(crate) images: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) p: usize,
+}
+
+/// out (images × h × w × cout) = the convolution of `framed` (frame pixels × cin, laid out as
+/// `framing` says) with `wm` ((k·k·cin) × cout, rows ordered (ky, kx, ci)). `framed` must hold
+/// every pixel the last image pixel reads. Call only when [`handles`] says so.
 pub(crate) fn convolve(
     framed: &[f32],
-    (cin, cout, k, pitch): (usize, usize, usize, usize),
+    framing: Framing,
+    (cin, cout): (usize, usize),
     wm: &[f32],
-    positions: usize,
     out: &mut [f32],
-    place: impl Fn(usize, &mut [Option<usize>]),
 ) {
     assert!(handles(cout), "direct convolution: {cout} channels");
-    if positions == 0 {
+    let Framing { images, h, w, p } = framing;
+    if images * h * w == 0 {
         return;
     }
+    let (k, pitch) = (2 * p + 1, w + p);
     let taps = k * cin;
     assert_eq!(wm.len(), k * taps * cout, "direct convolution: weights");
-    let last_read = (positions - 1 + (k - 1) * pitch) * cin + taps;
-    assert!(last_read <= framed.len(), "direct convolution: frame");
-    let shape = Shape {
-        cin,
-        k,
-        pitch,
-        positions,
-    };
+    let last = ((images - 1) * (h + p) + h - 1) * pitch + w - 1;
+    assert!(
+        (last + (k - 1) * pitch) * cin + taps <= framed.len(),
+        "direct convolution: frame"
+    );
+    assert!(
+        out.len() >= images * h * w * cout,
+        "direct convolution: output"
+    );
+    let shape = Shape { cin, k, pitch };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `handles` checked AVX-512 at run time; the assert above bounds every read, and
-    // every write goes through a checked slice of `out`.
+    // SAFETY: `handles` checked AVX-512 at run time; the asserts above bound every access.
     unsafe {
-        // 24 sums in registers, with the V weight vectors and a broadcast: 26 to 29 of 32.
+        // 16 sums in registers, as many pixels as fit a row of the ResNets' 32 × 32, 16 × 16
+        // and 8 × 8 maps twice.
         match cout {
-            16 => blocks::<1, 24>(framed, shape, wm, out, place),
-            32 => blocks::<2, 12>(framed, shape, wm, out, place),
-            _ => blocks::<4, 6>(framed, shape, wm, out, place),
+            16 => rows::<1, 16>(framed, framing, shape, wm, out),
+            32 => rows::<2, 8>(framed, framing, shape, wm, out),
+            _ => rows::<4, 4>(framed, framing, shape, wm, out),
         }
     }
 }
@@ -70,56 +82,57 @@ struct Shape {
     cin: usize,
     k: usize,
     pitch: usize,
-    positions: usize,
 }
 
-/// Every position in blocks of `P`, the last block moved back to end at the last position (its
-/// overlap computed twice, with the same result); positions fewer than `P` one at a time.
+/// Every image row in blocks of `P` pixels, the last block of a row moved back to end at the
+/// row's last pixel (its overlap computed twice, with the same result); rows narrower than
+/// `P` a pixel at a time. The frame's zero positions are never computed.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn blocks<const V: usize, const P: usize>(
+unsafe fn rows<const V: usize, const P: usize>(
     framed: &[f32],
+    Framing { images, h, w, p }: Framing,
     shape: Shape,
     wm: &[f32],
     out: &mut [f32],
-    place: impl Fn(usize, &mut [Option<usize>]),
 ) {
-    let positions = shape.positions;
-    if positions < P {
-        for q in 0..positions {
-            block::<V, 1>(framed, shape, wm, q, out, &place);
+    let cout = 16 * V;
+    for image in 0..images {
+        for y in 0..h {
+            let position = (image * (h + p) + y) * shape.pitch;
+            let row = &mut out[((image * h + y) * w) * cout..((image * h + y + 1) * w) * cout];
+            if w < P {
+                for x in 0..w {
+                    block::<V, 1>(framed, shape, wm, position + x, &mut row[x * cout..]);
+                }
+                continue;
+            }
+            let mut x = 0;
+            while x < w {
+                let x0 = x.min(w - P);
+                block::<V, P>(framed, shape, wm, position + x0, &mut row[x0 * cout..]);
+                x += P;
+            }
         }
-        return;
-    }
-    let mut q = 0;
-    while q < positions {
-        block::<V, P>(framed, shape, wm, q.min(positions - P), out, &place);
-        q += P;
     }
 }
 
-/// Positions `first .. first + P`, all `16·V` outputs each: each kernel row's sums start at
-/// zero in registers and are added into the output (the first row's stored), as the gemm
-/// crate's products did one kernel row at a time.
+/// The `P` pixels at frame positions `first ..`, all `16·V` outputs each, into `out` (P × cout):
+/// each kernel row's sums start at zero in registers and are added into the output (the
+/// first row's stored), as the gemm crate's products did one kernel row at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn block<const V: usize, const P: usize>(
     framed: &[f32],
-    Shape { cin, k, pitch, .. }: Shape,
+    Shape { cin, k, pitch }: Shape,
     wm: &[f32],
     first: usize,
     out: &mut [f32],
-    place: &impl Fn(usize, &mut [Option<usize>]),
 ) {
     let cout = 16 * V;
     let taps = k * cin;
-    let mut pixels = [None; P];
-    place(first, &mut pixels);
-    let mut dst = [None; P];
-    for (dst, pixel) in dst.iter_mut().zip(pixels) {
-        *dst = pixel.map(|pixel| out[pixel * cout..(pixel + 1) * cout].as_mut_ptr());
-    }
+    let dst = out[..P * cout].as_mut_ptr();
     for ky in 0..k {
         let x = framed.as_ptr().add((first + ky * pitch) * cin);
         let w = wm.as_ptr().add(ky * taps * cout);
@@ -136,10 +149,9 @@ unsafe fn block<const V: usize, const P: usize>(
                 }
             }
         }
-        for (sum, dst) in sum.iter().zip(&dst) {
-            let Some(dst) = *dst else { continue };
+        for (p, sum) in sum.iter().enumerate() {
             for (v, &s) in sum.iter().enumerate() {
-                let at = dst.add(16 * v);
+                let at = dst.add(p * cout + 16 * v);
                 let total = if ky == 0 {
                     s
                 } else {

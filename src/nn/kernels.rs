@@ -310,6 +310,16 @@ impl Frame {
         }
     }
 
+    /// The layout as [`super::direct`] takes it.
+    fn framing(&self) -> direct::Framing {
+        direct::Framing {
+            images: self.images,
+            h: self.h,
+            w: self.w,
+            p: self.p,
+        }
+    }
+
     /// Pixels from one row of the frame to the next.
     fn pitch(&self) -> usize {
         self.w + self.p
@@ -387,37 +397,13 @@ impl Frame {
         out: &mut [f32],
     ) {
         if direct::handles(cout) {
+            direct::convolve(framed, self.framing(), (cin, cout), wm, out);
             let k = 2 * self.p + 1;
-            let shape = (cin, cout, k, self.pitch());
-            direct::convolve(framed, shape, wm, self.positions(), out, |q, pixels| {
-                self.place(q, pixels)
-            });
             count_flops(2 * (self.images * self.h * self.w * k * k * cin * cout) as u64);
         } else {
             let grid = grow(grid, self.grid_rows() * cout);
             self.convolve(framed, cin, wm, cout, grid);
             self.unframe(grid, cout, out);
-        }
-    }
-
-    /// The image pixels (indices into images × h × w) at output positions `q`, `q + 1`, … (as
-    /// many as `pixels` holds), `None` at the frame's zero positions.
-    fn place(&self, q: usize, pixels: &mut [Option<usize>]) {
-        let (h, w, pitch) = (self.h, self.w, self.pitch());
-        let rows = self.h + self.p;
-        let (row, mut x) = (q / pitch, q % pitch);
-        let (mut image, mut y) = (row / rows, row % rows);
-        for pixel in pixels {
-            *pixel = (y < h && x < w).then(|| (image * h + y) * w + x);
-            x += 1;
-            if x == pitch {
-                x = 0;
-                y += 1;
-                if y == rows {
-                    y = 0;
-                    image += 1;
-                }
-            }
         }
     }
 
