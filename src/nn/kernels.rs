@@ -633,20 +633,24 @@ fn backward_framed(
     with_scratch(|scratch| {
         let framed_dy = frame.fill(dy, od.c, &mut scratch.framed_grad);
         let framed_x = frame.fill(xs, cin, &mut scratch.framed);
-        let x_t = View {
-            values: frame.at_positions(framed_x, cin),
-            row_stride: 1,
-            col_stride: cin,
-        };
         let block = k * cout;
-        for ty in 0..k {
-            gemm_views(
-                (cin, block, frame.positions()),
-                x_t,
-                frame.view(framed_dy, cout, ty),
-                (&mut dwm[ty * block..], k * block),
-                false,
-            );
+        if direct::handles_weight_gradient(k, cin, cout) {
+            direct::weight_gradient(framed_x, framed_dy, frame.framing(), (cin, cout), dwm);
+        } else {
+            let x_t = View {
+                values: frame.at_positions(framed_x, cin),
+                row_stride: 1,
+                col_stride: cin,
+            };
+            for ty in 0..k {
+                gemm_views(
+                    (cin, block, frame.positions()),
+                    x_t,
+                    frame.view(framed_dy, cout, ty),
+                    (&mut dwm[ty * block..], k * block),
+                    false,
+                );
+            }
         }
         count_flops(2 * (images * d.plane() * k * block * cin) as u64);
         frame.convolve_into(framed_dy, cout, flipped, cin, &mut scratch.grid, dx);
