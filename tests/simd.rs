@@ -4,6 +4,7 @@
 
 use dfdx::prelude::*;
 use icm::data::ImageShape;
+use icm::nn::kernels::{conv2d_backward, conv2d_forward, ConvGeometry, Dims};
 use icm::nn::products::flops_done;
 use icm::nn::{Arch, ModelSpec, Network};
 use icm::util::simd::{set_simd, simd_in_use, Simd};
@@ -57,6 +58,7 @@ fn levels_parse_count_flops_and_agree() {
     let mut net = Network::new(&spec, shape, 10, &Cpu::default(), &mut rng);
     let x: Vec<f32> = (0..4 * 192).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let auto = logits(&mut net, &x, 4, 192);
+    let auto_convs = convolutions(&mut rng.clone());
     assert!(simd_in_use().ends_with("(auto)"), "{}", simd_in_use());
     for level in [Simd::Avx2, Simd::Avx512] {
         if set_simd(level).is_err() {
@@ -68,7 +70,52 @@ fn levels_parse_count_flops_and_agree() {
         for (a, f) in auto.iter().zip(&forced) {
             assert!((a - f).abs() <= 1e-5 * scale, "{level:?}: {a} vs {f}");
         }
+        // Each level's convolution kernels (the direct ones of 16 to 64 channels included):
+        // output, input gradient and weight gradient.
+        let forced_convs = convolutions(&mut rng.clone());
+        for (case, (a, f)) in auto_convs.iter().zip(&forced_convs).enumerate() {
+            let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (a, f) in a.iter().zip(f) {
+                assert!(
+                    (a - f).abs() <= 1e-5 * scale,
+                    "{level:?} case {case}: {a} vs {f}"
+                );
+            }
+        }
     }
     set_simd(Simd::Auto).unwrap();
     assert!(simd_in_use().ends_with("(auto)"));
+}
+
+/// Forward output, input gradient and weight gradient of 3 × 3 same-size convolutions with
+/// 16, 32 and 64 channels on two 8 × 8 images, at the level in use.
+fn convolutions(rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+    let mut results = Vec::new();
+    for (cin, cout) in [(16, 16), (32, 32), (16, 32), (32, 16), (64, 64)] {
+        let g = ConvGeometry {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let d = Dims {
+            n: 2,
+            h: 8,
+            w: 8,
+            c: cin,
+        };
+        let x: Vec<f32> = (0..d.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..cout * cin * 9)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let dy: Vec<f32> = (0..d.len() / cin * cout)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        results.push(conv2d_forward(&x, d, &w, None, &g));
+        let (dx, dw) = conv2d_backward(&x, d, &w, &dy, &g, true);
+        results.push(dx.expect("asked for"));
+        results.push(dw);
+    }
+    results
 }

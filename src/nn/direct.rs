@@ -1,5 +1,6 @@
 //! Direct kernels for a same-size stride-1 convolution on a [`super::kernels`] frame, on
-//! AVX-512, where the `gemm` crate's kernels fit the shapes badly.
+//! AVX-512 or AVX2, where the `gemm` crate's kernels fit the shapes badly. The kernels are
+//! written once over a [`Vector`] (512 or 256 bits) and compiled for each level.
 //!
 //! The convolution (forward, and the input gradient, which is the convolution of dY with the
 //! flipped kernel) is, per kernel row, a product of a strided view of the frame (pixels ×
@@ -7,30 +8,38 @@
 //! hold one or two vectors of outputs against six positions (or, with pixel pairs, pay 4/3
 //! the multiplies), and they compute the frame's zero positions too (27 % of an 8 × 8 map).
 //! [`convolve`] keeps a block of pixels of one image row × all cout outputs in registers (16
-//! vectors), loads each weight vector once per block, broadcasts each input straight from the
-//! frame, never visits the zero positions, and writes the outputs straight to their image
-//! pixels (no copy out of the frame). Each output adds, per kernel row, its k·cin products in
-//! tap order into a sum that starts at zero, and the kernel rows' sums in row order: the
-//! gemm crate's order, so the same bits as the products it replaced.
+//! vectors on AVX-512, 8 on AVX2), loads each weight vector once per block, broadcasts each
+//! input straight from the frame, never visits the zero positions, and writes the outputs
+//! straight to their image pixels (no copy out of the frame). Each output adds, per kernel
+//! row, its k·cin products in tap order into a sum that starts at zero, and the kernel rows'
+//! sums in row order: the gemm crate's order, so the same bits as the products it replaced.
 //!
 //! [`weight_gradient`] sums X[q][ci] · dY-patch[q][column] over the image pixels q in order,
-//! 8 input channels × 48 columns in registers (the gemm crate packed both long operands and
-//! summed the zero positions too). Its sums run in pixel order, not the gemm crate's blocks:
-//! the weight gradient changed in its last bits when it came in.
+//! a block of input channels × columns in registers (the gemm crate packed both long
+//! operands and summed the zero positions too). Its sums run in pixel order, not the gemm
+//! crate's blocks: the weight gradient changed in its last bits when it came in.
 //!
-//! ResNet layers (B = 128, 2 threads, AVX-512; forward / backward ms, gemm → direct): 16
-//! channels at 32 × 32 1.96 / 3.45 → 1.40 / 2.70, 32 at 16 × 16 1.38 / 2.81 → 1.14 / 2.30,
-//! 64 at 8 × 8 1.55 / 3.37 → 1.18 / 2.35.
+//! ResNet layers, B = 128, 2 threads, forward / backward ms, gemm crate → direct. AVX-512: 16
+//! channels at 32 × 32 1.96 / 3.45 → 1.36 / 2.62, 32 at 16 × 16 1.38 / 2.81 → 1.17 / 2.35, 64
+//! at 8 × 8 1.55 / 3.37 → 1.21 / 2.36. AVX2: 16 channels 2.57 / 5.49 → 2.47 / 5.07, 32
+//! channels 2.53 / 5.42 → 2.39–2.46 / 5.28–5.37 (64 channels stay with the gemm crate).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use crate::util::simd::f32_lanes;
+
 /// Whether [`convolve`] takes a convolution with `cout` output channels at the SIMD level in
 /// use.
 pub(crate) fn handles(cout: usize) -> bool {
+    // On AVX2, 64 channels are 8 vectors: 8 loads per 8 multiplies, slower than the gemm
+    // crate's kernels (forward 2.84 → 3.73 ms).
     cfg!(target_arch = "x86_64")
-        && crate::util::simd::f32_lanes() == 16
-        && matches!(cout, 16 | 32 | 64)
+        && match f32_lanes() {
+            16 => matches!(cout, 16 | 32 | 64),
+            8 => matches!(cout, 16 | 32),
+            _ => false,
+        }
 }
 
 /// Where a group of images lies in a frame: `images` images of `h` × `w` pixels, each row
@@ -74,15 +83,50 @@ pub(crate) fn convolve(
     );
     let shape = Shape { cin, k, pitch };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `handles` checked AVX-512 at run time; the asserts above bound every access.
+    // SAFETY: `handles` checked the level's features at run time; the asserts above bound
+    // every access.
     unsafe {
-        // 16 sums in registers, as many pixels as fit a row of the ResNets' 32 × 32, 16 × 16
-        // and 8 × 8 maps twice.
-        match cout {
-            16 => rows::<1, 16>(framed, framing, shape, wm, out),
-            32 => rows::<2, 8>(framed, framing, shape, wm, out),
-            _ => rows::<4, 4>(framed, framing, shape, wm, out),
+        if f32_lanes() == 16 {
+            convolve_avx512(framed, framing, shape, cout, wm, out)
+        } else {
+            convolve_avx2(framed, framing, shape, cout, wm, out)
         }
+    }
+}
+
+/// [`convolve`] on AVX-512: 16 sums in registers, as many pixels as fit a row of the ResNets'
+/// 32 × 32, 16 × 16 and 8 × 8 maps twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn convolve_avx512(
+    framed: &[f32],
+    framing: Framing,
+    shape: Shape,
+    cout: usize,
+    wm: &[f32],
+    out: &mut [f32],
+) {
+    match cout {
+        16 => rows::<__m512, 1, 16>(framed, framing, shape, wm, out),
+        32 => rows::<__m512, 2, 8>(framed, framing, shape, wm, out),
+        _ => rows::<__m512, 4, 4>(framed, framing, shape, wm, out),
+    }
+}
+
+/// [`convolve`] on AVX2 (16 registers): 8 sums, the pixels again dividing the ResNets' rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn convolve_avx2(
+    framed: &[f32],
+    framing: Framing,
+    shape: Shape,
+    cout: usize,
+    wm: &[f32],
+    out: &mut [f32],
+) {
+    match cout {
+        16 => rows::<__m256, 2, 4>(framed, framing, shape, wm, out),
+        _ => rows::<__m256, 4, 2>(framed, framing, shape, wm, out),
     }
 }
 
@@ -95,95 +139,100 @@ struct Shape {
 
 /// Every image row in blocks of `P` pixels, the last block of a row moved back to end at the
 /// row's last pixel (its overlap computed twice, with the same result); rows narrower than
-/// `P` a pixel at a time. The frame's zero positions are never computed.
+/// `P` a pixel at a time. The frame's zero positions are never computed. `V` vectors of
+/// outputs per pixel: cout = V · lanes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn rows<const V: usize, const P: usize>(
+#[inline(always)]
+unsafe fn rows<S: Vector, const V: usize, const P: usize>(
     framed: &[f32],
     Framing { images, h, w, p }: Framing,
     shape: Shape,
     wm: &[f32],
     out: &mut [f32],
 ) {
-    let cout = 16 * V;
+    let cout = S::LANES * V;
     for image in 0..images {
         for y in 0..h {
             let position = (image * (h + p) + y) * shape.pitch;
             let row = &mut out[((image * h + y) * w) * cout..((image * h + y + 1) * w) * cout];
             if w < P {
                 for x in 0..w {
-                    block::<V, 1>(framed, shape, wm, position + x, &mut row[x * cout..]);
+                    block::<S, V, 1>(framed, shape, wm, position + x, &mut row[x * cout..]);
                 }
                 continue;
             }
             let mut x = 0;
             while x < w {
                 let x0 = x.min(w - P);
-                block::<V, P>(framed, shape, wm, position + x0, &mut row[x0 * cout..]);
+                block::<S, V, P>(framed, shape, wm, position + x0, &mut row[x0 * cout..]);
                 x += P;
             }
         }
     }
 }
 
-/// The `P` pixels at frame positions `first ..`, all `16·V` outputs each, into `out` (P × cout):
-/// each kernel row's sums start at zero in registers and are added into the output (the
-/// first row's stored), as the gemm crate's products did one kernel row at a time.
+/// The `P` pixels at frame positions `first ..`, all `V` vectors of outputs each, into `out`
+/// (P × cout): each kernel row's sums start at zero in registers and are added into the
+/// output (the first row's stored), as the gemm crate's products did one kernel row at a time.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn block<const V: usize, const P: usize>(
+#[inline(always)]
+unsafe fn block<S: Vector, const V: usize, const P: usize>(
     framed: &[f32],
     Shape { cin, k, pitch }: Shape,
     wm: &[f32],
     first: usize,
     out: &mut [f32],
 ) {
-    let cout = 16 * V;
+    let cout = S::LANES * V;
     let taps = k * cin;
     let dst = out[..P * cout].as_mut_ptr();
     for ky in 0..k {
         let x = framed.as_ptr().add((first + ky * pitch) * cin);
         let w = wm.as_ptr().add(ky * taps * cout);
-        let mut sum = [[_mm512_setzero_ps(); V]; P];
+        let mut sum = [[S::zero(); V]; P];
         for t in 0..taps {
-            let mut wv = [_mm512_setzero_ps(); V];
+            let mut wv = [S::zero(); V];
             for (v, wv) in wv.iter_mut().enumerate() {
-                *wv = _mm512_loadu_ps(w.add(t * cout + 16 * v));
+                *wv = S::load(w.add(t * cout + S::LANES * v));
             }
             for (p, sum) in sum.iter_mut().enumerate() {
-                let xv = _mm512_set1_ps(*x.add(p * cin + t));
+                let xv = S::splat(*x.add(p * cin + t));
                 for v in 0..V {
-                    sum[v] = _mm512_fmadd_ps(xv, wv[v], sum[v]);
+                    sum[v] = S::mul_add(xv, wv[v], sum[v]);
                 }
             }
         }
         for (p, sum) in sum.iter().enumerate() {
             for (v, &s) in sum.iter().enumerate() {
-                let at = dst.add(p * cout + 16 * v);
-                let total = if ky == 0 {
-                    s
-                } else {
-                    _mm512_add_ps(_mm512_loadu_ps(at), s)
-                };
-                _mm512_storeu_ps(at, total);
+                let at = dst.add(p * cout + S::LANES * v);
+                let total = if ky == 0 { s } else { S::load(at).add(s) };
+                total.store(at);
             }
         }
     }
 }
 
 /// Whether [`weight_gradient`] takes a k × k convolution with `cin` input and `cout` output
-/// channels at the SIMD level in use: blocks of 8 input channels × 48 columns of a kernel row
-/// (k·cout columns) must tile the gradient.
+/// channels at the SIMD level in use: blocks of input channels × columns of a kernel row
+/// (k·cout columns) must tile the gradient. (On AVX2, 64 output channels stay with the gemm
+/// crate, 1–3 % faster there.)
 pub(crate) fn handles_weight_gradient(k: usize, cin: usize, cout: usize) -> bool {
+    let (rows, columns) = gradient_block();
     cfg!(target_arch = "x86_64")
-        && crate::util::simd::f32_lanes() == 16
-        && cin.is_multiple_of(WG_ROWS)
-        && (k * cout).is_multiple_of(48)
+        && (f32_lanes() == 16 || (f32_lanes() == 8 && cout <= 32))
+        && cin.is_multiple_of(rows)
+        && (k * cout).is_multiple_of(columns)
 }
 
-/// Input channels per block of [`weight_gradient`] (times 3 vectors of its columns: 24 sums).
-const WG_ROWS: usize = 8;
+/// Input channels × columns of one block of [`weight_gradient`] at the level in use: 24 sums
+/// on AVX-512 (8 × 3 vectors), 8 of AVX2's 16 registers (4 × 2 vectors; 4 × 3 spilled).
+fn gradient_block() -> (usize, usize) {
+    if f32_lanes() == 16 {
+        (8, 48)
+    } else {
+        (4, 16)
+    }
+}
 
 /// The weight gradient of a same-size stride-1 convolution from the frames of its input
 /// (`framed_x`, cin channels) and of its output gradient (`framed_dy`, cout channels), both
@@ -221,22 +270,65 @@ pub(crate) fn weight_gradient(
         (last + (k - 1) * pitch) * cout + k * cout <= framed_dy.len(),
         "direct weight gradient: dY frame"
     );
+    let frames = (framed_x, framed_dy);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `handles_weight_gradient` checked AVX-512 at run time; the asserts above bound
-    // every read, and every write goes through a checked slice of `dwm`.
+    // SAFETY: `handles_weight_gradient` checked the level's features at run time; the
+    // asserts above bound every read, and every write goes through a checked slice of `dwm`.
     unsafe {
-        for c0 in (0..cin).step_by(WG_ROWS) {
-            for ty in 0..k {
-                for j0 in (0..k * cout).step_by(48) {
-                    let at = c0 * columns + ty * k * cout + j0;
-                    let x = framed_x.as_ptr().add(first * cin + c0);
-                    let dy = framed_dy.as_ptr().add(ty * pitch * cout + j0);
-                    let sums = gradient_tile(x, dy, framing, (cin, cout));
-                    for (r, sums) in sums.iter().enumerate() {
-                        let row = &mut dwm[at + r * columns..at + r * columns + 48];
-                        for (v, &s) in sums.iter().enumerate() {
-                            _mm512_storeu_ps(row.as_mut_ptr().add(16 * v), s);
-                        }
+        if f32_lanes() == 16 {
+            gradient_avx512(frames, framing, (cin, cout), dwm)
+        } else {
+            gradient_avx2(frames, framing, (cin, cout), dwm)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gradient_avx512(
+    frames: (&[f32], &[f32]),
+    framing: Framing,
+    channels: (usize, usize),
+    dwm: &mut [f32],
+) {
+    gradient_blocks::<__m512, 8, 3>(frames, framing, channels, dwm)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gradient_avx2(
+    frames: (&[f32], &[f32]),
+    framing: Framing,
+    channels: (usize, usize),
+    dwm: &mut [f32],
+) {
+    gradient_blocks::<__m256, 4, 2>(frames, framing, channels, dwm)
+}
+
+/// [`weight_gradient`] in blocks of `R` input channels × `C` vectors of columns.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gradient_blocks<S: Vector, const R: usize, const C: usize>(
+    (framed_x, framed_dy): (&[f32], &[f32]),
+    framing: Framing,
+    (cin, cout): (usize, usize),
+    dwm: &mut [f32],
+) {
+    let (p, pitch) = (framing.p, framing.w + framing.p);
+    let k = 2 * p + 1;
+    let (columns, width) = (k * k * cout, C * S::LANES);
+    let first = p + p * pitch;
+    for c0 in (0..cin).step_by(R) {
+        for ty in 0..k {
+            for j0 in (0..k * cout).step_by(width) {
+                let at = c0 * columns + ty * k * cout + j0;
+                let x = framed_x.as_ptr().add(first * cin + c0);
+                let dy = framed_dy.as_ptr().add(ty * pitch * cout + j0);
+                let sums = gradient_block_sums::<S, R, C>(x, dy, framing, (cin, cout));
+                for (r, sums) in sums.iter().enumerate() {
+                    let row = &mut dwm[at + r * columns..at + r * columns + width];
+                    for (v, &s) in sums.iter().enumerate() {
+                        s.store(row.as_mut_ptr().add(S::LANES * v));
                     }
                 }
             }
@@ -244,38 +336,110 @@ pub(crate) fn weight_gradient(
     }
 }
 
-/// One block of [`weight_gradient`]: `WG_ROWS` input channels (from `x`, the frame at the
-/// first image pixel and the block's first channel) × 48 columns (from `dy`, the frame at the
-/// block's kernel row and first column), summed over the image pixels.
+/// One block of [`weight_gradient`]: `R` input channels (from `x`, the frame at the first
+/// image pixel and the block's first channel) × `C` vectors of columns (from `dy`, the frame at
+/// the block's kernel row and first column), summed over the image pixels.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gradient_tile(
+#[inline(always)]
+unsafe fn gradient_block_sums<S: Vector, const R: usize, const C: usize>(
     x: *const f32,
     dy: *const f32,
     Framing { images, h, w, p }: Framing,
     (cin, cout): (usize, usize),
-) -> [[__m512; 3]; WG_ROWS] {
+) -> [[S; C]; R] {
     let pitch = w + p;
-    let mut sums = [[_mm512_setzero_ps(); 3]; WG_ROWS];
+    let mut sums = [[S::zero(); C]; R];
     for image in 0..images {
         for y in 0..h {
             let row = (image * (h + p) + y) * pitch;
             for q in row..row + w {
                 let d = dy.add(q * cout);
-                let dv = [
-                    _mm512_loadu_ps(d),
-                    _mm512_loadu_ps(d.add(16)),
-                    _mm512_loadu_ps(d.add(32)),
-                ];
+                let mut dv = [S::zero(); C];
+                for (v, dv) in dv.iter_mut().enumerate() {
+                    *dv = S::load(d.add(S::LANES * v));
+                }
                 let xq = x.add(q * cin);
                 for (r, sums) in sums.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(*xq.add(r));
-                    for v in 0..3 {
-                        sums[v] = _mm512_fmadd_ps(xv, dv[v], sums[v]);
+                    let xv = S::splat(*xq.add(r));
+                    for v in 0..C {
+                        sums[v] = S::mul_add(xv, dv[v], sums[v]);
                     }
                 }
             }
         }
     }
     sums
+}
+
+/// The vector operations the kernels use, for 512-bit (`__m512`) and 256-bit (`__m256`)
+/// registers. Every method is inlined into the caller built for its level (the callers
+/// above are themselves inlined into a `#[target_feature]` function).
+#[cfg(target_arch = "x86_64")]
+trait Vector: Copy {
+    const LANES: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn load(at: *const f32) -> Self;
+    unsafe fn store(self, at: *mut f32);
+    unsafe fn splat(value: f32) -> Self;
+    /// a · b + c, rounded once.
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for __m512 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(at: *const f32) -> Self {
+        _mm512_loadu_ps(at)
+    }
+    #[inline(always)]
+    unsafe fn store(self, at: *mut f32) {
+        _mm512_storeu_ps(at, self)
+    }
+    #[inline(always)]
+    unsafe fn splat(value: f32) -> Self {
+        _mm512_set1_ps(value)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        _mm512_add_ps(self, other)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for __m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(at: *const f32) -> Self {
+        _mm256_loadu_ps(at)
+    }
+    #[inline(always)]
+    unsafe fn store(self, at: *mut f32) {
+        _mm256_storeu_ps(at, self)
+    }
+    #[inline(always)]
+    unsafe fn splat(value: f32) -> Self {
+        _mm256_set1_ps(value)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        _mm256_add_ps(self, other)
+    }
 }
