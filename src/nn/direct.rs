@@ -27,6 +27,8 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use std::mem::MaybeUninit;
+
 use crate::util::simd::f32_lanes;
 
 /// Whether [`convolve`] takes a convolution with `cout` output channels at the SIMD level in
@@ -54,15 +56,16 @@ pub(crate) struct Framing {
     pub(crate) p: usize,
 }
 
-/// out (images × h × w × cout) = the convolution of `framed` (frame pixels × cin, laid out as
-/// `framing` says) with `wm` ((k·k·cin) × cout, rows ordered (ky, kx, ci)). `framed` must hold
+/// out (images × h × w × cout, every value written) = the convolution of `framed` (frame
+/// pixels × cin, laid out as `framing` says) with `wm` ((k·k·cin) × cout, rows ordered (ky,
+/// kx, ci)). `framed` must hold
 /// every pixel the last image pixel reads. Call only when [`handles`] says so.
 pub(crate) fn convolve(
     framed: &[f32],
     framing: Framing,
     (cin, cout): (usize, usize),
     wm: &[f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     assert!(handles(cout), "direct convolution: {cout} channels");
     let Framing { images, h, w, p } = framing;
@@ -104,7 +107,7 @@ unsafe fn convolve_avx512(
     shape: Shape,
     cout: usize,
     wm: &[f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     match cout {
         16 => rows::<__m512, 1, 16>(framed, framing, shape, wm, out),
@@ -122,7 +125,7 @@ unsafe fn convolve_avx2(
     shape: Shape,
     cout: usize,
     wm: &[f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     match cout {
         16 => rows::<__m256, 2, 4>(framed, framing, shape, wm, out),
@@ -148,7 +151,7 @@ unsafe fn rows<S: Vector, const V: usize, const P: usize>(
     Framing { images, h, w, p }: Framing,
     shape: Shape,
     wm: &[f32],
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let cout = S::LANES * V;
     for image in 0..images {
@@ -181,11 +184,11 @@ unsafe fn block<S: Vector, const V: usize, const P: usize>(
     Shape { cin, k, pitch }: Shape,
     wm: &[f32],
     first: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let cout = S::LANES * V;
     let taps = k * cin;
-    let dst = out[..P * cout].as_mut_ptr();
+    let dst = out[..P * cout].as_mut_ptr().cast::<f32>();
     for ky in 0..k {
         let x = framed.as_ptr().add((first + ky * pitch) * cin);
         let w = wm.as_ptr().add(ky * taps * cout);
