@@ -745,20 +745,6 @@ pub fn add_into_parallel(dst: &mut [f32], src: &[f32]) {
         });
 }
 
-/// `len` zeros, written by the pool's threads in parallel: `vec![0.0; len]` zeroes an
-/// activation-sized buffer on one thread while the others wait (6 % of one thread's time in a
-/// 2-thread ResNet-20 step, and nearly none of the other's). Each thread fills its chunks with
-/// `memset` (collecting `repeat_n(0.0)` wrote 16 bytes per store: 6.8 % of a step).
-pub fn zeroed(len: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(1 << 16)
-        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
-    // SAFETY: the loop above initialised all `len` values.
-    unsafe { v.set_len(len) };
-    v
-}
-
 /// A buffer of `len` values for a kernel that writes every one of them: not zeroed first
 /// (zeroing activation-sized buffers that are then overwritten cost 4–6 % of a ResNet-20
 /// step). [`written`] turns it into values once the kernel has written them.
