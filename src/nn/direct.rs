@@ -35,7 +35,7 @@ use crate::util::simd::f32_lanes;
 /// use.
 pub(crate) fn handles(cout: usize) -> bool {
     // On AVX2, 64 channels are 8 vectors: 8 loads per 8 multiplies, slower than the gemm
-    // crate's kernels (forward 2.84 → 3.73 ms).
+    // crate's kernels (forward 2.84 → 3.73 ms; such layers of the ResNets run on patches).
     cfg!(target_arch = "x86_64")
         && match f32_lanes() {
             16 => matches!(cout, 16 | 32 | 64),
@@ -58,8 +58,8 @@ pub(crate) struct Framing {
 
 /// out (images × h × w × cout, every value written) = the convolution of `framed` (frame
 /// pixels × cin, laid out as `framing` says) with `wm` ((k·k·cin) × cout, rows ordered (ky,
-/// kx, ci)). `framed` must hold
-/// every pixel the last image pixel reads. Call only when [`handles`] says so.
+/// kx, ci)). `framed` must hold every pixel the last image pixel reads. Call only when
+/// [`handles`] says so.
 pub(crate) fn convolve(
     framed: &[f32],
     framing: Framing,
@@ -237,15 +237,16 @@ fn gradient_block() -> (usize, usize) {
     }
 }
 
-/// The weight gradient of a same-size stride-1 convolution from the frames of its input
-/// (`framed_x`, cin channels) and of its output gradient (`framed_dy`, cout channels), both
-/// laid out as `framing` says, in the flipped kernel's layout transposed: `dwm` (cin ×
-/// k·k·cout), row ci, column (ty, tx, co) = Σ over the image pixels q of X[q][ci] ·
-/// dY[q + (ty − p)·(w + p) + tx − p][co]. Each value is one sum over the pixels in order,
-/// image by image; the frame's zero positions (zero in X) are skipped. Every value of `dwm`
-/// is written. Call only when [`handles_weight_gradient`] says so.
+/// The weight gradient of a same-size stride-1 convolution from its input `x` (images × h × w
+/// × cin, not framed: only its image pixels are read) and the frame of its output gradient
+/// (`framed_dy`, cout channels, laid out as `framing` says), in the flipped kernel's layout
+/// transposed: `dwm` (cin × k·k·cout), row ci, column (ty, tx, co) = Σ over the image pixels q
+/// of X[q][ci] · dY[q + (ty − p)·(w + p) + tx − p][co]. Each value is one sum over the pixels
+/// in order, image by image (the frame's zero positions, zero in X, add nothing and are
+/// skipped). Every value of `dwm` is written. Call only when [`handles_weight_gradient`] says
+/// so.
 pub(crate) fn weight_gradient(
-    framed_x: &[f32],
+    x: &[f32],
     framed_dy: &[f32],
     framing: Framing,
     (cin, cout): (usize, usize),
@@ -263,17 +264,13 @@ pub(crate) fn weight_gradient(
         dwm.fill(0.0);
         return;
     }
-    let first = p + p * pitch;
     let last = ((images - 1) * (h + p) + h - 1) * pitch + w - 1;
-    assert!(
-        (first + last + 1) * cin <= framed_x.len(),
-        "direct weight gradient: X frame"
-    );
+    assert!(x.len() >= images * h * w * cin, "direct weight gradient: X");
     assert!(
         (last + (k - 1) * pitch) * cout + k * cout <= framed_dy.len(),
         "direct weight gradient: dY frame"
     );
-    let frames = (framed_x, framed_dy);
+    let frames = (x, framed_dy);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `handles_weight_gradient` checked the level's features at run time; the
     // asserts above bound every read, and every write goes through a checked slice of `dwm`.
@@ -312,7 +309,7 @@ unsafe fn gradient_avx2(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn gradient_blocks<S: Vector, const R: usize, const C: usize>(
-    (framed_x, framed_dy): (&[f32], &[f32]),
+    (x, framed_dy): (&[f32], &[f32]),
     framing: Framing,
     (cin, cout): (usize, usize),
     dwm: &mut [f32],
@@ -320,12 +317,11 @@ unsafe fn gradient_blocks<S: Vector, const R: usize, const C: usize>(
     let (p, pitch) = (framing.p, framing.w + framing.p);
     let k = 2 * p + 1;
     let (columns, width) = (k * k * cout, C * S::LANES);
-    let first = p + p * pitch;
     for c0 in (0..cin).step_by(R) {
         for ty in 0..k {
             for j0 in (0..k * cout).step_by(width) {
                 let at = c0 * columns + ty * k * cout + j0;
-                let x = framed_x.as_ptr().add(first * cin + c0);
+                let x = x.as_ptr().add(c0);
                 let dy = framed_dy.as_ptr().add(ty * pitch * cout + j0);
                 let sums = gradient_block_sums::<S, R, C>(x, dy, framing, (cin, cout));
                 for (r, sums) in sums.iter().enumerate() {
@@ -339,8 +335,8 @@ unsafe fn gradient_blocks<S: Vector, const R: usize, const C: usize>(
     }
 }
 
-/// One block of [`weight_gradient`]: `R` input channels (from `x`, the frame at the first
-/// image pixel and the block's first channel) × `C` vectors of columns (from `dy`, the frame at
+/// One block of [`weight_gradient`]: `R` input channels (from `x`, the input at the block's
+/// first channel) × `C` vectors of columns (from `dy`, the frame at
 /// the block's kernel row and first column), summed over the image pixels.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -354,14 +350,15 @@ unsafe fn gradient_block_sums<S: Vector, const R: usize, const C: usize>(
     let mut sums = [[S::zero(); C]; R];
     for image in 0..images {
         for y in 0..h {
-            let row = (image * (h + p) + y) * pitch;
-            for q in row..row + w {
-                let d = dy.add(q * cout);
+            // Frame position and image pixel of the row's first pixel.
+            let (row, pixel) = ((image * (h + p) + y) * pitch, (image * h + y) * w);
+            for i in 0..w {
+                let d = dy.add((row + i) * cout);
                 let mut dv = [S::zero(); C];
                 for (v, dv) in dv.iter_mut().enumerate() {
                     *dv = S::load(d.add(S::LANES * v));
                 }
-                let xq = x.add(q * cin);
+                let xq = x.add((pixel + i) * cin);
                 for (r, sums) in sums.iter_mut().enumerate() {
                     let xv = S::splat(*xq.add(r));
                     for v in 0..C {

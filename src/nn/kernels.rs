@@ -658,11 +658,12 @@ fn backward_framed(
     let frame = Frame::new(images, d, g.padding);
     with_scratch(|scratch| {
         let framed_dy = frame.fill(dy, od.c, &mut scratch.framed_grad);
-        let framed_x = frame.fill(xs, cin, &mut scratch.framed);
         let block = k * cout;
         if direct::handles_weight_gradient(k, cin, cout) {
-            direct::weight_gradient(framed_x, framed_dy, frame.framing(), (cin, cout), dwm);
+            // X read in place: no framed copy.
+            direct::weight_gradient(xs, framed_dy, frame.framing(), (cin, cout), dwm);
         } else {
+            let framed_x = frame.fill(xs, cin, &mut scratch.framed);
             let x_t = View {
                 values: frame.at_positions(framed_x, cin),
                 row_stride: 1,
