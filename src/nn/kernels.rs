@@ -395,11 +395,11 @@ impl Frame {
         }
     }
 
-    /// out (images × h × w × cout, every value written) = the convolution of a framed buffer (cin channels) with
-    /// `wm`, the (k·k·cin) × cout weight matrix, rows ordered (ky, kx, ci). On AVX-512 with 16
-    /// to 64 output channels the direct kernels of [`super::direct`] write the image positions
-    /// straight into `out`; otherwise the gemm crate's products fill `grid` (every frame
-    /// position, [`Frame::convolve`]) and the image positions are copied out.
+    /// out (images × h × w × cout, every value written) = the convolution of a framed buffer
+    /// (cin channels) with `wm`, the (k·k·cin) × cout weight matrix, rows ordered (ky, kx, ci).
+    /// Where the direct kernels of [`super::direct`] take it (16 to 64 output channels) they
+    /// write the image pixels straight into `out`; otherwise the gemm crate's products fill
+    /// `grid` (every frame position, [`Frame::convolve`]) and the image pixels are copied out.
     fn convolve_into(
         &self,
         framed: &[f32],
@@ -915,6 +915,15 @@ fn normalise(
     relu: bool,
 ) {
     let (scale, shift) = scale_and_shift(mean, inv_std, gamma, beta);
+    // Every output value is written below only if whole pixels of c values cover it.
+    let (len, source) = match &values {
+        Normalised::From(y, out) => (out.len(), y.len()),
+        Normalised::InPlace(out) => (out.len(), out.len()),
+    };
+    assert!(
+        source == len && len.is_multiple_of(c) && scale.len() == c,
+        "batch norm: shapes"
+    );
     let chunk = c * 256;
     let at = |i: usize, j: usize| i * chunk + j * c..i * chunk + (j + 1) * c;
     // After the affine map: the residual, then ReLU, on pixel j of chunk i.
@@ -1044,6 +1053,11 @@ pub fn batch_norm_backward(
         }
     }
     let chunk = c * 256;
+    // Every value of `dy` is written below only if whole pixels of c values cover it.
+    assert!(
+        y.len() == d.len() && d.len().is_multiple_of(c) && mean.len() == c,
+        "batch norm backward: shapes"
+    );
     let mut dy = unwritten(d.len());
     dy.par_chunks_mut(chunk)
         .zip(d.par_chunks(chunk))
