@@ -33,7 +33,14 @@ fn conv_backward(
 ) -> ConvGrads {
     let d = dims(n, g.in_channels, h, w);
     let r = nchw_to_nhwc(r, d.conv(g));
-    let (dx, dw) = conv2d_backward(&nchw_to_nhwc(x, d), d, wt, &r, g, need_dx);
+    let (dx, dw) = conv2d_backward(
+        &nchw_to_nhwc(x, d),
+        d,
+        wt,
+        OutputGrad::Values(&r),
+        g,
+        need_dx,
+    );
     (
         dx.map(|dx| nhwc_to_nchw(&dx, d)),
         dw,

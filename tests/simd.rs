@@ -4,7 +4,7 @@
 
 use dfdx::prelude::*;
 use icm::data::ImageShape;
-use icm::nn::kernels::{conv2d_backward, conv2d_forward, ConvGeometry, Dims};
+use icm::nn::kernels::{conv2d_backward, conv2d_forward, ConvGeometry, Dims, OutputGrad};
 use icm::nn::products::flops_done;
 use icm::nn::{Arch, ModelSpec, Network};
 use icm::util::simd::{set_simd, simd_in_use, Simd};
@@ -113,7 +113,7 @@ fn convolutions(rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
             .map(|_| rng.gen_range(-1.0..1.0))
             .collect();
         results.push(conv2d_forward(&x, d, &w, None, &g));
-        let (dx, dw) = conv2d_backward(&x, d, &w, &dy, &g, true);
+        let (dx, dw) = conv2d_backward(&x, d, &w, OutputGrad::Values(&dy), &g, true);
         results.push(dx.expect("asked for"));
         results.push(dw);
     }

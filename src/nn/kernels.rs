@@ -363,14 +363,21 @@ impl Frame {
 
     /// Writes `images` (each h × w × c) into `buf` in this layout; every value is written.
     fn fill<'b>(&self, images: &[f32], c: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        let source = OutputGrad::Values(images);
+        self.fill_from(&source, c, buf)
+    }
+
+    /// [`Frame::fill`] from the values `source` gives (batch norm's input gradient computed as
+    /// it is written, or plain values).
+    fn fill_from<'b>(&self, source: &OutputGrad, c: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
         let (w, p, pitch) = (self.w, self.p, self.pitch());
         let framed = grow(buf, self.pixels() * c);
         let (head, mut rest) = framed.split_at_mut(self.first() * c);
         head.fill(0.0);
-        for img in images.chunks(self.h * w * c) {
-            for row in img.chunks(w * c) {
+        for image in 0..source.len() / (self.h * w * c) {
+            for y in 0..self.h {
                 let (data, tail) = rest.split_at_mut(w * c);
-                data.copy_from_slice(row);
+                source.write((image * self.h + y) * w * c, data);
                 let (zeros, tail) = tail.split_at_mut(p * c);
                 zeros.fill(0.0);
                 rest = tail;
@@ -562,10 +569,15 @@ pub fn conv2d_backward(
     x: &[f32],
     d: Dims,
     weight: &[f32],
-    grad_out: &[f32],
+    grad_out: OutputGrad,
     g: &ConvGeometry,
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
+    assert_eq!(
+        grad_out.len(),
+        d.conv(g).len(),
+        "conv2d backward: output gradient"
+    );
     let od = d.conv(g);
     let k = g.patch();
     let group = images_per_product(od.plane());
@@ -593,13 +605,21 @@ pub fn conv2d_backward(
             let first = gi * group;
             let images = group.min(d.n - first);
             let xs = &x[first * d.image()..(first + images) * d.image()];
-            let dy = &grad_out[first * od.image()..(first + images) * od.image()];
+            let dy = grad_out.part(first * od.image()..(first + images) * od.image());
             let mut dwm = vec![0.0f32; g.out_channels * k];
             let shapes = (d, od, images);
             match &flipped {
-                Some(flipped) => backward_framed(xs, dy, flipped, g, shapes, &mut dwm, dx_group),
+                Some(flipped) => backward_framed(xs, &dy, flipped, g, shapes, &mut dwm, dx_group),
                 None => {
                     let dx_group = zero_filled(dx_group);
+                    let values;
+                    let dy = match dy {
+                        OutputGrad::Values(dy) => dy,
+                        computed => {
+                            values = computed.to_vec();
+                            &values
+                        }
+                    };
                     backward_patches(xs, dy, wm.as_deref(), g, shapes, &mut dwm, dx_group)
                 }
             }
@@ -647,7 +667,7 @@ pub fn conv2d_backward(
 /// they add nothing), and dX = the convolution of dY with the flipped kernel.
 fn backward_framed(
     xs: &[f32],
-    dy: &[f32],
+    dy: &OutputGrad,
     flipped: &[f32],
     g: &ConvGeometry,
     (d, od, images): (Dims, Dims, usize),
@@ -657,7 +677,7 @@ fn backward_framed(
     let (cin, cout, k) = (g.in_channels, g.out_channels, g.kernel);
     let frame = Frame::new(images, d, g.padding);
     with_scratch(|scratch| {
-        let framed_dy = frame.fill(dy, od.c, &mut scratch.framed_grad);
+        let framed_dy = frame.fill_from(dy, od.c, &mut scratch.framed_grad);
         let block = k * cout;
         if direct::handles_weight_gradient(k, cin, cout) {
             // X read in place: no framed copy.
@@ -1009,7 +1029,33 @@ pub fn batch_norm_backward(
     d: &[f32],
     batch_stats: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (grad, dgamma, dbeta) = batch_norm_grad(y, dims, mean, inv_std, gamma, d, batch_stats);
+    (
+        OutputGrad::BatchNorm { grad: &grad, d, y }.to_vec(),
+        dgamma,
+        dbeta,
+    )
+}
+
+/// Batch norm's backward pass up to its input gradient: (that gradient's per-channel
+/// coefficients, dγ, dβ). The input gradient itself is computed where it is read
+/// ([`OutputGrad::BatchNorm`]): into the output gradient's frame of the convolution before,
+/// with no buffer of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_grad(
+    y: &[f32],
+    dims: Dims,
+    mean: &[f32],
+    inv_std: &[f32],
+    gamma: &[f32],
+    d: &[f32],
+    batch_stats: bool,
+) -> (BatchNormGrad, Vec<f32>, Vec<f32>) {
     let c = dims.c;
+    assert!(
+        y.len() == d.len() && d.len().is_multiple_of(c) && mean.len() == c,
+        "batch norm backward: shapes"
+    );
     // Per-image partial sums of d and d·x̂, added in image order (deterministic).
     let partials: Vec<(Vec<f32>, Vec<f32>)> = d
         .par_chunks(dims.image())
@@ -1052,37 +1098,102 @@ pub fn batch_norm_backward(
             e[ch] = -k * dbeta[ch] / m;
         }
     }
-    let chunk = c * 256;
-    // Every value of `dy` is written below only if whole pixels of c values cover it.
-    assert!(
-        y.len() == d.len() && d.len().is_multiple_of(c) && mean.len() == c,
-        "batch norm backward: shapes"
-    );
-    let mut dy = unwritten(d.len());
-    dy.par_chunks_mut(chunk)
-        .zip(d.par_chunks(chunk))
-        .zip(y.par_chunks(chunk))
-        .for_each(|((o, di), yi)| {
-            vectorised(
+    let mean = mean.to_vec();
+    (BatchNormGrad { a, b, e, mean }, dgamma, dbeta)
+}
+
+/// Batch norm's input gradient as per-channel coefficients ([`batch_norm_grad`]): a·d + b·(y −
+/// μ) + e for the gradient d at batch norm's output and the value y it normalised.
+#[derive(Debug, Clone)]
+pub struct BatchNormGrad {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    e: Vec<f32>,
+    mean: Vec<f32>,
+}
+
+impl BatchNormGrad {
+    /// The input gradient of whole pixels (`d`, `y` and `out` of the same length).
+    #[inline(always)]
+    fn write(&self, d: &[f32], y: &[f32], out: &mut [f32]) {
+        let c = self.a.len();
+        for ((o, dp), yp) in out
+            .chunks_exact_mut(c)
+            .zip(d.chunks_exact(c))
+            .zip(y.chunks_exact(c))
+        {
+            let coef = self.a.iter().zip(&self.b).zip(&self.e).zip(&self.mean);
+            for ((o, (&dv, &v)), (((&a, &b), &e), &mu)) in
+                o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
+            {
+                *o = a * dv + b * (v - mu) + e;
+            }
+        }
+    }
+}
+
+/// The output gradient a convolution's backward pass starts from (N × H × W × C).
+#[derive(Debug, Clone, Copy)]
+pub enum OutputGrad<'a> {
+    Values(&'a [f32]),
+    /// Batch norm's input gradient, from the gradient `d` at its output and the values `y` it
+    /// normalised, computed as it is read.
+    BatchNorm {
+        grad: &'a BatchNormGrad,
+        d: &'a [f32],
+        y: &'a [f32],
+    },
+}
+
+impl<'a> OutputGrad<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            OutputGrad::Values(v) => v.len(),
+            OutputGrad::BatchNorm { d, .. } => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values `range` (whole pixels).
+    fn part(&self, range: std::ops::Range<usize>) -> OutputGrad<'a> {
+        match *self {
+            OutputGrad::Values(v) => OutputGrad::Values(&v[range]),
+            OutputGrad::BatchNorm { grad, d, y } => OutputGrad::BatchNorm {
+                grad,
+                d: &d[range.clone()],
+                y: &y[range],
+            },
+        }
+    }
+
+    /// Values `at .. at + out.len()` (whole pixels) into `out`.
+    fn write(&self, at: usize, out: &mut [f32]) {
+        let range = at..at + out.len();
+        match self {
+            OutputGrad::Values(v) => out.copy_from_slice(&v[range]),
+            OutputGrad::BatchNorm { grad, d, y } => vectorised(
                 #[inline(always)]
-                || {
-                    for ((o, dp), yp) in o
-                        .chunks_exact_mut(c)
-                        .zip(di.chunks_exact(c))
-                        .zip(yi.chunks_exact(c))
-                    {
-                        let coef = a.iter().zip(&b).zip(&e).zip(mean);
-                        for ((o, (&dv, &v)), (((&a, &b), &e), &mu)) in
-                            o.iter_mut().zip(dp.iter().zip(yp)).zip(coef)
-                        {
-                            o.write(a * dv + b * (v - mu) + e);
-                        }
-                    }
-                },
-            )
-        });
-    // SAFETY: the loop above wrote every value (its chunks cover `dy`, each pixel whole).
-    (unsafe { written(dy) }, dgamma, dbeta)
+                || grad.write(&d[range.clone()], &y[range.clone()], out),
+            ),
+        }
+    }
+
+    /// All the values, in parallel chunks of 256 pixels.
+    pub fn to_vec(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.len()];
+        let chunk = 256
+            * match self {
+                OutputGrad::Values(_) => 1,
+                OutputGrad::BatchNorm { grad, .. } => grad.a.len(),
+            };
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, o)| self.write(i * chunk, o));
+        out
+    }
 }
 
 /// Zeroes the gradient `d` wherever the ReLU's output `out` is not positive.

@@ -11,10 +11,10 @@ use dfdx::prelude::*;
 
 use super::convnet::{ConvBn, ConvNet, NetLayout, Shortcut, Unit};
 use super::kernels::{
-    add_into, add_into_parallel, batch_moments, batch_norm_backward, batch_norm_forward,
+    add_into, add_into_parallel, batch_moments, batch_norm_forward, batch_norm_grad,
     batch_norm_in_place, conv2d_backward, conv2d_forward, global_avg_pool_backward,
     global_avg_pool_forward, inverse_std, max_pool2x2_backward, max_pool2x2_forward, nchw_to_nhwc,
-    relu_backward, shortcut_a_backward, shortcut_a_forward, BatchNormStats, Dims,
+    relu_backward, shortcut_a_backward, shortcut_a_forward, BatchNormStats, Dims, OutputGrad,
 };
 use super::products::gemm;
 use crate::util::Matrix;
@@ -161,7 +161,7 @@ impl NetLayout {
         need_dx: bool,
     ) -> Option<Vec<f32>> {
         let od = saved.out_dims;
-        let (dy, dgamma, dbeta) = batch_norm_backward(
+        let (grad, dgamma, dbeta) = batch_norm_grad(
             &saved.conv,
             od,
             &saved.mean,
@@ -172,11 +172,17 @@ impl NetLayout {
         );
         add_into(&mut dp[layer.gamma.clone()], &dgamma);
         add_into(&mut dp[layer.beta.clone()], &dbeta);
+        // Batch norm's input gradient is computed as the convolution's backward pass reads it
+        // (into its frame): no buffer of its own.
         let (dx, dw) = conv2d_backward(
             &saved.input,
             saved.in_dims,
             &p[layer.weight.clone()],
-            &dy,
+            OutputGrad::BatchNorm {
+                grad: &grad,
+                d,
+                y: &saved.conv,
+            },
             &layer.geometry,
             need_dx,
         );
