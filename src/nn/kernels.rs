@@ -1039,9 +1039,8 @@ pub fn batch_norm_backward(
 
 /// Batch norm's backward pass up to its input gradient: (that gradient's per-channel
 /// coefficients, dγ, dβ). The input gradient itself is computed where it is read
-/// ([`OutputGrad::BatchNorm`]): into the output gradient's frame of the convolution before,
-/// with no buffer of its own.
-#[allow(clippy::too_many_arguments)]
+/// ([`OutputGrad::BatchNorm`]): into the frame of the output gradient of the convolution
+/// before batch norm, with no buffer of its own.
 pub fn batch_norm_grad(
     y: &[f32],
     dims: Dims,
@@ -1135,6 +1134,7 @@ impl BatchNormGrad {
 /// The output gradient a convolution's backward pass starts from (N × H × W × C).
 #[derive(Debug, Clone, Copy)]
 pub enum OutputGrad<'a> {
+    /// The values themselves.
     Values(&'a [f32]),
     /// Batch norm's input gradient, from the gradient `d` at its output and the values `y` it
     /// normalised, computed as it is read.
