@@ -19,11 +19,11 @@
 //! operands and summed the zero positions too). Its sums run in pixel order, not the gemm
 //! crate's blocks: the weight gradient changed in its last bits when it came in.
 //!
-//! ResNet layers (`cargo bench --bench conv_layers`), B = 128, 2 threads, forward / backward
-//! ms, gemm crate → direct. AVX-512: 16
-//! channels at 32 × 32 1.96 / 3.45 → 1.36 / 2.62, 32 at 16 × 16 1.38 / 2.81 → 1.17 / 2.35, 64
-//! at 8 × 8 1.55 / 3.37 → 1.21 / 2.36. AVX2: 16 channels 2.57 / 5.49 → 2.47 / 5.07, 32
-//! channels 2.53 / 5.42 → 2.39–2.46 / 5.28–5.37 (64 channels stay with the gemm crate).
+//! ResNet layers (`cargo bench --bench conv_layers`), B = 128, 2 threads, forward / backward ms,
+//! gemm crate → direct. AVX-512: 16 channels at 32 × 32 1.96 / 3.45 → 1.36 / 2.62, 32 at 16 × 16
+//! 1.38 / 2.81 → 1.17 / 2.35, 64 at 8 × 8 1.55 / 3.37 → 1.21 / 2.36. AVX2: 16 channels 2.57 / 5.49
+//! → 2.47 / 5.07, 32 channels 2.53 / 5.42 → 2.39–2.46 / 5.28–5.37 (64 channels run on patches
+//! there).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
