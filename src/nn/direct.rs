@@ -388,60 +388,59 @@ trait Vector: Copy {
     unsafe fn add(self, other: Self) -> Self;
 }
 
+/// The [`Vector`] implementation for one register type, from its intrinsics.
 #[cfg(target_arch = "x86_64")]
-impl Vector for __m512 {
-    const LANES: usize = 16;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        _mm512_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn load(at: *const f32) -> Self {
-        _mm512_loadu_ps(at)
-    }
-    #[inline(always)]
-    unsafe fn store(self, at: *mut f32) {
-        _mm512_storeu_ps(at, self)
-    }
-    #[inline(always)]
-    unsafe fn splat(value: f32) -> Self {
-        _mm512_set1_ps(value)
-    }
-    #[inline(always)]
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-        _mm512_fmadd_ps(a, b, c)
-    }
-    #[inline(always)]
-    unsafe fn add(self, other: Self) -> Self {
-        _mm512_add_ps(self, other)
-    }
+macro_rules! vector {
+    ($t:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $splat:ident, $fma:ident, $add:ident) => {
+        impl Vector for $t {
+            const LANES: usize = $lanes;
+            #[inline(always)]
+            unsafe fn zero() -> Self {
+                $zero()
+            }
+            #[inline(always)]
+            unsafe fn load(at: *const f32) -> Self {
+                $load(at)
+            }
+            #[inline(always)]
+            unsafe fn store(self, at: *mut f32) {
+                $store(at, self)
+            }
+            #[inline(always)]
+            unsafe fn splat(value: f32) -> Self {
+                $splat(value)
+            }
+            #[inline(always)]
+            unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+                $fma(a, b, c)
+            }
+            #[inline(always)]
+            unsafe fn add(self, other: Self) -> Self {
+                $add(self, other)
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Vector for __m256 {
-    const LANES: usize = 8;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        _mm256_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn load(at: *const f32) -> Self {
-        _mm256_loadu_ps(at)
-    }
-    #[inline(always)]
-    unsafe fn store(self, at: *mut f32) {
-        _mm256_storeu_ps(at, self)
-    }
-    #[inline(always)]
-    unsafe fn splat(value: f32) -> Self {
-        _mm256_set1_ps(value)
-    }
-    #[inline(always)]
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-        _mm256_fmadd_ps(a, b, c)
-    }
-    #[inline(always)]
-    unsafe fn add(self, other: Self) -> Self {
-        _mm256_add_ps(self, other)
-    }
-}
+vector!(
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps
+);
+#[cfg(target_arch = "x86_64")]
+vector!(
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps
+);

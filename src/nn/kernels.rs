@@ -616,7 +616,7 @@ pub fn conv2d_backward(
                     let dy = match dy {
                         OutputGrad::Values(dy) => dy,
                         computed => {
-                            values = computed.to_vec();
+                            values = computed.values();
                             &values
                         }
                     };
@@ -1031,7 +1031,7 @@ pub fn batch_norm_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (grad, dgamma, dbeta) = batch_norm_grad(y, dims, mean, inv_std, gamma, d, batch_stats);
     (
-        OutputGrad::BatchNorm { grad: &grad, d, y }.to_vec(),
+        OutputGrad::BatchNorm { grad: &grad, d, y }.values(),
         dgamma,
         dbeta,
     )
@@ -1146,15 +1146,11 @@ pub enum OutputGrad<'a> {
 }
 
 impl<'a> OutputGrad<'a> {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         match self {
             OutputGrad::Values(v) => v.len(),
             OutputGrad::BatchNorm { d, .. } => d.len(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The values `range` (whole pixels).
@@ -1182,7 +1178,7 @@ impl<'a> OutputGrad<'a> {
     }
 
     /// All the values, in parallel chunks of 256 pixels.
-    pub fn to_vec(&self) -> Vec<f32> {
+    fn values(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.len()];
         let chunk = 256
             * match self {
