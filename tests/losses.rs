@@ -289,3 +289,119 @@ fn duplicate_fraction_counts_pairs_sharing_a_mixed_classifier() {
     assert_eq!(duplicate_fraction(&[0.2, 0.8, 0.8, 0.2], 2, 2), 0.0);
     assert_eq!(duplicate_fraction(&[], 0, 2), 0.0);
 }
+
+/// The ICM loss by its definition, in f64 and with every class term: S = Z·Tᵀ / τ (masked
+/// duplicates at −∞ off the diagonal), each axis (1/B) Σ (logsumexp − diagonal), and
+/// ∂L/∂Z = Σ_axes (softmax − I) / B · T / τ.
+fn icm_by_definition(
+    z: &[f32],
+    t: &[f32],
+    b: usize,
+    c: usize,
+    loss: &icm::mix::losses::IcmLoss,
+) -> (f64, Vec<f64>) {
+    let tau = loss.temperature;
+    let row = |m: &[f32], i: usize| m[i * c..(i + 1) * c].to_vec();
+    let mut s = vec![vec![0.0f64; b]; b];
+    for i in 0..b {
+        for j in 0..b {
+            let dot: f64 = row(z, i)
+                .iter()
+                .zip(row(t, j))
+                .map(|(&a, w)| a as f64 * w as f64)
+                .sum();
+            let duplicate = i != j && row(t, i) == row(t, j);
+            s[i][j] = if loss.mask_duplicates && duplicate {
+                f64::NEG_INFINITY
+            } else {
+                dot / tau
+            };
+        }
+    }
+    let (pair, class) = match loss.axes {
+        IcmAxes::Pair => (true, false),
+        IcmAxes::Class => (false, true),
+        IcmAxes::Dual => (true, true),
+    };
+    let mut value = 0.0;
+    let mut ds = vec![vec![0.0f64; b]; b];
+    // Axis lines: the rows of S (pair axis), its columns (class axis).
+    for (on, transposed) in [(pair, false), (class, true)] {
+        if !on {
+            continue;
+        }
+        for line in 0..b {
+            let at = |k: usize| if transposed { (k, line) } else { (line, k) };
+            let max = (0..b)
+                .map(|k| s[at(k).0][at(k).1])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = (0..b).map(|k| (s[at(k).0][at(k).1] - max).exp()).sum();
+            value += (max + total.ln() - s[line][line]) / b as f64;
+            for k in 0..b {
+                let (i, j) = at(k);
+                let soft = (s[i][j] - max).exp() / total;
+                ds[i][j] += (soft - if k == line { 1.0 } else { 0.0 }) / b as f64;
+            }
+        }
+    }
+    let mut grad = vec![0.0f64; b * c];
+    for i in 0..b {
+        for k in 0..c {
+            grad[i * c + k] = (0..b).map(|j| ds[i][j] * t[j * c + k] as f64).sum::<f64>() / tau;
+        }
+    }
+    (value, grad)
+}
+
+/// Batches longer than a vector and not a multiple of one (37 and 48 pairs), targets with
+/// one, two and three nonzero weights, duplicated pairs, every axis, masking and a
+/// temperature: the fast path's loss and gradient against the definition in f64.
+#[test]
+fn icm_loss_on_larger_batches_matches_its_definition() {
+    use icm::mix::losses::{icm_value_and_grad, IcmLoss};
+    let c = 5;
+    for b in [37, 48] {
+        let z: Vec<f32> = (0..b * c)
+            .map(|i| ((i * 7919 + 13) % 101) as f32 / 17.0 - 3.0)
+            .collect();
+        let mut t = vec![0.0f32; b * c];
+        for j in 0..b {
+            let (a, p) = (j % c, (j * 3 + 1) % c);
+            match j % 4 {
+                0 => t[j * c + a] = 1.0,
+                1 if a != p => {
+                    t[j * c + a] = 0.3;
+                    t[j * c + p] = 0.7;
+                }
+                2 => {
+                    t[j * c + a] += 0.5;
+                    t[j * c + (a + 1) % c] += 0.25;
+                    t[j * c + (a + 2) % c] += 0.25;
+                }
+                _ => {
+                    t[j * c + a] += 0.6;
+                    t[j * c + p] += 0.4;
+                }
+            }
+        }
+        for axes in [IcmAxes::Pair, IcmAxes::Class, IcmAxes::Dual] {
+            for (mask_duplicates, temperature) in [(false, 1.0), (true, 1.0), (false, 2.5)] {
+                let loss = IcmLoss {
+                    axes,
+                    mask_duplicates,
+                    temperature,
+                };
+                let (value, grad) = icm_value_and_grad(&z, &t, b, c, &loss);
+                let (want, want_grad) = icm_by_definition(&z, &t, b, c, &loss);
+                let case = format!("B={b} {loss:?}");
+                assert!(
+                    close(value as f64, want, 1e-5 * want.abs().max(1.0)),
+                    "{case}: {value} vs {want}"
+                );
+                for (g, w) in grad.iter().zip(&want_grad) {
+                    assert!(close(*g as f64, *w, 2e-6), "{case}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
