@@ -303,15 +303,15 @@ fn icm_by_definition(
     let tau = loss.temperature;
     let row = |m: &[f32], i: usize| m[i * c..(i + 1) * c].to_vec();
     let mut s = vec![vec![0.0f64; b]; b];
-    for i in 0..b {
-        for j in 0..b {
+    for (i, s_i) in s.iter_mut().enumerate() {
+        for (j, s_ij) in s_i.iter_mut().enumerate() {
             let dot: f64 = row(z, i)
                 .iter()
                 .zip(row(t, j))
                 .map(|(&a, w)| a as f64 * w as f64)
                 .sum();
             let duplicate = i != j && row(t, i) == row(t, j);
-            s[i][j] = if loss.mask_duplicates && duplicate {
+            *s_ij = if loss.mask_duplicates && duplicate {
                 f64::NEG_INFINITY
             } else {
                 dot / tau
@@ -355,15 +355,19 @@ fn icm_by_definition(
 
 /// Batches longer than a vector and not a multiple of one (37 and 48 pairs), targets with
 /// one, two and three nonzero weights, duplicated pairs, every axis, masking and a
-/// temperature: the fast path's loss and gradient against the definition in f64.
+/// temperature: the fast path's loss and gradient against the definition in f64. Also with
+/// one sample's logits 150 above the rest, as in a collapsing run: every pair's best score is
+/// then that sample's, the other samples' columns lie far below, and the two axes cannot
+/// share their exponentials.
 #[test]
 fn icm_loss_on_larger_batches_matches_its_definition() {
     use icm::mix::losses::{icm_value_and_grad, IcmLoss};
     let c = 5;
-    for b in [37, 48] {
-        let z: Vec<f32> = (0..b * c)
+    for (b, outlier) in [(37, 0.0), (48, 0.0), (37, 150.0)] {
+        let mut z: Vec<f32> = (0..b * c)
             .map(|i| ((i * 7919 + 13) % 101) as f32 / 17.0 - 3.0)
             .collect();
+        z[..c].iter_mut().for_each(|v| *v += outlier);
         let mut t = vec![0.0f32; b * c];
         for j in 0..b {
             let (a, p) = (j % c, (j * 3 + 1) % c);
@@ -393,7 +397,7 @@ fn icm_loss_on_larger_batches_matches_its_definition() {
                 };
                 let (value, grad) = icm_value_and_grad(&z, &t, b, c, &loss);
                 let (want, want_grad) = icm_by_definition(&z, &t, b, c, &loss);
-                let case = format!("B={b} {loss:?}");
+                let case = format!("B={b} outlier {outlier} {loss:?}");
                 assert!(
                     close(value as f64, want, 1e-5 * want.abs().max(1.0)),
                     "{case}: {value} vs {want}"

@@ -178,20 +178,29 @@ pub fn icm_value_and_grad(
     let mut terms: Vec<f64> = Vec::with_capacity(2 * b);
     // ∂L/∂Sᵀ.
     let mut ds_t = vec![0.0f32; b * b];
-    if pair_axis {
-        terms.extend(softmax_grads_down_columns(&scores_t, &mut ds_t, b, inv_b));
-    }
-    if class_axis {
-        let class_terms = softmax_grads_along_rows(&mut scores_t, b, inv_b);
-        terms.extend(class_terms);
-        vectorised(
-            #[inline(always)]
-            || {
-                for (d, &g) in ds_t.iter_mut().zip(&scores_t) {
-                    *d += g;
-                }
-            },
-        );
+    let shared = if pair_axis && class_axis {
+        both_axes_from_shared_exponentials(&scores_t, &mut ds_t, b, inv_b)
+    } else {
+        None
+    };
+    if let Some(both_terms) = shared {
+        terms.extend(both_terms);
+    } else {
+        if pair_axis {
+            terms.extend(softmax_grads_down_columns(&scores_t, &mut ds_t, b, inv_b));
+        }
+        if class_axis {
+            let class_terms = softmax_grads_along_rows(&mut scores_t, b, inv_b);
+            terms.extend(class_terms);
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (d, &g) in ds_t.iter_mut().zip(&scores_t) {
+                        *d += g;
+                    }
+                },
+            );
+        }
     }
     let value: f64 = terms.iter().sum();
     // ∂L/∂Zᵀ: row k = Σ_j t_jk · (row j of ∂L/∂Sᵀ) / τ, the pairs in order.
@@ -239,6 +248,86 @@ impl PairWeights {
     fn of(&self, j: usize) -> &[(usize, f32)] {
         &self.terms[self.starts[j]..self.starts[j + 1]]
     }
+}
+
+/// How far (natural-log units) below the largest row maximum of Sᵀ every column's maximum
+/// may lie for the two axes to share their exponentials: then each column's largest term
+/// e^(S − max) is at least e^−60 and computed from normal floats, and a term lost to underflow
+/// (below e^−87) is below e^−27 of it, under f32's precision.
+const SHARED_RANGE: f64 = 60.0;
+
+/// Both axes of the ICM loss on Sᵀ (B × B, row-major) from one set of exponentials, into
+/// `grad` (∂L/∂Sᵀ); returns the loss terms, the pair axis's (columns) then the class axis's
+/// (rows). E_ji = e^(S_ji − r_j) with r_j row j's maximum serves the rows as it is; the
+/// columns take E_ji · e^(r_j − r) = e^(S_ji − r) with r the largest r_j, summed in f64, rows
+/// in order. One exponential per score instead of two; `None` (each axis then takes its own
+/// exponentials) when a column's scores all lie more than [`SHARED_RANGE`] below r, as in a
+/// collapsing run's huge scores.
+fn both_axes_from_shared_exponentials(
+    scores: &[f32],
+    grad: &mut [f32],
+    b: usize,
+    inv_b: f32,
+) -> Option<Vec<f64>> {
+    vectorised(
+        #[inline(always)]
+        || {
+            let mut row_max = vec![0.0f32; b];
+            let mut column_max = vec![f32::NEG_INFINITY; b];
+            for (r, row) in row_max.iter_mut().zip(scores.chunks(b)) {
+                *r = max_in_lanes(row);
+                for (m, &v) in column_max.iter_mut().zip(row) {
+                    *m = m.max(v);
+                }
+            }
+            let top = row_max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if column_max
+                .iter()
+                .any(|&m| (m as f64) < top as f64 - SHARED_RANGE || m.is_nan())
+            {
+                return None;
+            }
+            // e^(r_j − r) ≤ 1, per row.
+            let scale: Vec<f64> = row_max
+                .iter()
+                .map(|&r| (r as f64 - top as f64).exp())
+                .collect();
+            let mut row_total = vec![0.0f64; b];
+            let mut column_total = vec![0.0f64; b];
+            for (j, (row, out)) in scores.chunks(b).zip(grad.chunks_mut(b)).enumerate() {
+                let shift = row_max[j];
+                for (e, &v) in out.iter_mut().zip(row) {
+                    *e = exp_as_wide(v - shift);
+                }
+                row_total[j] = sum_in_f64(out);
+                let scale = scale[j];
+                for (total, &e) in column_total.iter_mut().zip(out.iter()) {
+                    *total += e as f64 * scale;
+                }
+            }
+            let mut terms = Vec::with_capacity(2 * b);
+            for (i, total) in column_total.iter().enumerate() {
+                terms.push((top as f64 + total.ln() - scores[i * b + i] as f64) / b as f64);
+            }
+            for (j, total) in row_total.iter().enumerate() {
+                terms.push((row_max[j] as f64 + total.ln() - scores[j * b + j] as f64) / b as f64);
+            }
+            let inv_column: Vec<f64> = column_total.iter().map(|t| 1.0 / t).collect();
+            for (j, out) in grad.chunks_mut(b).enumerate() {
+                let (inv_row, scale, own) = (1.0 / row_total[j], scale[j], out[j] as f64);
+                for (v, &inv_column) in out.iter_mut().zip(&inv_column) {
+                    let e = *v as f64;
+                    let pair = (e * scale * inv_column) as f32 * inv_b;
+                    let class = (e * inv_row) as f32 * inv_b;
+                    *v = pair + class;
+                }
+                let pair = ((own * scale * inv_column[j]) as f32 - 1.0) * inv_b;
+                let class = ((own * inv_row) as f32 - 1.0) * inv_b;
+                out[j] = pair + class;
+            }
+            Some(terms)
+        },
+    )
 }
 
 /// The pair axis on Sᵀ (B × B, row-major): each column i (sample i against every pair's

@@ -182,9 +182,9 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
     let finite_max = vectorised(
         #[inline(always)]
         || {
-            // Eight running maxima (one waits on every comparison); a maximum does not depend
-            // on the order it is taken in.
-            let mut lanes = [0.0f64; 8];
+            // A running maximum per sample, over the pairs: a plain loop over contiguous
+            // values (a maximum does not depend on the order it is taken in).
+            let mut largest = vec![0.0f64; b];
             let mut column = vec![0.0f64; b];
             for pair in starts.windows(2) {
                 let mut weights = terms[pair[0]..pair[1]].iter();
@@ -202,16 +202,11 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
                         *s += zv * w;
                     }
                 }
-                for block in column.chunks_exact(8) {
-                    for (m, s) in lanes.iter_mut().zip(block) {
-                        *m = m.max(s.abs());
-                    }
-                }
-                for s in column.chunks_exact(8).remainder() {
-                    lanes[0] = lanes[0].max(s.abs());
+                for (m, s) in largest.iter_mut().zip(&column) {
+                    *m = m.max(s.abs());
                 }
             }
-            lanes.into_iter().fold(0.0f64, f64::max)
+            largest.into_iter().fold(0.0f64, f64::max)
         },
     );
     (0..b)
