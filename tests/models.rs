@@ -386,3 +386,46 @@ fn mlp_step_does_not_depend_on_the_thread_count() {
     assert_eq!(bits(&one.0), bits(&three.0), "parameters after three steps");
     assert_eq!(one.1, three.1, "losses, gradient norms and diagnostics");
 }
+
+/// Scoring a dataset in larger batches gives the same logits, bit for bit: an MLP on its
+/// evaluation batch (1,024 Fashion-MNIST-shaped images) at once against batches of 128, and a
+/// small ResNet on 256 images against two batches of 128.
+#[test]
+fn logits_do_not_depend_on_the_evaluation_batch() {
+    let fashion = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let mlp = ModelSpec {
+        arch: Arch::Mlp,
+        hidden: Some(vec![512, 256]),
+    };
+    let resnet = ModelSpec {
+        arch: Arch::Resnet8,
+        hidden: None,
+    };
+    for (spec, shape, whole) in [(mlp, fashion, None), (resnet, CIFAR, Some(256))] {
+        let dev = Cpu::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut net: Network = Network::new(&spec, shape, 10, &dev, &mut rng);
+        let whole = whole.unwrap_or(net.eval_batch());
+        assert!(whole > 128, "{spec:?}: {whole}");
+        let x: Vec<f32> = dev.sample_normal_like(&(whole, shape.numel())).as_vec();
+        let d = shape.numel();
+        let at_once = net
+            .forward(dev.tensor_from_vec(x.clone(), (whole, d)), false)
+            .as_vec();
+        let mut in_parts = Vec::new();
+        for rows in x.chunks(128 * d) {
+            in_parts.extend(
+                net.forward(
+                    dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d)),
+                    false,
+                )
+                .as_vec(),
+            );
+        }
+        assert_eq!(bits(&at_once), bits(&in_parts), "{spec:?}");
+    }
+}

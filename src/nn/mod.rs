@@ -58,8 +58,11 @@ impl<D: Device<f32>> FlatParams<f32, D> {
 /// Devices a network trains on: the CPU with our kernels, each network one op on dfdx's tape
 /// ([`native`], [`Mlp::forward_native`]); CUDA with the networks composed from dfdx's ops.
 pub trait NetDevice: Device<f32> {
-    /// Images per forward pass when a run scores a dataset (and `icm bench` times evaluation).
+    /// Images per forward pass when a run scores a dataset with a conv net (and `icm bench`
+    /// times evaluation).
     const EVAL_BATCH: usize;
+    /// The same for an MLP.
+    const MLP_EVAL_BATCH: usize;
     fn convnet_forward<T: Tape<f32, Self>>(
         net: &mut ConvNet<Self>,
         x: Matrix<Self, T>,
@@ -77,10 +80,13 @@ pub trait NetDevice: Device<f32> {
 }
 
 impl NetDevice for Cpu {
-    /// Small batches: a ResNet's activations for 512 images overflow the caches (on a 2-core
-    /// AVX-512 host, ResNet-20 scored 3,050 images/s in batches of 128 and 2,370 in batches of
-    /// 512; the MLP the same either way). The logits do not depend on the batch.
+    /// Small batches for conv nets: a ResNet's activations for 512 images overflow the caches
+    /// (on a 2-core AVX-512 host, ResNet-20 scored 3,050 images/s in batches of 128 and 2,370
+    /// in batches of 512). An MLP's weights are read once per batch, so it takes larger ones
+    /// (784-512-256: 320-325k images/s in batches of 128, 388-395k in batches of 1,024). The
+    /// logits do not depend on the batch (`tests/models.rs`).
     const EVAL_BATCH: usize = 128;
+    const MLP_EVAL_BATCH: usize = 1024;
     fn convnet_forward<T: Tape<f32, Cpu>>(
         net: &mut ConvNet<Cpu>,
         x: Matrix<Cpu, T>,
@@ -105,6 +111,7 @@ impl NetDevice for Cpu {
 #[cfg(feature = "cuda")]
 impl NetDevice for Cuda {
     const EVAL_BATCH: usize = 512;
+    const MLP_EVAL_BATCH: usize = 512;
     fn convnet_forward<T: Tape<f32, Cuda>>(
         net: &mut ConvNet<Cuda>,
         x: Matrix<Cuda, T>,
@@ -193,6 +200,15 @@ impl<D: NetDevice> Network<D> {
         match self {
             Network::Mlp(m) => D::mlp_forward(m, x),
             Network::Conv(c) => c.forward(x, training),
+        }
+    }
+
+    /// Images per forward pass when scoring a dataset ([`NetDevice::EVAL_BATCH`] or
+    /// [`NetDevice::MLP_EVAL_BATCH`]).
+    pub fn eval_batch(&self) -> usize {
+        match self {
+            Network::Mlp(_) => D::MLP_EVAL_BATCH,
+            Network::Conv(_) => D::EVAL_BATCH,
         }
     }
 }

@@ -149,16 +149,17 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let step_ms = time_ms(spec.steps, step);
     let product_flops_per_step =
         (crate::nn::products::flops_done() - flops_before) as f64 / spec.steps as f64;
-    // Evaluation as a run scores a dataset: batches of the device's EVAL_BATCH images (the
+    let eval_batch = model.eval_batch();
+    // Evaluation as a run scores a dataset: batches of the network's eval_batch images (the
     // training batch's images repeated).
     let eval_x: Vec<f32> = data
         .x
         .iter()
         .copied()
         .cycle()
-        .take(D::EVAL_BATCH * d)
+        .take(eval_batch * d)
         .collect();
-    let inputs: Matrix<D> = dev.tensor_from_vec(eval_x, (D::EVAL_BATCH, d));
+    let inputs: Matrix<D> = dev.tensor_from_vec(eval_x, (eval_batch, d));
     let eval_ms = time_ms(spec.steps, || {
         std::hint::black_box(model.forward(inputs.clone(), false).as_vec());
     });
@@ -191,8 +192,8 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
         loss_ms,
         images_per_second: spec.batch as f64 / (step_ms / 1000.0),
         method_share: (mix_ms + loss_ms) / step_ms,
-        eval_images_per_second: D::EVAL_BATCH as f64 / (eval_ms / 1000.0),
-        eval_batch: D::EVAL_BATCH,
+        eval_images_per_second: eval_batch as f64 / (eval_ms / 1000.0),
+        eval_batch,
         peak_rss_mib: peak_rss_mib(),
         product_flops_per_step,
     })

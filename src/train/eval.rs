@@ -5,12 +5,12 @@ use crate::metrics;
 use crate::nn::{NetDevice, Network};
 use crate::util::Matrix;
 
-/// Logits of a whole dataset, computed in batches of the device's [`NetDevice::EVAL_BATCH`]
-/// without a tape.
+/// Logits of a whole dataset, computed in batches of the network's
+/// [`Network::eval_batch`] images without a tape.
 pub fn predict_logits<D: NetDevice>(dev: &D, model: &mut Network<D>, data: &Dataset) -> Vec<f32> {
     let d = data.shape.numel();
     let mut out = Vec::with_capacity(data.len() * data.classes);
-    for rows in data.images.chunks(D::EVAL_BATCH * d) {
+    for rows in data.images.chunks(model.eval_batch() * d) {
         let x: Matrix<D> = dev.tensor_from_vec(rows.to_vec(), (rows.len() / d, d));
         out.extend(model.forward(x, false).as_vec());
     }
