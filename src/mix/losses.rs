@@ -151,10 +151,21 @@ pub fn icm_value_and_grad(
     vectorised(
         #[inline(always)]
         || {
+            let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
             for (j, line) in scores_t.chunks_mut(b).enumerate() {
-                for &(k, w) in pairs.of(j) {
-                    for (s, &zv) in line.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
-                        *s += zv * w;
+                match *pairs.of(j) {
+                    // The usual two weights in one pass (a + b: the value of 0 + a + b).
+                    [(k, w), (l, v)] => {
+                        for ((s, &zk), &zl) in line.iter_mut().zip(z_col(k)).zip(z_col(l)) {
+                            *s = zk * w + zl * v;
+                        }
+                    }
+                    ref weights => {
+                        for &(k, w) in weights {
+                            for (s, &zv) in line.iter_mut().zip(z_col(k)) {
+                                *s += zv * w;
+                            }
+                        }
                     }
                 }
                 if tau != 1.0 {

@@ -186,7 +186,24 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             // values (a maximum does not depend on the order it is taken in).
             let mut largest = vec![0.0f64; b];
             let mut column = vec![0.0f64; b];
+            let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
             for pair in starts.windows(2) {
+                // The usual one or two weights in one pass each (the same sums as below).
+                match terms[pair[0]..pair[1]] {
+                    [(k, w)] => {
+                        for (m, &zv) in largest.iter_mut().zip(z_col(k)) {
+                            *m = m.max((zv * w).abs());
+                        }
+                        continue;
+                    }
+                    [(k, w), (l, v)] => {
+                        for ((m, &zk), &zl) in largest.iter_mut().zip(z_col(k)).zip(z_col(l)) {
+                            *m = m.max((zk * w + zl * v).abs());
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 let mut weights = terms[pair[0]..pair[1]].iter();
                 match weights.next() {
                     // 0 + the first term: the first term (0 + −0 is +0, and |·| drops signs).
