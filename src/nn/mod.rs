@@ -19,6 +19,7 @@ pub mod mlp;
 pub mod native;
 pub mod products;
 pub mod sgd;
+mod winograd;
 
 use dfdx::optim::UnusedTensors;
 use dfdx::prelude::*;
