@@ -187,32 +187,36 @@ pub fn icm_value_and_grad(
     };
     let inv_b = 1.0 / b as f32;
     let mut terms: Vec<f64> = Vec::with_capacity(2 * b);
-    // ∂L/∂Sᵀ.
-    let mut ds_t = vec![0.0f32; b * b];
-    let shared = if pair_axis && class_axis {
-        both_axes_from_shared_exponentials(&scores_t, &mut ds_t, b, inv_b)
-    } else {
-        None
+    // ∂L/∂Sᵀ: in place of Sᵀ when the axes share their exponentials.
+    let shared = pair_axis && class_axis;
+    let ds_t = match shared
+        .then(|| both_axes_from_shared_exponentials(&mut scores_t, b, inv_b))
+        .flatten()
+    {
+        Some(both_terms) => {
+            terms.extend(both_terms);
+            scores_t
+        }
+        None => {
+            let mut ds_t = vec![0.0f32; b * b];
+            if pair_axis {
+                terms.extend(softmax_grads_down_columns(&scores_t, &mut ds_t, b, inv_b));
+            }
+            if class_axis {
+                let class_terms = softmax_grads_along_rows(&mut scores_t, b, inv_b);
+                terms.extend(class_terms);
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        for (d, &g) in ds_t.iter_mut().zip(&scores_t) {
+                            *d += g;
+                        }
+                    },
+                );
+            }
+            ds_t
+        }
     };
-    if let Some(both_terms) = shared {
-        terms.extend(both_terms);
-    } else {
-        if pair_axis {
-            terms.extend(softmax_grads_down_columns(&scores_t, &mut ds_t, b, inv_b));
-        }
-        if class_axis {
-            let class_terms = softmax_grads_along_rows(&mut scores_t, b, inv_b);
-            terms.extend(class_terms);
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (d, &g) in ds_t.iter_mut().zip(&scores_t) {
-                        *d += g;
-                    }
-                },
-            );
-        }
-    }
     let value: f64 = terms.iter().sum();
     // ∂L/∂Zᵀ: row k = Σ_j t_jk · (row j of ∂L/∂Sᵀ) / τ, the pairs in order.
     let mut grad_t = vec![0.0f32; c * b];
@@ -267,16 +271,15 @@ impl PairWeights {
 /// (below e^−87) is below e^−27 of it, under f32's precision.
 const SHARED_RANGE: f64 = 60.0;
 
-/// Both axes of the ICM loss on Sᵀ (B × B, row-major) from one set of exponentials, into
-/// `grad` (∂L/∂Sᵀ); returns the loss terms, the pair axis's (columns) then the class axis's
-/// (rows). E_ji = e^(S_ji − r_j) with r_j row j's maximum serves the rows as it is; the
+/// Both axes of the ICM loss on Sᵀ (B × B, row-major) from one set of exponentials, Sᵀ
+/// becoming ∂L/∂Sᵀ in place; returns the loss terms, the pair axis's (columns) then the class
+/// axis's (rows). E_ji = e^(S_ji − r_j) with r_j row j's maximum serves the rows as it is; the
 /// columns take E_ji · e^(r_j − r) = e^(S_ji − r) with r the largest r_j, summed in f64, rows
-/// in order. One exponential per score instead of two; `None` (each axis then takes its own
-/// exponentials) when a column's scores all lie more than [`SHARED_RANGE`] below r, as in a
-/// collapsing run's huge scores.
+/// in order. One exponential per score instead of two; `None`, Sᵀ untouched (each axis then
+/// takes its own exponentials), when a column's scores all lie more than [`SHARED_RANGE`]
+/// below r, as in a collapsing run's huge scores.
 fn both_axes_from_shared_exponentials(
-    scores: &[f32],
-    grad: &mut [f32],
+    scores: &mut [f32],
     b: usize,
     inv_b: f32,
 ) -> Option<Vec<f64>> {
@@ -303,12 +306,13 @@ fn both_axes_from_shared_exponentials(
                 .iter()
                 .map(|&r| (r as f64 - top as f64).exp())
                 .collect();
+            let diagonal: Vec<f32> = (0..b).map(|i| scores[i * b + i]).collect();
             let mut row_total = vec![0.0f64; b];
             let mut column_total = vec![0.0f64; b];
-            for (j, (row, out)) in scores.chunks(b).zip(grad.chunks_mut(b)).enumerate() {
+            for (j, out) in scores.chunks_mut(b).enumerate() {
                 let shift = row_max[j];
-                for (e, &v) in out.iter_mut().zip(row) {
-                    *e = exp_as_wide(v - shift);
+                for e in out.iter_mut() {
+                    *e = exp_as_wide(*e - shift);
                 }
                 row_total[j] = sum_in_f64(out);
                 let scale = scale[j];
@@ -318,13 +322,13 @@ fn both_axes_from_shared_exponentials(
             }
             let mut terms = Vec::with_capacity(2 * b);
             for (i, total) in column_total.iter().enumerate() {
-                terms.push((top as f64 + total.ln() - scores[i * b + i] as f64) / b as f64);
+                terms.push((top as f64 + total.ln() - diagonal[i] as f64) / b as f64);
             }
             for (j, total) in row_total.iter().enumerate() {
-                terms.push((row_max[j] as f64 + total.ln() - scores[j * b + j] as f64) / b as f64);
+                terms.push((row_max[j] as f64 + total.ln() - diagonal[j] as f64) / b as f64);
             }
             let inv_column: Vec<f64> = column_total.iter().map(|t| 1.0 / t).collect();
-            for (j, out) in grad.chunks_mut(b).enumerate() {
+            for (j, out) in scores.chunks_mut(b).enumerate() {
                 let (inv_row, scale, own) = (1.0 / row_total[j], scale[j], out[j] as f64);
                 for (v, &inv_column) in out.iter_mut().zip(&inv_column) {
                     let e = *v as f64;
