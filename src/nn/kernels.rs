@@ -7,12 +7,12 @@
 //! of images out in a zero-banded [`Frame`] and multiplies strided views of it by the weight
 //! matrix, one product per kernel row ([`super::products::gemm_views`], or for 16 to 64
 //! channels the direct kernels of [`super::direct`]): no patch copies (11–14 % faster ResNet-20
-//! steps than patches on AVX-512). Where there are enough channels (32 on AVX2, 64 on AVX-512;
-//! `ConvGeometry::takes_winograd`), its forward pass and input gradient run as Winograd's
-//! F(2 × 2, 3 × 3) instead ([`super::winograd`]). Any other convolution gathers each output pixel's window
-//! into a patch row ([`im2row`]) and multiplies the patches by the weight matrix; in this
-//! layout the patch rows are contiguous copies and every product streams its operands without
-//! repacking (about twice the speed of N × C × H × W im2col here).
+//! steps than patches on AVX-512). Where there are enough channels (32 on AVX2, 64 on
+//! AVX-512; `ConvGeometry::takes_winograd`), its forward pass and input gradient run as
+//! Winograd's F(2 × 2, 3 × 3) instead (`super::winograd`). Any other convolution gathers
+//! each output pixel's window into a patch row ([`im2row`]) and multiplies the patches by the
+//! weight matrix; in this layout the patch rows are contiguous copies and every product streams
+//! its operands without repacking (about twice the speed of N × C × H × W im2col here).
 //!
 //! Convolution and batch norm run in parallel over the batch with rayon (pooling and the
 //! shortcut are cheap and serial), and every reduction over the batch adds fixed per-image (or
@@ -56,11 +56,6 @@ impl ConvGeometry {
     fn patch(&self) -> usize {
         self.in_channels * self.kernel * self.kernel
     }
-    /// Whether a convolution of maps `d` runs on a [`Frame`] instead of patches: stride 1 with
-    /// "same" padding (the output has the input's size), and either the direct kernels take
-    /// it both ways or the maps are wider than 8 pixels. At 8 × 8 the frame's zero positions
-    /// are 21 % of what the gemm crate's products compute, and patches were faster there (AVX2,
-    /// 64 channels: forward 2.88 → 2.40 ms, backward 6.16 → 5.33 ms).
     /// Whether a convolution of maps `d` (its forward pass and input gradient) runs as
     /// Winograd's F(2 × 2, 3 × 3) ([`winograd`]): same-size 3 × 3, stride 1, even maps, and
     /// enough channels for its products (Cin or Cout long) to beat the direct kernels at the
@@ -77,6 +72,11 @@ impl ConvGeometry {
             && d.w.is_multiple_of(2)
             && self.in_channels.min(self.out_channels) >= fewest
     }
+    /// Whether a convolution of maps `d` runs on a [`Frame`] instead of patches: stride 1 with
+    /// "same" padding (the output has the input's size), and either the direct kernels take
+    /// it both ways or the maps are wider than 8 pixels. At 8 × 8 the frame's zero positions
+    /// are 21 % of what the gemm crate's products compute, and patches were faster there (AVX2,
+    /// 64 channels: forward 2.88 → 2.40 ms, backward 6.16 → 5.33 ms).
     fn is_framed(&self, d: Dims) -> bool {
         self.stride == 1
             && 2 * self.padding + 1 == self.kernel
