@@ -242,14 +242,15 @@ pub fn icm_value_and_grad(
 }
 
 /// Each pair's nonzero target weights, in class order, flattened: pair j's are
-/// `terms[starts[j]..starts[j + 1]]`.
-struct PairWeights {
+/// `terms[starts[j]..starts[j + 1]]`. A mixed target has one or two; the other classes add
+/// nothing to a score (also the step diagnostics' largest |score| reads them).
+pub(crate) struct PairWeights {
     terms: Vec<(usize, f32)>,
     starts: Vec<usize>,
 }
 
 impl PairWeights {
-    fn from_targets(t: &[f32], b: usize, c: usize) -> Self {
+    pub(crate) fn from_targets(t: &[f32], b: usize, c: usize) -> Self {
         let mut terms = Vec::with_capacity(2 * b);
         let mut starts = Vec::with_capacity(b + 1);
         starts.push(0);
@@ -261,7 +262,8 @@ impl PairWeights {
         PairWeights { terms, starts }
     }
 
-    fn of(&self, j: usize) -> &[(usize, f32)] {
+    /// Pair `j`'s (class, weight) terms.
+    pub(crate) fn of(&self, j: usize) -> &[(usize, f32)] {
         &self.terms[self.starts[j]..self.starts[j + 1]]
     }
 }

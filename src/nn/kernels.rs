@@ -615,11 +615,9 @@ pub fn conv2d_backward(
     let flipped = (need_dx && g.is_framed(d)).then(|| reorder_flipped(weight, g, true));
     // dX by Winograd where it takes the layer: the flipped kernel, Cout → Cin channels. The
     // weight gradient still comes from the path chosen above.
-    let winograd = (need_dx && g.takes_winograd(d)).then(|| {
-        let taps = flipped
-            .clone()
-            .unwrap_or_else(|| reorder_flipped(weight, g, true));
-        winograd::transform_weights(&taps, od.c, d.c)
+    let winograd = (need_dx && g.takes_winograd(d)).then(|| match &flipped {
+        Some(taps) => winograd::transform_weights(taps, od.c, d.c),
+        None => winograd::transform_weights(&reorder_flipped(weight, g, true), od.c, d.c),
     });
     let wm = (need_dx && flipped.is_none() && winograd.is_none())
         .then(|| reorder_weights(weight, g, true));

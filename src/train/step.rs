@@ -5,7 +5,7 @@ use anyhow::Result;
 use dfdx::prelude::*;
 
 use crate::data::ImageShape;
-use crate::mix::losses::duplicate_fraction;
+use crate::mix::losses::{duplicate_fraction, PairWeights};
 use crate::mix::rule::soft_targets;
 use crate::mix::{mix_batch, regmixup_total, target_loss, Method};
 use crate::nn::{NetDevice, Network, Sgd};
@@ -170,15 +170,7 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             z_cols[k * b + i] = v as f64;
         }
     }
-    // Each pair's nonzero target weights, in class order, flattened: pair j's are
-    // terms[starts[j]..starts[j + 1]].
-    let mut terms: Vec<(usize, f64)> = Vec::with_capacity(2 * b);
-    let mut starts = vec![0usize];
-    for row in t.chunks(c).take(b) {
-        let weights = row.iter().enumerate().filter(|(_, &w)| w != 0.0);
-        terms.extend(weights.map(|(k, &w)| (k, w as f64)));
-        starts.push(terms.len());
-    }
+    let pairs = PairWeights::from_targets(t, b, c);
     let finite_max = vectorised(
         #[inline(always)]
         || {
@@ -187,16 +179,20 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             let mut largest = vec![0.0f64; b];
             let mut column = vec![0.0f64; b];
             let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
-            for pair in starts.windows(2) {
+            for j in 0..b {
+                // Weights in f64, as the products are taken.
+                let weight = |&(k, w): &(usize, f32)| (k, w as f64);
                 // The usual one or two weights in one pass each (the same sums as below).
-                match terms[pair[0]..pair[1]] {
-                    [(k, w)] => {
+                match *pairs.of(j) {
+                    [one] => {
+                        let (k, w) = weight(&one);
                         for (m, &zv) in largest.iter_mut().zip(z_col(k)) {
                             *m = m.max((zv * w).abs());
                         }
                         continue;
                     }
-                    [(k, w), (l, v)] => {
+                    [first, second] => {
+                        let ((k, w), (l, v)) = (weight(&first), weight(&second));
                         for ((m, &zk), &zl) in largest.iter_mut().zip(z_col(k)).zip(z_col(l)) {
                             *m = m.max((zk * w + zl * v).abs());
                         }
@@ -204,18 +200,18 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
                     }
                     _ => {}
                 }
-                let mut weights = terms[pair[0]..pair[1]].iter();
+                let mut weights = pairs.of(j).iter().map(weight);
                 match weights.next() {
                     // 0 + the first term: the first term (0 + −0 is +0, and |·| drops signs).
-                    Some(&(k, w)) => {
-                        for (s, &zv) in column.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
+                    Some((k, w)) => {
+                        for (s, &zv) in column.iter_mut().zip(z_col(k)) {
                             *s = zv * w;
                         }
                     }
                     None => column.fill(0.0),
                 }
-                for &(k, w) in weights {
-                    for (s, &zv) in column.iter_mut().zip(&z_cols[k * b..(k + 1) * b]) {
+                for (k, w) in weights {
+                    for (s, &zv) in column.iter_mut().zip(z_col(k)) {
                         *s += zv * w;
                     }
                 }
