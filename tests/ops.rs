@@ -398,7 +398,8 @@ fn max_pool_shortcut_and_global_pool() {
 /// products (24 × 24 maps: one image per product; 8 × 8 outputs: 16 images per product, so 18
 /// images leave a partial group), with few and with many channels (the same-size stride-1 ones
 /// run on the frame, the others on patches; 16 to 64 channels take the direct kernels of an
-/// AVX-512 host): every geometry agrees with the reference, and
+/// AVX-512 host, and even same-size maps with 64 channels, or on AVX2 32 and more, take
+/// Winograd's algorithm): every geometry agrees with the reference, and
 /// both gradients are the adjoints of the forward pass.
 #[test]
 fn conv2d_edge_geometries() {

@@ -70,8 +70,9 @@ fn levels_parse_count_flops_and_agree() {
         for (a, f) in auto.iter().zip(&forced) {
             assert!((a - f).abs() <= 1e-5 * scale, "{level:?}: {a} vs {f}");
         }
-        // Each level's convolution kernels (the direct ones of 16 to 64 channels included):
-        // output, input gradient and weight gradient.
+        // Each level's convolution kernels (the direct ones of 16 to 64 channels and the
+        // Winograd layers included, which differ between levels): output, input gradient and
+        // weight gradient.
         let forced_convs = convolutions(&mut rng.clone());
         for (case, (a, f)) in auto_convs.iter().zip(&forced_convs).enumerate() {
             let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
