@@ -409,3 +409,38 @@ fn icm_loss_on_larger_batches_matches_its_definition() {
         }
     }
 }
+
+/// The CPU's one-op form of a loss on the tape and the generic form in dfdx's ops (what CUDA
+/// runs) give the same value and, with a gradient of 0.75 arriving at the scalar (as RegMixup's
+/// γ sends) and the logits also summed into the total (their gradient 1 arrives first), the
+/// same logits' gradient, bit for bit: 1 + 0.75·G. With no tape, the same value. A backward
+/// pass that forgot the arriving gradient, or assigned instead of adding, would differ.
+#[test]
+fn the_cpu_loss_op_matches_the_generic_form_bit_for_bit() {
+    use icm::mix::losses::{loss_on_tape_in_ops, LossDevice};
+    let dev = Cpu::default();
+    let z_values = vec![1.5, -2.25, 0.125, 3.0e3, -0.5, 7.0];
+    let grad = vec![0.3, -0.1, 1.0e-3, -2.5, 0.7, 1.1];
+    let value = 2.718_f32;
+    let z: Matrix<Cpu> = dev.tensor_from_vec(z_values.clone(), (2, 3));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let want: Vec<f32> = grad.iter().map(|g| 1.0 + g * 0.75).collect();
+    for cpu_op in [true, false] {
+        let traced = z.leaky_trace();
+        let also = traced.with_empty_tape();
+        let loss = if cpu_op {
+            Cpu::loss_on_tape(traced, &z_values, value, grad.clone())
+        } else {
+            loss_on_tape_in_ops(traced, &z_values, value, grad.clone())
+        };
+        assert_eq!(loss.array().to_bits(), value.to_bits(), "{cpu_op}");
+        let total = loss * 0.75 + also.sum::<Rank0, _>();
+        assert_eq!(
+            bits(&total.backward().get(&z).as_vec()),
+            bits(&want),
+            "{cpu_op}"
+        );
+    }
+    let untaped = Cpu::loss_on_tape(z.clone(), &z_values, value, grad);
+    assert_eq!(untaped.array().to_bits(), value.to_bits());
+}

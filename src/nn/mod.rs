@@ -32,6 +32,7 @@ pub use mlp::Mlp;
 pub use sgd::Sgd;
 
 use crate::data::ImageShape;
+use crate::mix::losses::LossDevice;
 use crate::util::Matrix;
 
 /// Every parameter of a network, concatenated into one tensor.
@@ -58,7 +59,7 @@ impl<D: Device<f32>> FlatParams<f32, D> {
 
 /// Devices a network trains on: the CPU with our kernels, each network one op on dfdx's tape
 /// ([`native`], [`Mlp::forward_native`]); CUDA with the networks composed from dfdx's ops.
-pub trait NetDevice: Device<f32> {
+pub trait NetDevice: LossDevice {
     /// Images per forward pass when a run scores a dataset with a conv net (and `icm bench`
     /// times evaluation).
     const EVAL_BATCH: usize;
