@@ -186,9 +186,11 @@ impl LossDevice for Cuda {}
 /// once, so every pass is a plain loop over contiguous values that compiles to vector code
 /// (a reduction along a row, such as a dot product, does not), and ∂L/∂Z is built from the
 /// rows of ∂L/∂Sᵀ the same way; the two axes share their exponentials where that is exact to
-/// f32 precision (`both_axes_from_shared_exponentials`). It runs on the calling thread (at
-/// B = 128 about 19 µs; the two axes on two threads made an MLP step slower, the hand-off
-/// costing more than it saved), and every sum keeps one fixed order.
+/// f32 precision (`both_axes_from_shared_exponentials`), and a row that repeats an earlier
+/// one (pairs with one mixed classifier, unless masked) takes that row's exponentials. It runs
+/// on the calling thread (at B = 128, C = 10, one λ per batch about 16 µs; the two axes on two
+/// threads made an MLP step slower, the hand-off costing more than it saved), and every sum
+/// keeps one fixed order.
 pub fn icm_value_and_grad(
     z: &[f32],
     t: &[f32],
@@ -207,12 +209,22 @@ pub fn icm_value_and_grad(
     transpose_add(z, &mut z_cols, b, c);
     let pairs = PairWeights::from_targets(t, b, c);
     let mask = loss.mask_duplicates.then(|| duplicate_mask(t, b, c));
+    // Rows of Sᵀ that repeat an earlier one (the mask makes every row its own).
+    let alike: Vec<usize> = match mask {
+        None => pairs.first_alike(),
+        Some(_) => (0..b).collect(),
+    };
     let mut scores_t = vec![0.0f32; b * b];
     vectorised(
         #[inline(always)]
         || {
             let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
-            for (j, line) in scores_t.chunks_mut(b).enumerate() {
+            for j in 0..b {
+                if alike[j] != j {
+                    scores_t.copy_within(alike[j] * b..(alike[j] + 1) * b, j * b);
+                    continue;
+                }
+                let line = &mut scores_t[j * b..(j + 1) * b];
                 match *pairs.of(j) {
                     // The usual two weights in one pass (a + b: the value of 0 + a + b).
                     [(k, w), (l, v)] => {
@@ -250,7 +262,7 @@ pub fn icm_value_and_grad(
     // ∂L/∂Sᵀ: in place of Sᵀ when the axes share their exponentials.
     let shared = pair_axis && class_axis;
     let ds_t = match shared
-        .then(|| both_axes_from_shared_exponentials(&mut scores_t, b, inv_b))
+        .then(|| both_axes_from_shared_exponentials(&mut scores_t, &alike))
         .flatten()
     {
         Some(both_terms) => {
@@ -325,6 +337,59 @@ impl PairWeights {
     pub(crate) fn of(&self, j: usize) -> &[(usize, f32)] {
         &self.terms[self.starts[j]..self.starts[j + 1]]
     }
+
+    /// The number of pairs.
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// For each pair, the first pair of the batch with the same terms (classes and weights'
+    /// bits), itself where no earlier pair has them: pairs with one mixed classifier (one
+    /// target row, bit for bit) have one row of scores. With one λ per batch, about two
+    /// thirds of a 128-pair batch over 10 classes share theirs. Found through a table keyed
+    /// by a hash of the terms, rows compared in full on a match.
+    pub(crate) fn first_alike(&self) -> Vec<usize> {
+        let same = |a: usize, b: usize| {
+            let bits = |j: usize| self.of(j).iter().map(|&(k, w)| (k, w.to_bits()));
+            self.of(a).len() == self.of(b).len() && bits(a).eq(bits(b))
+        };
+        let hash = |j: usize| {
+            self.of(j)
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, &(k, w)| {
+                    let h = (h ^ k as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                    (h ^ w.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
+                })
+        };
+        let slots = (2 * self.len()).next_power_of_two();
+        let mut table = vec![usize::MAX; slots];
+        (0..self.len())
+            .map(|j| {
+                let mut slot = (hash(j) >> 17) as usize & (slots - 1);
+                loop {
+                    match table[slot] {
+                        usize::MAX => {
+                            table[slot] = j;
+                            return j;
+                        }
+                        first if same(first, j) => return first,
+                        _ => slot = (slot + 1) & (slots - 1),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The share of pairs whose mixed classifier another pair of the batch shares.
+    pub(crate) fn duplicate_fraction(&self) -> f64 {
+        let first = self.first_alike();
+        let mut members = vec![0usize; first.len()];
+        for &f in &first {
+            members[f] += 1;
+        }
+        let duplicated = first.iter().filter(|&&f| members[f] > 1).count();
+        duplicated as f64 / first.len().max(1) as f64
+    }
 }
 
 /// How far (natural-log units) below the largest row maximum of Sᵀ every column's maximum
@@ -340,18 +405,28 @@ const SHARED_RANGE: f64 = 60.0;
 /// in order. One exponential per score instead of two; `None`, Sᵀ untouched (each axis then
 /// takes its own exponentials), when a column's scores all lie more than [`SHARED_RANGE`]
 /// below r, as in a collapsing run's huge scores.
-fn both_axes_from_shared_exponentials(
-    scores: &mut [f32],
-    b: usize,
-    inv_b: f32,
-) -> Option<Vec<f64>> {
+///
+/// Row j of Sᵀ equals row `alike[j]` (≤ j) of it: a repeated row's maximum, exponentials and
+/// sum are its first occurrence's, taken once (the same values), and only its own diagonal
+/// term differs in its gradient.
+fn both_axes_from_shared_exponentials(scores: &mut [f32], alike: &[usize]) -> Option<Vec<f64>> {
+    let b = alike.len();
     vectorised(
         #[inline(always)]
         || {
+            // A local (as a capture, read through the closure's reference, it would be
+            // reloaded after every store that might alias it: the gradient pass would not
+            // vectorise).
+            let inv_b = 1.0 / b as f32;
             let mut row_max = vec![0.0f32; b];
             let mut column_max = vec![f32::NEG_INFINITY; b];
-            for (r, row) in row_max.iter_mut().zip(scores.chunks(b)) {
-                *r = max_in_lanes(row);
+            for (j, row) in scores.chunks(b).enumerate() {
+                if alike[j] != j {
+                    // A repeated row changes no column's maximum.
+                    row_max[j] = row_max[alike[j]];
+                    continue;
+                }
+                row_max[j] = max_in_lanes(row);
                 for (m, &v) in column_max.iter_mut().zip(row) {
                     *m = m.max(v);
                 }
@@ -371,14 +446,23 @@ fn both_axes_from_shared_exponentials(
             let diagonal: Vec<f32> = (0..b).map(|i| scores[i * b + i]).collect();
             let mut row_total = vec![0.0f64; b];
             let mut column_total = vec![0.0f64; b];
-            for (j, out) in scores.chunks_mut(b).enumerate() {
-                let shift = row_max[j];
-                for e in out.iter_mut() {
-                    *e = exp_as_wide(*e - shift);
+            // E in place of each first occurrence (a repeated row keeps its scores, which the
+            // gradient pass below overwrites); the column sums take every row, in order.
+            for j in 0..b {
+                let first = alike[j];
+                if first == j {
+                    let out = &mut scores[j * b..(j + 1) * b];
+                    let shift = row_max[j];
+                    for e in out.iter_mut() {
+                        *e = exp_as_wide(*e - shift);
+                    }
+                    row_total[j] = sum_in_f64(out);
+                } else {
+                    row_total[j] = row_total[first];
                 }
-                row_total[j] = sum_in_f64(out);
                 let scale = scale[j];
-                for (total, &e) in column_total.iter_mut().zip(out.iter()) {
+                let exps = &scores[first * b..(first + 1) * b];
+                for (total, &e) in column_total.iter_mut().zip(exps) {
                     *total += e as f64 * scale;
                 }
             }
@@ -390,14 +474,25 @@ fn both_axes_from_shared_exponentials(
                 terms.push((row_max[j] as f64 + total.ln() - diagonal[j] as f64) / b as f64);
             }
             let inv_column: Vec<f64> = column_total.iter().map(|t| 1.0 / t).collect();
-            for (j, out) in scores.chunks_mut(b).enumerate() {
-                let (inv_row, scale, own) = (1.0 / row_total[j], scale[j], out[j] as f64);
-                for (v, &inv_column) in out.iter_mut().zip(&inv_column) {
-                    let e = *v as f64;
-                    let pair = (e * scale * inv_column) as f32 * inv_b;
-                    let class = (e * inv_row) as f32 * inv_b;
-                    *v = pair + class;
-                }
+            // Last row first: a repeated row reads its first occurrence's E before that row
+            // becomes its own gradient.
+            for j in (0..b).rev() {
+                let (inv_row, scale) = (1.0 / row_total[j], scale[j]);
+                let (before, rest) = scores.split_at_mut(j * b);
+                let out = &mut rest[..b];
+                let own = if alike[j] == j {
+                    let own = out[j] as f64;
+                    for (v, &inv_column) in out.iter_mut().zip(&inv_column) {
+                        *v = off_diagonal_gradient(*v, scale, inv_column, inv_row, inv_b);
+                    }
+                    own
+                } else {
+                    let exps = &before[alike[j] * b..(alike[j] + 1) * b];
+                    for ((v, &e), &inv_column) in out.iter_mut().zip(exps).zip(&inv_column) {
+                        *v = off_diagonal_gradient(e, scale, inv_column, inv_row, inv_b);
+                    }
+                    exps[j] as f64
+                };
                 let pair = ((own * scale * inv_column[j]) as f32 - 1.0) * inv_b;
                 let class = ((own * inv_row) as f32 - 1.0) * inv_b;
                 out[j] = pair + class;
@@ -405,6 +500,16 @@ fn both_axes_from_shared_exponentials(
             Some(terms)
         },
     )
+}
+
+/// An off-diagonal entry of ∂L/∂Sᵀ from its E (row j, column i): the pair axis's
+/// E · e^(r_j − r) / (column i's total) / B plus the class axis's E / (row j's total) / B.
+#[inline(always)]
+fn off_diagonal_gradient(e: f32, scale: f64, inv_column: f64, inv_row: f64, inv_b: f32) -> f32 {
+    let e = e as f64;
+    let pair = (e * scale * inv_column) as f32 * inv_b;
+    let class = (e * inv_row) as f32 * inv_b;
+    pair + class
 }
 
 /// The pair axis on Sᵀ (B × B, row-major): each column i (sample i against every pair's
@@ -587,33 +692,9 @@ pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
 /// The share of a batch's pairs whose mixed classifier (target row) another pair of the batch
 /// shares: the duplicates the paper's loss treats as negatives.
 pub fn duplicate_fraction(targets: &[f32], b: usize, c: usize) -> f64 {
-    // Rows as their values' bits (−0 taken as +0, so equal bits are float equality for the
-    // finite values targets hold), ordered by a hash of those bits, so that equal rows end up
-    // side by side; rows are only compared in full within a run of equal hashes.
-    let bits: Vec<u32> = targets[..b * c]
-        .iter()
-        .map(|&v| (v + 0.0).to_bits())
-        .collect();
-    let row = |i: usize| &bits[i * c..(i + 1) * c];
-    let hash = |i: usize| {
-        row(i).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &v| {
-            (h ^ v as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    let mut order: Vec<(u64, usize)> = (0..b).map(|i| (hash(i), i)).collect();
-    order.sort_unstable();
-    let mut duplicated = 0;
-    for run in order
-        .chunk_by(|x, y| x.0 == y.0)
-        .filter(|run| run.len() > 1)
-    {
-        // Equal hashes: count the rows another row of the run equals (collisions apart).
-        duplicated += run
-            .iter()
-            .filter(|&&(_, i)| run.iter().any(|&(_, k)| k != i && row(k) == row(i)))
-            .count();
-    }
-    duplicated as f64 / b.max(1) as f64
+    // Two rows are equal (as floats, −0 = +0) exactly when their nonzero weights are: the
+    // pairs' terms.
+    PairWeights::from_targets(targets, b, c).duplicate_fraction()
 }
 
 /// The loss a method puts on its mixed batch: soft-target CE, or ICM with the method's axes and
@@ -664,7 +745,31 @@ pub fn regmixup_total<D: Device<f32>, T: Tape<f32, D>>(
 
 #[cfg(test)]
 mod tests {
-    use super::{exp_as_wide, exp_shifted};
+    use super::{exp_as_wide, exp_shifted, PairWeights};
+
+    /// Against comparing every pair with every earlier one: 1,500 pairs over 6 classes with
+    /// weights from 3 values (many repeats, many pairs with the same classes but other weights,
+    /// one- to three-term pairs, so the table's slots collide and probe often).
+    #[test]
+    fn first_alike_is_the_first_pair_with_the_same_terms() {
+        let (b, c) = (1500, 6);
+        let mut t = vec![0.0f32; b * c];
+        for (j, row) in t.chunks_mut(c).enumerate() {
+            let weights = [0.25, 0.5, 0.75];
+            row[j % c] += weights[j % 3];
+            row[(j * j + 1) % c] += weights[(j / 7) % 3];
+            if j % 11 == 0 {
+                row[(j / 3) % c] += 0.125;
+            }
+        }
+        let pairs = PairWeights::from_targets(&t, b, c);
+        let row = |j: usize| &t[j * c..(j + 1) * c];
+        let want: Vec<usize> = (0..b)
+            .map(|j| (0..=j).find(|&k| row(k) == row(j)).unwrap())
+            .collect();
+        assert_eq!(pairs.first_alike(), want);
+        assert!(want.iter().enumerate().filter(|&(j, &f)| f != j).count() > 1000);
+    }
 
     /// The same bits as `wide`'s `f32x8::exp` (in this baseline build: separate multiplies and
     /// adds), at the SIMD level in use: over [−110, 95] in steps of 2^−12, every integer

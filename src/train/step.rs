@@ -5,7 +5,7 @@ use anyhow::Result;
 use dfdx::prelude::*;
 
 use crate::data::ImageShape;
-use crate::mix::losses::{duplicate_fraction, PairWeights};
+use crate::mix::losses::PairWeights;
 use crate::mix::rule::soft_targets;
 use crate::mix::{mix_batch, regmixup_total, target_loss, Method};
 use crate::nn::{NetDevice, Network, Sgd};
@@ -143,13 +143,14 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
         };
     }
     let temperature = method.temperature.unwrap_or(1.0);
-    let max_abs = max_abs_score(z, t, b, c);
+    let pairs = PairWeights::from_targets(t, b, c);
+    let max_abs = max_abs_score(z, t, &pairs, b, c);
     // Dividing by a positive temperature keeps the order (rounding included): one division.
     let max_score = max_abs / temperature;
     StepStats {
         max_logit,
         max_score,
-        duplicates: duplicate_fraction(t, b, c),
+        duplicates: pairs.duplicate_fraction(),
         ..Default::default()
     }
 }
@@ -158,10 +159,11 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
 ///
 /// A mixed target has one or two nonzero weights, and the other terms add ±0, which changes
 /// no sum's magnitude: each column S_·j is computed from its pair's nonzero classes only, down
-/// all rows at once (Zᵀ, vectorised), B·B·2 products instead of B·B·C. A row with a non-finite
+/// all rows at once (Zᵀ, vectorised), B·B·2 products instead of B·B·C, and only once for pairs
+/// with the same terms (`PairWeights::first_alike`: the same column). A row with a non-finite
 /// logit is the exception (∞·0 is NaN, which the maximum ignores): it is computed with every
 /// term, as written.
-fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
+fn max_abs_score(z: &[f32], t: &[f32], pairs: &PairWeights, b: usize, c: usize) -> f64 {
     let finite_row = |i: usize| z[i * c..(i + 1) * c].iter().all(|v| v.is_finite());
     // Zᵀ in f64 (C × B), the rows with a non-finite logit left at 0.
     let mut z_cols = vec![0.0f64; c * b];
@@ -170,7 +172,7 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             z_cols[k * b + i] = v as f64;
         }
     }
-    let pairs = PairWeights::from_targets(t, b, c);
+    let alike = pairs.first_alike();
     let finite_max = vectorised(
         #[inline(always)]
         || {
@@ -179,7 +181,7 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
             let mut largest = vec![0.0f64; b];
             let mut column = vec![0.0f64; b];
             let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
-            for j in 0..b {
+            for j in (0..b).filter(|&j| alike[j] == j) {
                 // Weights in f64, as the products are taken.
                 let weight = |&(k, w): &(usize, f32)| (k, w as f64);
                 // The usual one or two weights in one pass each (the same sums as below).
@@ -238,6 +240,11 @@ fn max_abs_score(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::max_abs_score;
+    use crate::mix::losses::PairWeights;
+
+    fn max_of(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
+        max_abs_score(z, t, &PairWeights::from_targets(t, b, c), b, c)
+    }
 
     /// Every term, in class order, as the definition reads.
     fn dense(z: &[f32], t: &[f32], c: usize) -> f64 {
@@ -254,8 +261,8 @@ mod tests {
         max
     }
 
-    /// Mixed targets (one or two classes, one row with three), random logits: the same bits as
-    /// the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms make NaN scores.
+    /// Mixed targets (one or two classes, one row with three, repeated rows), random logits: the
+    /// same bits as the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms make NaN scores.
     #[test]
     fn sparse_max_score_equals_the_dense_sum() {
         use rand::{Rng, SeedableRng};
@@ -270,13 +277,30 @@ mod tests {
             row[k] += 1.0 - lambda;
         }
         t[5 * c..6 * c].copy_from_slice(&[0.2, 0.0, 0.3, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]);
+        // Pairs 10–13 repeat pair 2 (their columns are computed once); pair 20 has pair 2's
+        // classes (8 and 9, in no other target) with other weights, and sample 0's logits of
+        // them make its column hold the maximum: a grouping by classes alone would skip it.
+        for row in t.chunks_mut(c) {
+            row[0] += row[8] + row[9];
+            (row[8], row[9]) = (0.0, 0.0);
+        }
+        t[2 * c..3 * c].fill(0.0);
+        (t[2 * c + 8], t[2 * c + 9]) = (0.5, 0.5);
+        for j in 10..14 {
+            t.copy_within(2 * c..3 * c, j * c);
+        }
+        t[20 * c..21 * c].fill(0.0);
+        (t[20 * c + 8], t[20 * c + 9]) = (0.999, 0.001);
+        (z[8], z[9]) = (1.0e4, -1.0e4);
         let want = dense(&z, &t, c);
-        assert!(want > 0.0);
-        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
+        let mut without_20 = t.clone();
+        without_20[20 * c..21 * c].fill(0.0);
+        assert!(want > dense(&z, &without_20, c));
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
         z[3 * c + 4] = f32::INFINITY;
         z[7 * c] = f32::NAN;
         let want = dense(&z, &t, c);
-        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
         // Class 9 in no target: an ∞ there makes every score of its row NaN (ignored).
         for row in t.chunks_mut(c) {
             let nine = row[9];
@@ -287,6 +311,6 @@ mod tests {
         z[3 * c..4 * c].fill(1.0e6);
         z[3 * c + 9] = f32::INFINITY;
         let want = dense(&z, &t, c);
-        assert_eq!(max_abs_score(&z, &t, b, c).to_bits(), want.to_bits());
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
     }
 }
