@@ -379,17 +379,17 @@ impl PairWeights {
             })
             .collect()
     }
+}
 
-    /// The share of pairs whose mixed classifier another pair of the batch shares.
-    pub(crate) fn duplicate_fraction(&self) -> f64 {
-        let first = self.first_alike();
-        let mut members = vec![0usize; first.len()];
-        for &f in &first {
-            members[f] += 1;
-        }
-        let duplicated = first.iter().filter(|&&f| members[f] > 1).count();
-        duplicated as f64 / first.len().max(1) as f64
+/// The share of pairs whose mixed classifier another pair of the batch shares, from each
+/// pair's [`PairWeights::first_alike`].
+pub(crate) fn duplicate_share(first_alike: &[usize]) -> f64 {
+    let mut members = vec![0usize; first_alike.len()];
+    for &f in first_alike {
+        members[f] += 1;
     }
+    let duplicated = first_alike.iter().filter(|&&f| members[f] > 1).count();
+    duplicated as f64 / first_alike.len().max(1) as f64
 }
 
 /// How far (natural-log units) below the largest row maximum of Sᵀ every column's maximum
@@ -692,9 +692,9 @@ pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
 /// The share of a batch's pairs whose mixed classifier (target row) another pair of the batch
 /// shares: the duplicates the paper's loss treats as negatives.
 pub fn duplicate_fraction(targets: &[f32], b: usize, c: usize) -> f64 {
-    // Two rows are equal (as floats, −0 = +0) exactly when their nonzero weights are: the
-    // pairs' terms.
-    PairWeights::from_targets(targets, b, c).duplicate_fraction()
+    // Two rows have the same bits (−0 taken as +0) exactly when their nonzero weights (the
+    // pairs' terms) have.
+    duplicate_share(&PairWeights::from_targets(targets, b, c).first_alike())
 }
 
 /// The loss a method puts on its mixed batch: soft-target CE, or ICM with the method's axes and

@@ -5,11 +5,12 @@ use anyhow::Result;
 use dfdx::prelude::*;
 
 use crate::data::ImageShape;
-use crate::mix::losses::PairWeights;
+use crate::mix::losses::{duplicate_share, PairWeights};
 use crate::mix::rule::soft_targets;
 use crate::mix::{mix_batch, regmixup_total, target_loss, Method};
 use crate::nn::{NetDevice, Network, Sgd};
 use crate::util::simd::vectorised;
+use crate::util::tensor::transpose_add;
 use crate::util::Matrix;
 
 /// One clean mini-batch, before mixing.
@@ -144,13 +145,14 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
     }
     let temperature = method.temperature.unwrap_or(1.0);
     let pairs = PairWeights::from_targets(t, b, c);
-    let max_abs = max_abs_score(z, t, &pairs, b, c);
+    let alike = pairs.first_alike();
+    let max_abs = max_abs_score(z, t, &pairs, &alike, b, c);
     // Dividing by a positive temperature keeps the order (rounding included): one division.
     let max_score = max_abs / temperature;
     StepStats {
         max_logit,
         max_score,
-        duplicates: pairs.duplicate_fraction(),
+        duplicates: duplicate_share(&alike),
         ..Default::default()
     }
 }
@@ -163,16 +165,32 @@ fn diagnostics(method: &Method, z: &[f32], t: &[f32], b: usize, c: usize) -> Ste
 /// with the same terms (`PairWeights::first_alike`: the same column). A row with a non-finite
 /// logit is the exception (∞·0 is NaN, which the maximum ignores): it is computed with every
 /// term, as written.
-fn max_abs_score(z: &[f32], t: &[f32], pairs: &PairWeights, b: usize, c: usize) -> f64 {
-    let finite_row = |i: usize| z[i * c..(i + 1) * c].iter().all(|v| v.is_finite());
-    // Zᵀ in f64 (C × B), the rows with a non-finite logit left at 0.
-    let mut z_cols = vec![0.0f64; c * b];
-    for i in (0..b).filter(|&i| finite_row(i)) {
-        for (k, &v) in z[i * c..(i + 1) * c].iter().enumerate() {
-            z_cols[k * b + i] = v as f64;
+fn max_abs_score(
+    z: &[f32],
+    t: &[f32],
+    pairs: &PairWeights,
+    alike: &[usize],
+    b: usize,
+    c: usize,
+) -> f64 {
+    // Every logit checked without stopping early (a loop that can stop at the first non-finite
+    // value does not vectorise), then row by row only where one is not finite.
+    let finite: Vec<bool> = if z.iter().fold(true, |all, v| all & v.is_finite()) {
+        vec![true; b]
+    } else {
+        (0..b)
+            .map(|i| z[i * c..(i + 1) * c].iter().all(|v| v.is_finite()))
+            .collect()
+    };
+    // Zᵀ (C × B), widened to f64 as the products are taken, the rows with a non-finite logit
+    // set to 0.
+    let mut z_cols = vec![0.0f32; c * b];
+    transpose_add(z, &mut z_cols, b, c);
+    for i in (0..b).filter(|&i| !finite[i]) {
+        for k in 0..c {
+            z_cols[k * b + i] = 0.0;
         }
     }
-    let alike = pairs.first_alike();
     let finite_max = vectorised(
         #[inline(always)]
         || {
@@ -189,14 +207,14 @@ fn max_abs_score(z: &[f32], t: &[f32], pairs: &PairWeights, b: usize, c: usize) 
                     [one] => {
                         let (k, w) = weight(&one);
                         for (m, &zv) in largest.iter_mut().zip(z_col(k)) {
-                            *m = m.max((zv * w).abs());
+                            *m = m.max((zv as f64 * w).abs());
                         }
                         continue;
                     }
                     [first, second] => {
                         let ((k, w), (l, v)) = (weight(&first), weight(&second));
                         for ((m, &zk), &zl) in largest.iter_mut().zip(z_col(k)).zip(z_col(l)) {
-                            *m = m.max((zk * w + zl * v).abs());
+                            *m = m.max((zk as f64 * w + zl as f64 * v).abs());
                         }
                         continue;
                     }
@@ -207,14 +225,14 @@ fn max_abs_score(z: &[f32], t: &[f32], pairs: &PairWeights, b: usize, c: usize) 
                     // 0 + the first term: the first term (0 + −0 is +0, and |·| drops signs).
                     Some((k, w)) => {
                         for (s, &zv) in column.iter_mut().zip(z_col(k)) {
-                            *s = zv * w;
+                            *s = zv as f64 * w;
                         }
                     }
                     None => column.fill(0.0),
                 }
                 for (k, w) in weights {
                     for (s, &zv) in column.iter_mut().zip(z_col(k)) {
-                        *s += zv * w;
+                        *s += zv as f64 * w;
                     }
                 }
                 for (m, s) in largest.iter_mut().zip(&column) {
@@ -225,7 +243,7 @@ fn max_abs_score(z: &[f32], t: &[f32], pairs: &PairWeights, b: usize, c: usize) 
         },
     );
     (0..b)
-        .filter(|&i| !finite_row(i))
+        .filter(|&i| !finite[i])
         .flat_map(|i| {
             t.chunks(c).take(b).map(move |tj| {
                 let zi = &z[i * c..(i + 1) * c];
@@ -243,7 +261,8 @@ mod tests {
     use crate::mix::losses::PairWeights;
 
     fn max_of(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
-        max_abs_score(z, t, &PairWeights::from_targets(t, b, c), b, c)
+        let pairs = PairWeights::from_targets(t, b, c);
+        max_abs_score(z, t, &pairs, &pairs.first_alike(), b, c)
     }
 
     /// Every term, in class order, as the definition reads.
