@@ -89,6 +89,26 @@ pub fn icm_loss_with<D: LossDevice, T: Tape<f32, D>>(
     targets: Matrix<D>,
     loss: &IcmLoss,
 ) -> Result<Tensor<Rank0, f32, D, T>> {
+    icm_loss_on_tape(logits, targets, loss, false).map(|(value, _)| value)
+}
+
+/// [`icm_loss_with`] and what it saw of its scores (the step's diagnostics), from the same
+/// transposed logits and pair weights.
+pub fn icm_loss_and_stats<D: LossDevice, T: Tape<f32, D>>(
+    logits: Matrix<D, T>,
+    targets: Matrix<D>,
+    loss: &IcmLoss,
+) -> Result<(Tensor<Rank0, f32, D, T>, ScoreStats)> {
+    icm_loss_on_tape(logits, targets, loss, true)
+        .map(|(value, stats)| (value, stats.expect("asked for")))
+}
+
+fn icm_loss_on_tape<D: LossDevice, T: Tape<f32, D>>(
+    logits: Matrix<D, T>,
+    targets: Matrix<D>,
+    loss: &IcmLoss,
+    with_stats: bool,
+) -> Result<LossAndStats<D, T>> {
     let (b, c) = *logits.shape();
     ensure!(
         targets.shape() == &(b, c),
@@ -104,8 +124,8 @@ pub fn icm_loss_with<D: LossDevice, T: Tape<f32, D>>(
     // dfdx's CPU ops spent a tenth of an MLP step on the B × B score matrix; this is one pass
     // over it, on any device, joined to the tape as a value and its gradient.
     let z = logits.as_vec();
-    let (value, grad) = icm_value_and_grad(&z, &targets.as_vec(), b, c, loss);
-    Ok(D::loss_on_tape(logits, &z, value, grad))
+    let (value, grad, stats) = icm_terms(&z, &targets.as_vec(), b, c, loss, with_stats);
+    Ok((D::loss_on_tape(logits, &z, value, grad), stats))
 }
 
 /// Devices a loss computed off the tape joins the tape on: as a scalar equal to its value
@@ -198,20 +218,53 @@ pub fn icm_value_and_grad(
     c: usize,
     loss: &IcmLoss,
 ) -> (f32, Vec<f32>) {
-    if z.iter().any(|v| !v.is_finite()) {
-        // ∞ · 0 and NaN · 0 are NaN: a non-finite logit makes scores, the loss and the whole
-        // gradient NaN, whichever target weights it meets. Said at once, whatever the path.
-        return (f32::NAN, vec![f32::NAN; b * c]);
-    }
-    let tau = loss.temperature as f32;
+    let (value, grad, _) = icm_terms(z, t, b, c, loss, false);
+    (value, grad)
+}
+
+/// A loss on the tape, and what the ICM loss saw of its scores (`None` for the others).
+pub type LossAndStats<D, T> = (Tensor<Rank0, f32, D, T>, Option<ScoreStats>);
+
+/// What the ICM loss saw of its scores, for the step's diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreStats {
+    /// max |S_ij| over S = Z·Tᵀ, before the temperature ([`largest_abs_score`]).
+    pub max_abs: f64,
+    /// The share of pairs whose mixed classifier another pair of the batch shares.
+    pub duplicates: f64,
+}
+
+/// [`icm_value_and_grad`], and with `with_stats` its [`ScoreStats`].
+fn icm_terms(
+    z: &[f32],
+    t: &[f32],
+    b: usize,
+    c: usize,
+    loss: &IcmLoss,
+    with_stats: bool,
+) -> (f32, Vec<f32>, Option<ScoreStats>) {
+    // Every logit checked without stopping early (a loop that can stop at the first
+    // non-finite value does not vectorise).
+    let finite = z.iter().fold(true, |all, v| all & v.is_finite());
     // Zᵀ (C × B): row k holds every sample's logit of class k.
     let mut z_cols = vec![0.0f32; c * b];
     transpose_add(z, &mut z_cols, b, c);
     let pairs = PairWeights::from_targets(t, b, c);
+    let first_alike = pairs.first_alike();
+    let stats = with_stats.then(|| ScoreStats {
+        max_abs: largest_abs_score(z, t, &z_cols, finite, &pairs, &first_alike),
+        duplicates: duplicate_share(&first_alike),
+    });
+    if !finite {
+        // ∞ · 0 and NaN · 0 are NaN: a non-finite logit makes scores, the loss and the whole
+        // gradient NaN, whichever target weights it meets. Said at once, whatever the path.
+        return (f32::NAN, vec![f32::NAN; b * c], stats);
+    }
+    let tau = loss.temperature as f32;
     let mask = loss.mask_duplicates.then(|| duplicate_mask(t, b, c));
     // Rows of Sᵀ that repeat an earlier one (the mask makes every row its own).
     let alike: Vec<usize> = match mask {
-        None => pairs.first_alike(),
+        None => first_alike,
         Some(_) => (0..b).collect(),
     };
     let mut scores_t = vec![0.0f32; b * b];
@@ -309,7 +362,7 @@ pub fn icm_value_and_grad(
     );
     let mut grad = vec![0.0f32; b * c];
     transpose_add(&grad_t, &mut grad, c, b);
-    (value as f32, grad)
+    (value as f32, grad, stats)
 }
 
 /// Each pair's nonzero target weights, in class order, flattened: pair j's are
@@ -390,6 +443,106 @@ pub(crate) fn duplicate_share(first_alike: &[usize]) -> f64 {
     }
     let duplicated = first_alike.iter().filter(|&&f| members[f] > 1).count();
     duplicated as f64 / first_alike.len().max(1) as f64
+}
+
+/// max |S_ij| over S = Z·Tᵀ in f64, each S_ij added in class order: Σ_k z_ik·t_jk (the step
+/// diagnostics' largest |score|, before the temperature); `z_cols` is Zᵀ, `finite` whether
+/// every logit is finite.
+///
+/// A mixed target has one or two nonzero weights, and the other terms add ±0, which changes
+/// no sum's magnitude: each column S_·j is computed from its pair's nonzero classes only, down
+/// all rows at once (Zᵀ widened to f64 as the products are taken, vectorised), B·B·2 products
+/// instead of B·B·C, and only once for pairs with the same terms (`first_alike`: the same
+/// column). A row with a non-finite logit is the exception (∞·0 is NaN, which the maximum
+/// ignores): it is computed with every term, as written.
+fn largest_abs_score(
+    z: &[f32],
+    t: &[f32],
+    z_cols: &[f32],
+    finite: bool,
+    pairs: &PairWeights,
+    first_alike: &[usize],
+) -> f64 {
+    let (b, c) = (first_alike.len(), z_cols.len() / first_alike.len());
+    let finite_rows: Vec<bool> = (0..b)
+        .map(|i| finite || z[i * c..(i + 1) * c].iter().all(|v| v.is_finite()))
+        .collect();
+    // The rows with a non-finite logit set to 0 (in a copy: the rare case).
+    let zeroed: Vec<f32>;
+    let z_cols = if finite {
+        z_cols
+    } else {
+        let mut copy = z_cols.to_vec();
+        for i in (0..b).filter(|&i| !finite_rows[i]) {
+            for k in 0..c {
+                copy[k * b + i] = 0.0;
+            }
+        }
+        zeroed = copy;
+        &zeroed
+    };
+    let finite_max = vectorised(
+        #[inline(always)]
+        || {
+            // A running maximum per sample, over the pairs: a plain loop over contiguous
+            // values (a maximum does not depend on the order it is taken in).
+            let mut largest = vec![0.0f64; b];
+            let mut column = vec![0.0f64; b];
+            let z_col = |k: usize| &z_cols[k * b..(k + 1) * b];
+            for j in (0..b).filter(|&j| first_alike[j] == j) {
+                // Weights in f64, as the products are taken.
+                let weight = |&(k, w): &(usize, f32)| (k, w as f64);
+                // The usual one or two weights in one pass each (the same sums as below).
+                match *pairs.of(j) {
+                    [one] => {
+                        let (k, w) = weight(&one);
+                        for (m, &zv) in largest.iter_mut().zip(z_col(k)) {
+                            *m = m.max((zv as f64 * w).abs());
+                        }
+                        continue;
+                    }
+                    [first, second] => {
+                        let ((k, w), (l, v)) = (weight(&first), weight(&second));
+                        for ((m, &zk), &zl) in largest.iter_mut().zip(z_col(k)).zip(z_col(l)) {
+                            *m = m.max((zk as f64 * w + zl as f64 * v).abs());
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                let mut weights = pairs.of(j).iter().map(weight);
+                match weights.next() {
+                    // 0 + the first term: the first term (0 + −0 is +0, and |·| drops signs).
+                    Some((k, w)) => {
+                        for (s, &zv) in column.iter_mut().zip(z_col(k)) {
+                            *s = zv as f64 * w;
+                        }
+                    }
+                    None => column.fill(0.0),
+                }
+                for (k, w) in weights {
+                    for (s, &zv) in column.iter_mut().zip(z_col(k)) {
+                        *s += zv as f64 * w;
+                    }
+                }
+                for (m, s) in largest.iter_mut().zip(&column) {
+                    *m = m.max(s.abs());
+                }
+            }
+            largest.into_iter().fold(0.0f64, f64::max)
+        },
+    );
+    (0..b)
+        .filter(|&i| !finite_rows[i])
+        .flat_map(|i| {
+            t.chunks(c).take(b).map(move |tj| {
+                let zi = &z[i * c..(i + 1) * c];
+                zi.iter()
+                    .zip(tj)
+                    .fold(0.0f64, |s, (&zk, &w)| s + zk as f64 * w as f64)
+            })
+        })
+        .fold(finite_max, |m, s| m.max(s.abs()))
 }
 
 /// How far (natural-log units) below the largest row maximum of Sᵀ every column's maximum
@@ -710,6 +863,20 @@ pub fn target_loss<D: LossDevice, T: Tape<f32, D>>(
     }
 }
 
+/// [`target_loss`], and for ICM methods what the loss saw of its scores (what a training
+/// step reports).
+pub fn target_loss_and_stats<D: LossDevice, T: Tape<f32, D>>(
+    method: &Method,
+    logits: Matrix<D, T>,
+    targets: Matrix<D>,
+) -> Result<LossAndStats<D, T>> {
+    match method.target {
+        Target::Label => Ok((soft_target_cross_entropy(logits, targets)?, None)),
+        Target::Icm => icm_loss_and_stats(logits, targets, &method.icm_loss())
+            .map(|(value, stats)| (value, Some(stats))),
+    }
+}
+
 /// The loss `method` has on a batch of `batch` samples over `classes` classes when every logit
 /// (and so every ICM score) is equal: the level a collapsed run sits at. Soft-target CE gives
 /// ln C whatever the targets; each ICM axis ln B (the masked loss at most that); RegMixup adds
@@ -745,7 +912,82 @@ pub fn regmixup_total<D: Device<f32>, T: Tape<f32, D>>(
 
 #[cfg(test)]
 mod tests {
-    use super::{exp_as_wide, exp_shifted, PairWeights};
+    use super::{exp_as_wide, exp_shifted, icm_terms, IcmAxes, IcmLoss, PairWeights};
+
+    /// The loss's largest |score|, as a training step asks for it.
+    fn max_of(z: &[f32], t: &[f32], b: usize, c: usize) -> f64 {
+        let loss = IcmLoss::faithful(IcmAxes::Dual);
+        let (_, _, stats) = icm_terms(z, t, b, c, &loss, true);
+        stats.expect("asked for").max_abs
+    }
+
+    /// Every term, in class order, as the definition reads.
+    fn dense(z: &[f32], t: &[f32], c: usize) -> f64 {
+        let mut max = 0.0f64;
+        for zi in z.chunks(c) {
+            for tj in t.chunks(c) {
+                let s = zi
+                    .iter()
+                    .zip(tj)
+                    .fold(0.0f64, |s, (&zk, &w)| s + zk as f64 * w as f64);
+                max = max.max(s.abs());
+            }
+        }
+        max
+    }
+
+    /// Mixed targets (one or two classes, one row with three, repeated rows), random logits: the
+    /// same bits as the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms make NaN scores.
+    #[test]
+    fn sparse_max_score_equals_the_dense_sum() {
+        use rand::{Rng, SeedableRng};
+        let (b, c) = (37, 10);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut z: Vec<f32> = (0..b * c).map(|_| rng.gen_range(-40.0..40.0)).collect();
+        let mut t = vec![0.0f32; b * c];
+        for row in t.chunks_mut(c) {
+            let (a, k) = (rng.gen_range(0..c), rng.gen_range(0..c));
+            let lambda: f32 = rng.gen();
+            row[a] += lambda;
+            row[k] += 1.0 - lambda;
+        }
+        t[5 * c..6 * c].copy_from_slice(&[0.2, 0.0, 0.3, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]);
+        // Pairs 10–13 repeat pair 2 (their columns are computed once); pair 20 has pair 2's
+        // classes (8 and 9, in no other target) with other weights, and sample 0's logits of
+        // them make its column hold the maximum: a grouping by classes alone would skip it.
+        for row in t.chunks_mut(c) {
+            row[0] += row[8] + row[9];
+            (row[8], row[9]) = (0.0, 0.0);
+        }
+        t[2 * c..3 * c].fill(0.0);
+        (t[2 * c + 8], t[2 * c + 9]) = (0.5, 0.5);
+        for j in 10..14 {
+            t.copy_within(2 * c..3 * c, j * c);
+        }
+        t[20 * c..21 * c].fill(0.0);
+        (t[20 * c + 8], t[20 * c + 9]) = (0.999, 0.001);
+        (z[8], z[9]) = (1.0e4, -1.0e4);
+        let want = dense(&z, &t, c);
+        let mut without_20 = t.clone();
+        without_20[20 * c..21 * c].fill(0.0);
+        assert!(want > dense(&z, &without_20, c));
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
+        z[3 * c + 4] = f32::INFINITY;
+        z[7 * c] = f32::NAN;
+        let want = dense(&z, &t, c);
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
+        // Class 9 in no target: an ∞ there makes every score of its row NaN (ignored).
+        for row in t.chunks_mut(c) {
+            let nine = row[9];
+            row[0] += nine;
+            row[9] = 0.0;
+        }
+        // Its other logits are the largest: were its scores not NaN, they would be the maximum.
+        z[3 * c..4 * c].fill(1.0e6);
+        z[3 * c + 9] = f32::INFINITY;
+        let want = dense(&z, &t, c);
+        assert_eq!(max_of(&z, &t, b, c).to_bits(), want.to_bits());
+    }
 
     /// Against comparing every pair with every earlier one: 1,500 pairs over 6 classes with
     /// weights from 3 values (many repeats, many pairs with the same classes but other weights,
