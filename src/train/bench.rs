@@ -12,7 +12,8 @@ use super::{train_step, Batch};
 use crate::data::augment::Augment;
 use crate::data::batch::assemble_batch;
 use crate::data::{Dataset, ImageShape};
-use crate::mix::{mix_batch, target_loss, Method, MethodEntry};
+use crate::mix::losses::target_loss_and_stats;
+use crate::mix::{mix_batch, Method, MethodEntry};
 use crate::nn::{DeviceKind, ModelSpec, NetDevice, Network, Sgd};
 use crate::util::Matrix;
 
@@ -181,8 +182,9 @@ fn run_on<D: NetDevice>(dev: D, spec: &BenchSpec) -> Result<BenchResult> {
     let logits: Matrix<D> = dev.sample_normal_like(&(spec.batch, spec.classes));
     let targets: Matrix<D> = dev.tensor_from_vec(mixed.targets, (spec.batch, spec.classes));
     let loss_ms = time_ms(spec.steps, || {
-        let loss =
-            target_loss(&spec.method, logits.leaky_trace(), targets.clone()).expect("bench loss");
+        // As a training step asks for it: with the ICM loss's score statistics.
+        let (loss, _) = target_loss_and_stats(&spec.method, logits.leaky_trace(), targets.clone())
+            .expect("bench loss");
         let grads = loss.backward();
         std::hint::black_box(grads.get(&logits).as_vec());
     });
