@@ -63,7 +63,11 @@ fn dirs(exp: &LoadedExperiment, results: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The grid trained in this process, uninterrupted: what the command line's runs are compared
+/// with. At the SIMD level the command line runs at: an exported `ICM_SIMD` reaches the
+/// command line, so it is applied here too (the levels differ in their last bits).
 fn reference(exp: &LoadedExperiment, root: &Path) -> PathBuf {
+    icm::util::simd::set_simd_from_env().unwrap();
     let results = root.join("reference");
     let one_thread = RunOptions {
         threads: 1,
