@@ -252,7 +252,7 @@ fn icm_terms(
     let pairs = PairWeights::from_targets(t, b, c);
     let first_alike = pairs.first_alike();
     let stats = with_stats.then(|| ScoreStats {
-        max_abs: largest_abs_score(z, t, &z_cols, finite, &pairs, &first_alike),
+        max_abs: largest_abs_score(z, t, &z_cols, finite, &pairs, &first_alike, c),
         duplicates: duplicate_share(&first_alike),
     });
     if !finite {
@@ -446,8 +446,8 @@ pub(crate) fn duplicate_share(first_alike: &[usize]) -> f64 {
 }
 
 /// max |S_ij| over S = Z·Tᵀ in f64, each S_ij added in class order: Σ_k z_ik·t_jk (the step
-/// diagnostics' largest |score|, before the temperature); `z_cols` is Zᵀ, `finite` whether
-/// every logit is finite.
+/// diagnostics' largest |score|, before the temperature), over B = `first_alike.len()` pairs
+/// and `c` classes; `z_cols` is Zᵀ, `finite` whether every logit is finite.
 ///
 /// A mixed target has one or two nonzero weights, and the other terms add ±0, which changes
 /// no sum's magnitude: each column S_·j is computed from its pair's nonzero classes only, down
@@ -462,8 +462,9 @@ fn largest_abs_score(
     finite: bool,
     pairs: &PairWeights,
     first_alike: &[usize],
+    c: usize,
 ) -> f64 {
-    let (b, c) = (first_alike.len(), z_cols.len() / first_alike.len());
+    let b = first_alike.len();
     let finite_rows: Vec<bool> = (0..b)
         .map(|i| finite || z[i * c..(i + 1) * c].iter().all(|v| v.is_finite()))
         .collect();
