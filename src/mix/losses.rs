@@ -228,7 +228,7 @@ pub type LossAndStats<D, T> = (Tensor<Rank0, f32, D, T>, Option<ScoreStats>);
 /// What the ICM loss saw of its scores, for the step's diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreStats {
-    /// max |S_ij| over S = Z·Tᵀ, before the temperature ([`largest_abs_score`]).
+    /// max |S_ij| over S = Z·Tᵀ in f64, before the temperature.
     pub max_abs: f64,
     /// The share of pairs whose mixed classifier another pair of the batch shares.
     pub duplicates: f64,
@@ -938,7 +938,8 @@ mod tests {
     }
 
     /// Mixed targets (one or two classes, one row with three, repeated rows), random logits: the
-    /// same bits as the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms make NaN scores.
+    /// same bits as the dense sum; also with rows holding ∞ and NaN logits, where ∞·0 terms
+    /// make NaN scores.
     #[test]
     fn sparse_max_score_equals_the_dense_sum() {
         use rand::{Rng, SeedableRng};
