@@ -195,7 +195,7 @@ impl LossDevice for Cpu {
 impl LossDevice for Cuda {}
 
 /// The ICM loss of logits `z` (B × C) against mixed targets `t` (B × C), and its gradient with
-/// respect to `z`, both row-major. Scores S = Z·Tᵀ / τ (+ [`MASKED`] for masked duplicates);
+/// respect to `z`, both row-major. Scores S = Z·Tᵀ / τ (+ `MASKED` for masked duplicates);
 /// each axis is (1/B) Σ (logsumexp − the diagonal score), its gradient (softmax − I) / B along
 /// that axis; ∂S/∂Z = T / τ. Scores are f32 as on the tape; sums of exponentials and the
 /// loss run in f64.
@@ -828,7 +828,7 @@ fn sum_in_f64(values: &[f32]) -> f64 {
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
 }
 
-/// B × B additive mask: [`MASKED`] at (i, k), k ≠ i, where pairs i and k have identical target
+/// B × B additive mask: `MASKED` at (i, k), k ≠ i, where pairs i and k have identical target
 /// rows (the same mixed classifier), 0 elsewhere. Symmetric, so it serves both axes.
 pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
     let row = |i: usize| &targets[i * c..(i + 1) * c];

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub arch: Arch,
-    /// Hidden layer widths of the MLP (default [128]); not used by convolutional networks.
+    /// Hidden layer widths of the MLP (default `[128]`); not used by convolutional networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<Vec<usize>>,
 }

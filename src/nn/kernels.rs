@@ -4,13 +4,13 @@
 //!
 //! A same-size stride-1 convolution (every 3 × 3 of the ResNets but the downsampling ones; on
 //! 8 × 8 maps only where the direct kernels take it, see `ConvGeometry::is_framed`) lays a group
-//! of images out in a zero-banded [`Frame`] and multiplies strided views of it by the weight
-//! matrix, one product per kernel row ([`super::products::gemm_views`], or for 16 to 64
-//! channels the direct kernels of [`super::direct`]): no patch copies (11–14 % faster ResNet-20
+//! of images out in a zero-banded `Frame` and multiplies strided views of it by the weight
+//! matrix, one product per kernel row (`super::products::gemm_views`, or for 16 to 64
+//! channels the direct kernels of `super::direct`): no patch copies (11–14 % faster ResNet-20
 //! steps than patches on AVX-512). Where there are enough channels (32 on AVX2, 64 on
 //! AVX-512; `ConvGeometry::takes_winograd`), its forward pass and input gradient run as
 //! Winograd's F(2 × 2, 3 × 3) instead (`super::winograd`). Any other convolution gathers
-//! each output pixel's window into a patch row ([`im2row`]) and multiplies the patches by the
+//! each output pixel's window into a patch row (`im2row`) and multiplies the patches by the
 //! weight matrix; in this layout the patch rows are contiguous copies and every product streams
 //! its operands without repacking (about twice the speed of N × C × H × W im2col here).
 //!

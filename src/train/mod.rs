@@ -3,7 +3,7 @@
 //! ([`step`]), scores the test set (and the validation hold-out) after every epoch ([`eval`],
 //! [`history`]) and saves checkpoints it can resume from bit for bit ([`checkpoint`]), telling an
 //! observer after every epoch ([`EpochUpdate`]: the grid writes `history.csv` and progress lines
-//! from it; this layer has no UI). [`bench`]
+//! from it; this layer has no UI). [`bench`](mod@bench)
 //! times training steps; [`device_check`] compares one step's loss and gradient on two devices.
 
 pub mod bench;

@@ -1,6 +1,6 @@
 //! Dataset sources: where a training pool and its test set come from. Each source is one file
 //! that holds its YAML fields, their checks and its loader (a [`Source`]), plus one row of the
-//! [`sources!`] catalog below, which gives it its YAML key.
+//! `sources!` catalog below, which gives it its YAML key.
 //!
 //! In YAML a source is its key alone when it needs no fields (`dataset: digits`,
 //! `dataset: fashion-mnist`) or its key with its fields (`dataset: {cifar10: {root: DIR}}`). A

@@ -1,5 +1,5 @@
 //! Input mixers: how a batch's images are combined with their partners' once λ is drawn. Each
-//! mixer is one file (a [`MixInputs`]) plus one row of the [`mixers!`] catalog below, which gives
+//! mixer is one file (a [`MixInputs`]) plus one row of the `mixers!` catalog below, which gives
 //! it its YAML name; its presets are rows of `mix::method::PRESETS`.
 
 pub mod cutmix;
