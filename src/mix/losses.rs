@@ -261,7 +261,7 @@ fn icm_terms(
         return (f32::NAN, vec![f32::NAN; b * c], stats);
     }
     let tau = loss.temperature as f32;
-    let mask = loss.mask_duplicates.then(|| duplicate_mask(t, b, c));
+    let mask = loss.mask_duplicates.then(|| duplicate_mask(&first_alike));
     // Rows of Sᵀ that repeat an earlier one (the mask makes every row its own).
     let alike: Vec<usize> = match mask {
         None => first_alike,
@@ -828,15 +828,16 @@ fn sum_in_f64(values: &[f32]) -> f64 {
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
 }
 
-/// B × B additive mask: `MASKED` at (i, k), k ≠ i, where pairs i and k have identical target
-/// rows (the same mixed classifier), 0 elsewhere. Symmetric, so it serves both axes.
-pub fn duplicate_mask(targets: &[f32], b: usize, c: usize) -> Vec<f32> {
-    let row = |i: usize| &targets[i * c..(i + 1) * c];
+/// B × B additive mask: `MASKED` at (i, k), k ≠ i, where pairs i and k have the same mixed
+/// classifier (`first_alike`: the same target row), 0 elsewhere. Symmetric, so it serves both
+/// axes.
+fn duplicate_mask(first_alike: &[usize]) -> Vec<f32> {
+    let b = first_alike.len();
     let mut mask = vec![0.0f32; b * b];
-    for i in 0..b {
-        for k in 0..b {
-            if i != k && row(i) == row(k) {
-                mask[i * b + k] = MASKED;
+    for (i, row) in mask.chunks_mut(b).enumerate() {
+        for (k, m) in row.iter_mut().enumerate() {
+            if i != k && first_alike[i] == first_alike[k] {
+                *m = MASKED;
             }
         }
     }
