@@ -1,6 +1,6 @@
 //! The `icm` command line: argument parsing and one short function per subcommand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -509,7 +509,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         batch: args.batch,
         classes: args.classes,
         warmup: args.warmup,
-        steps: args.steps.max(1),
+        steps: args.steps,
         method: bench::parse_method("--method", &args.method)?,
         device: args.device,
     };
@@ -517,6 +517,14 @@ fn bench(args: BenchArgs) -> Result<()> {
         let level = Simd::parse(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
         simd::set_simd(level).map_err(|e| anyhow::anyhow!("--simd: {e}"))?;
     }
+    if spec.steps == 0 {
+        anyhow::bail!("--steps must be ≥ 1");
+    }
+    // Parsed before the main benchmark runs, so that a misspelt method fails at once.
+    let against = match &args.against {
+        Some(other) => Some(bench::parse_method("--against", other)?),
+        None => None,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or_else(|| default_threads(1)))
         .build()?;
@@ -551,8 +559,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             100.0 * step_gflops / peak
         );
     }
-    if let Some(other) = &args.against {
-        let against = bench::parse_method("--against", other)?;
+    if let Some(against) = against {
         let rounds = args.rounds.unwrap_or(spec.steps);
         let c = pool.install(|| bench::compare_steps(&spec, &against, rounds))?;
         println!(
@@ -635,6 +642,17 @@ fn report(args: ReportArgs) -> Result<()> {
             );
         }
         ReportSource::Folder(args.source)
+    } else if args.source.file_name().is_some_and(|n| n == "metrics.json") {
+        anyhow::bail!(
+            "icm report {}: this is one run's record; give the experiment file or the folder of \
+             runs it lies in (e.g. {})",
+            args.source.display(),
+            args.source
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("results"))
+                .display()
+        );
     } else {
         ReportSource::Experiment(Box::new(args.sets.load(&args.source)?))
     };

@@ -342,10 +342,17 @@ fn the_new_sections_enter_run_ids_only_when_set_and_bad_values_are_named() {
         err.contains("x.yaml") && err.contains("evaluate.severities[1]"),
         "{err}"
     );
-    let part = format!("{with}tables: [{{name: t, metric: ood_auroc@digits}}]\n");
+    let part = format!("{with}tables: [{{name: t, metric: corruption_accuracy@digits}}]\n");
     let err = format!("{:#}", parse_experiment(&part, path).unwrap_err());
     assert!(
         err.contains("x.yaml") && err.contains("tables[0].metric") && err.contains("`digits`"),
+        "{err}"
+    );
+    // An OOD metric without an `ood:` section would be a table of dashes.
+    let part = format!("{with}tables: [{{name: t, metric: ood_auroc}}]\n");
+    let err = format!("{:#}", parse_experiment(&part, path).unwrap_err());
+    assert!(
+        err.contains("tables[0].metric") && err.contains("add an `ood:` section"),
         "{err}"
     );
     let ok = format!("{with}tables: [{{name: t, metric: corruption_ece@rotate}}]\n");

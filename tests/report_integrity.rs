@@ -280,3 +280,70 @@ fn icm_compare_prints_the_claim_on_every_split() {
         "{err}"
     );
 }
+
+/// A copy of a run folder elsewhere under the results folder (a backup) counts once, and says so;
+/// a run folder reached through a link counts like any other (as `icm status` sees it).
+#[test]
+fn a_copied_run_counts_once_and_a_linked_run_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let exp = train(GRID, &results);
+    let first = records::run_dir(&results, "integrity", &exp.runs()[0].run_id());
+    let backup = results
+        .join("integrity/backup")
+        .join(first.file_name().unwrap());
+    fs::create_dir_all(&backup).unwrap();
+    for entry in fs::read_dir(&first).unwrap() {
+        let from = entry.unwrap().path();
+        fs::copy(&from, backup.join(from.file_name().unwrap())).unwrap();
+    }
+    // Another run lives elsewhere; the results folder holds a link to it.
+    let second = records::run_dir(&results, "integrity", &exp.runs()[1].run_id());
+    let elsewhere = tmp.path().join("scratch").join(second.file_name().unwrap());
+    fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    fs::rename(&second, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &second).unwrap();
+
+    for source in [
+        ReportSource::Experiment(Box::new(exp.clone())),
+        ReportSource::Folder(results.join("integrity")),
+    ] {
+        let out = write_report(&source, &results, &reports, Formats::default()).unwrap();
+        let acc = read(out.dir.join("tables/accuracy.md"));
+        assert!(acc.contains("mean ± std over 2 seeds"), "{acc}");
+        assert!(
+            !acc.contains("(n="),
+            "every cell has its 2 runs, no more: {acc}"
+        );
+        let md = read(out.dir.join("table.md"));
+        assert!(md.contains("8 finished runs"), "{md}");
+        assert!(
+            md.contains(&format!(
+                "a copy of run {} (counted once, from {})",
+                exp.runs()[0].run_id(),
+                first.display()
+            )),
+            "{md}"
+        );
+    }
+}
+
+/// A `metrics.json` whose seed is not its `config.yaml`'s is a damaged record: trained again,
+/// never counted as a second run of that seed.
+#[test]
+fn a_record_whose_seed_differs_from_its_config_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let exp = train(GRID, &results);
+    let dir = records::run_dir(&results, "integrity", &exp.runs()[0].run_id());
+    let path = dir.join(records::METRICS_FILE);
+    let text = read(path.clone());
+    let seed = format!("\"seed\": {}", exp.runs()[0].seed);
+    assert!(text.contains(&seed), "{text}");
+    fs::write(&path, text.replacen(&seed, "\"seed\": 7", 1)).unwrap();
+    let damage = records::damage(&dir).expect("damaged");
+    assert!(
+        damage.contains("seed 7 differs from the seed 0 of config.yaml"),
+        "{damage}"
+    );
+}

@@ -140,8 +140,13 @@ fn without_classes(data: &Dataset, held_out: &[usize]) -> Result<(Dataset, Datas
             data.classes - 1
         );
     }
-    if held_out.len() >= data.classes {
-        anyhow::bail!("every class is held out: keep at least one for training");
+    if held_out.len() + 2 > data.classes {
+        anyhow::bail!(
+            "{} of the {} classes are held out: keep at least two for training (a classifier \
+             of one class is always right)",
+            held_out.len(),
+            data.classes
+        );
     }
     let kept: Vec<usize> = (0..data.classes)
         .filter(|c| !held_out.contains(c))

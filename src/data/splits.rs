@@ -72,7 +72,10 @@ impl Split {
             Split::Balanced => Ok(()),
             Split::LongTailed { ratio, .. } if !(ratio.is_finite() && *ratio >= 1.0) => Err((
                 "long_tailed.ratio".into(),
-                format!("imbalance ratio must be ≥ 1 (1 = balanced), got {ratio}"),
+                format!(
+                    "imbalance ratio must be ≥ 1 and finite (1: every class gets the \
+                     smallest class's count), got {ratio}"
+                ),
             )),
             Split::PerClass { k: 0 } => Err((
                 "per_class".into(),

@@ -294,6 +294,12 @@ pub fn clean(
 /// Refuses to move runs into a folder of the experiment's results folder that reports read
 /// (one whose name does not start with a dot).
 fn check_destination(to: &Path, root: &Path) -> Result<()> {
+    if to.exists() && !to.is_dir() {
+        anyhow::bail!(
+            "--move-to {}: this is a file; give a folder (it is created if missing)",
+            to.display()
+        );
+    }
     let (to_abs, root_abs) = (std::path::absolute(to)?, std::path::absolute(root)?);
     if let Ok(inside) = to_abs.strip_prefix(&root_abs) {
         let first = inside.components().next();

@@ -99,8 +99,9 @@ pub fn state(dir: &Path, timeout: Duration) -> RunState {
     if let Some(reason) = superseded {
         return RunState::Superseded(reason);
     }
-    if let Ok(reason) = fs::read_to_string(dir.join(FAILURE_FILE)) {
-        return RunState::Failed(reason.trim().to_string());
+    // Read as bytes: a reason that is not UTF-8 still marks the run failed, not pending.
+    if let Ok(reason) = fs::read(dir.join(FAILURE_FILE)) {
+        return RunState::Failed(String::from_utf8_lossy(&reason).trim().to_string());
     }
     lock.unwrap_or(RunState::Pending(None))
 }

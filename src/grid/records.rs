@@ -106,8 +106,17 @@ pub fn damage(dir: &Path) -> Option<String> {
         Ok(m) => m,
         Err(e) => return Some(format!("{e:#}")),
     };
-    if let Err(e) = read_config(&dir.join(CONFIG_FILE)) {
-        return Some(format!("{e:#}"));
+    let config = match read_config(&dir.join(CONFIG_FILE)) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("{e:#}")),
+    };
+    if metrics.seed != config.seed {
+        return Some(format!(
+            "{}: seed {} differs from the seed {} of {CONFIG_FILE}",
+            path.display(),
+            metrics.seed,
+            config.seed
+        ));
     }
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string());
     if name.as_deref() != Some(metrics.run_id.as_str()) {
@@ -124,6 +133,19 @@ pub fn damage(dir: &Path) -> Option<String> {
 /// [0, 1], NLL and training time ≥ 0, Brier score in [0, 2]).
 fn invalid_value(m: &RunMetrics) -> Option<String> {
     let t = &m.test;
+    let classes = m.train_class_counts.len();
+    if t.per_class_accuracy.len() != classes {
+        return Some(format!(
+            "`per_class_accuracy` has {} classes, `train_class_counts` {classes}",
+            t.per_class_accuracy.len()
+        ));
+    }
+    if m.train_size != m.train_class_counts.iter().sum::<usize>() {
+        return Some(format!(
+            "`train_size` {} is not the sum of `train_class_counts`",
+            m.train_size
+        ));
+    }
     let unit = [
         ("accuracy", t.accuracy),
         ("ece", t.ece),
@@ -420,12 +442,84 @@ pub fn read_predictions(path: &Path) -> Result<Vec<(usize, usize, f64)>> {
 }
 
 /// Checks the files of a finished run besides `metrics.json` (history, reliability bins,
-/// predictions): a run with a damaged one is not aggregated, and the error says which and where.
+/// predictions, test logits and labels), each on its own and against `metrics.json`'s test-set
+/// size and class count: a run with a damaged one is not aggregated (nor recomputed from its
+/// logits), and the error says which file and what.
 pub fn check_auxiliary(dir: &Path) -> Result<()> {
-    read_history(&dir.join(HISTORY_FILE))?;
-    read_reliability(&dir.join(RELIABILITY_FILE))?;
-    read_predictions(&dir.join(PREDICTIONS_FILE))?;
-    read_test_outputs(dir)?;
+    let metrics = read_metrics(&dir.join(METRICS_FILE))?;
+    let (test_size, classes) = (metrics.test_size, metrics.train_class_counts.len());
+    let history_path = dir.join(HISTORY_FILE);
+    if read_history(&history_path)?.is_empty() {
+        bail!(
+            "{}: no epochs after the header ({} says the run trained {})",
+            history_path.display(),
+            METRICS_FILE,
+            metrics.epochs
+        );
+    }
+    let reliability_path = dir.join(RELIABILITY_FILE);
+    check_reliability(&read_reliability(&reliability_path)?, test_size)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", reliability_path.display()))?;
+    let predictions_path = dir.join(PREDICTIONS_FILE);
+    let predictions = read_predictions(&predictions_path)?;
+    if predictions.len() != test_size {
+        bail!(
+            "{}: {} predictions, but {} says {test_size} test images",
+            predictions_path.display(),
+            predictions.len(),
+            METRICS_FILE
+        );
+    }
+    if let Some(outputs) = read_test_outputs(dir)? {
+        let rows = outputs.labels.len();
+        if (rows, outputs.classes) != (test_size, classes) {
+            bail!(
+                "{}: logits of {rows} images × {} classes, but {} says {test_size} test images \
+                 of {classes} classes",
+                dir.join(LOGITS_FILE).display(),
+                outputs.classes,
+                METRICS_FILE
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A reliability file's bins: edges within [0, 1] in order, confidences and accuracies in
+/// [0, 1], counts adding up to the test set, an ECE in [0, 1].
+fn check_reliability(r: &Reliability, test_size: usize) -> std::result::Result<(), String> {
+    let unit = |v: f64| (0.0..=1.0).contains(&v);
+    if !unit(r.ece) {
+        return Err(format!("`ece` is {}, outside [0, 1]", r.ece));
+    }
+    if r.bins.is_empty() {
+        return Err("no bins".into());
+    }
+    for (i, b) in r.bins.iter().enumerate() {
+        let sound = unit(b.lower)
+            && unit(b.upper)
+            && b.lower <= b.upper
+            && unit(b.confidence)
+            && unit(b.accuracy);
+        if !sound {
+            return Err(format!(
+                "bin {i}: edges [{}, {}], confidence {}, accuracy {}: each must lie in [0, 1], \
+                 the lower edge below the upper",
+                b.lower, b.upper, b.confidence, b.accuracy
+            ));
+        }
+    }
+    let counted = r
+        .bins
+        .iter()
+        .try_fold(0usize, |sum, b| sum.checked_add(b.count));
+    if counted != Some(test_size) {
+        return Err(format!(
+            "the bins count {} images, but {} says {test_size} test images",
+            counted.map_or("more than 2^64".to_string(), |c| c.to_string()),
+            METRICS_FILE
+        ));
+    }
     Ok(())
 }
 

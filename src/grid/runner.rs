@@ -431,6 +431,7 @@ fn prepare_points(exp: &LoadedExperiment, training: bool) -> Result<Vec<PointDat
         };
         if training {
             check_memory(point, &data.train).map_err(in_point)?;
+            check_augment(point, &data.train).map_err(in_point)?;
         }
         out.push(PointData {
             subsets: split_sets(point, &data.train).map_err(in_point)?,
@@ -515,7 +516,7 @@ pub fn check_memory(exp: &LoadedExperiment, train: &Dataset) -> Result<String> {
         if m.total_bytes() > available as f64 {
             bail!(
                 "{}: `model.hidden` {:?}: the MLP needs {line}, but this machine has {} \
-                 available; use smaller widths",
+                 available; use smaller widths or a smaller `train.batch_size`",
                 exp.path.display(),
                 exp.model.hidden.as_deref().unwrap_or_default(),
                 gib(available as f64)
@@ -523,6 +524,26 @@ pub fn check_memory(exp: &LoadedExperiment, train: &Dataset) -> Result<String> {
         }
     }
     Ok(line)
+}
+
+/// Refuses a crop padding as large as the images: most crops would then hold no image at all.
+pub fn check_augment(exp: &LoadedExperiment, train: &Dataset) -> Result<()> {
+    let Some(augment) = exp.train.augment else {
+        return Ok(());
+    };
+    let side = train.shape.height.min(train.shape.width);
+    if augment.crop_padding >= side {
+        bail!(
+            "{}: `train.augment.crop_padding` {} is not smaller than the {}×{} images: most \
+             crops would hold no image; use at most {} (CIFAR's is 4)",
+            exp.path.display(),
+            augment.crop_padding,
+            train.shape.height,
+            train.shape.width,
+            side - 1
+        );
+    }
+    Ok(())
 }
 
 /// `icm data`: per-class training counts of every split, the test-set size and the network's
@@ -542,6 +563,7 @@ pub fn describe_data(exp: &LoadedExperiment) -> Result<String> {
 fn describe_point(exp: &LoadedExperiment) -> Result<String> {
     let (data, _) = load_data(exp)?;
     let memory = check_memory(exp, &data.train)?;
+    check_augment(exp, &data.train)?;
     let subsets = split_sets(exp, &data.train)?;
     let mut out = format!(
         "{}: dataset {} ({} classes, {}×{}×{} images), training pool {}, test set {} (never subsampled)\n",

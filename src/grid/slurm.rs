@@ -26,6 +26,33 @@ pub struct SlurmOptions {
     pub tasks: Option<usize>,
 }
 
+/// Checks a wall-time limit against the forms sbatch accepts: `M`, `M:S`, `H:M:S`, `D-H`,
+/// `D-H:M`, `D-H:M:S` (numbers), or `UNLIMITED`/`INFINITE`. sbatch itself would refuse a bad
+/// one only when the script is submitted, perhaps on another machine.
+pub fn check_time(time: &str) -> std::result::Result<(), String> {
+    if matches!(time, "UNLIMITED" | "INFINITE") {
+        return Ok(());
+    }
+    let number = |p: &str| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
+    let (days, clock) = match time.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, time),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let fits = match days {
+        Some(d) => number(d) && parts.len() <= 3,
+        None => parts.len() <= 3,
+    };
+    if fits && parts.iter().all(|p| number(p)) {
+        Ok(())
+    } else {
+        Err(
+            "not a Slurm time; use minutes, `H:M:S` or `D-H:M:S`, e.g. `04:00:00` or `1-12:00:00`"
+                .into(),
+        )
+    }
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
@@ -48,10 +75,17 @@ pub fn write_script(
     opts: &SlurmOptions,
 ) -> Result<(PathBuf, usize)> {
     let runs = exp.runs().len();
-    let tasks = opts.tasks.unwrap_or(runs.min(1000)).max(1);
     if let Some(0) = opts.array_parallelism {
         bail!("--array-parallelism must be ≥ 1");
     }
+    if opts.tasks == Some(0) {
+        bail!("--tasks must be ≥ 1");
+    }
+    if opts.cpus == 0 {
+        bail!("--cpus must be ≥ 1");
+    }
+    check_time(&opts.time).map_err(|e| anyhow::anyhow!("--time `{}`: {e}", opts.time))?;
+    let tasks = opts.tasks.unwrap_or(runs.min(1000)).max(1);
     let results = absolute(results)?;
     let yaml = absolute(&exp.path)?;
     let exe = std::env::current_exe().context("cannot find the icm executable")?;
@@ -67,7 +101,7 @@ pub fn write_script(
         s.push_str(&format!("#SBATCH --partition={p}\n"));
     }
     s.push_str(&format!("#SBATCH --time={}\n", opts.time));
-    s.push_str(&format!("#SBATCH --cpus-per-task={}\n", opts.cpus.max(1)));
+    s.push_str(&format!("#SBATCH --cpus-per-task={}\n", opts.cpus));
     let gpus = opts
         .gpus
         .unwrap_or(u32::from(exp.device == DeviceKind::Cuda));
@@ -111,4 +145,38 @@ pub fn submit(script: &Path) -> Result<String> {
     }
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     Ok(id.split(';').next().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_time;
+
+    #[test]
+    fn times_take_the_forms_sbatch_accepts() {
+        for ok in [
+            "30",
+            "30:00",
+            "04:00:00",
+            "1-12",
+            "1-12:30",
+            "1-12:30:00",
+            "UNLIMITED",
+        ] {
+            assert_eq!(check_time(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "banana",
+            "4h",
+            "1:2:3:4",
+            "-1",
+            "1-",
+            "1-2-3",
+            "04::00",
+            "1.5",
+            "INFINITEx",
+        ] {
+            assert!(check_time(bad).is_err(), "{bad}");
+        }
+    }
 }

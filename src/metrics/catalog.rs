@@ -49,6 +49,30 @@ impl Metric {
     }
 }
 
+/// What a metric is measured on, and so which section of an experiment file it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// The clean test set: every run has it.
+    TestSet,
+    /// Corrupted copies of the test set (`evaluate:`): the `corruption_*` metrics.
+    Evaluate,
+    /// Out-of-distribution sets (`ood:`): the `ood_*` metrics.
+    Ood,
+}
+
+impl Section {
+    /// The section metric `name` (a catalog name without `@part`) is measured on.
+    pub fn of_metric(name: &str) -> Section {
+        if name.starts_with("corruption_") {
+            Section::Evaluate
+        } else if name.starts_with("ood_") {
+            Section::Ood
+        } else {
+            Section::TestSet
+        }
+    }
+}
+
 /// Every metric, in the order of `runs.csv`'s metric columns.
 pub const METRICS: &[Metric] = &[
     Metric {
@@ -285,4 +309,27 @@ pub fn names() -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!("{all} (the corruption_* and ood_* metrics also as `name@part`: one OOD set, corruption or severity)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metrics with parts are exactly those measured beyond the test set, so a `name@part`
+    /// check and a section check agree.
+    #[test]
+    fn metrics_with_parts_are_the_ones_that_need_a_section() {
+        for m in METRICS {
+            let section = Section::of_metric(m.name);
+            assert_eq!(
+                m.of_part.is_some(),
+                section != Section::TestSet,
+                "{}: {section:?}",
+                m.name
+            );
+        }
+        assert_eq!(Section::of_metric("corruption_nll"), Section::Evaluate);
+        assert_eq!(Section::of_metric("ood_fpr95"), Section::Ood);
+        assert_eq!(Section::of_metric("few_shot"), Section::TestSet);
+    }
 }

@@ -466,11 +466,11 @@ impl Method {
     fn check_values(&self) -> Result<(), String> {
         if let Some(a) = self.alpha.filter(|a| !(a.is_finite() && *a > 0.0)) {
             return Err(format!(
-                "alpha must be > 0 (λ ~ Beta(α, α)), got {a}; use `erm` for no mixing"
+                "alpha must be > 0 and finite (λ ~ Beta(α, α)), got {a}; use `erm` for no mixing"
             ));
         }
         if let Some(k) = self.kappa.filter(|k| !(k.is_finite() && *k >= 1.0)) {
-            return Err(format!("kappa must be ≥ 1, got {k}"));
+            return Err(format!("kappa must be ≥ 1 and finite, got {k}"));
         }
         if let Some(t) = self.tau.filter(|t| !(0.0..=1.0).contains(t)) {
             return Err(format!("tau must be in [0, 1], got {t}"));
@@ -479,13 +479,13 @@ impl Method {
             return Err(format!("label_smoothing must be in [0, 1), got {e}"));
         }
         if let Some(g) = self.gamma.filter(|g| !(g.is_finite() && *g >= 0.0)) {
-            return Err(format!("gamma must be ≥ 0, got {g}"));
+            return Err(format!("gamma must be ≥ 0 and finite, got {g}"));
         }
         if let Some(t) = self.temperature.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(format!("temperature must be > 0, got {t}"));
+            return Err(format!("temperature must be > 0 and finite, got {t}"));
         }
         if let Some(c) = self.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
-            return Err(format!("clip_grad_norm must be > 0, got {c}"));
+            return Err(format!("clip_grad_norm must be > 0 and finite, got {c}"));
         }
         Ok(())
     }

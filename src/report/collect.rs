@@ -101,7 +101,9 @@ fn unfinished_run(dir: &Path, out: &mut Collection) {
     });
 }
 
-/// Walks `root` for run folders (those with a `config.yaml`).
+/// Walks `root` for run folders (those with a `config.yaml`, or a `metrics.json` without one,
+/// which is reported as unreadable), following links as `icm status` does. A run stored twice
+/// (a copy of its folder elsewhere under `root`) counts once: see [`drop_copies`].
 pub fn collect(root: &Path) -> Result<Collection> {
     if !root.is_dir() {
         bail!(
@@ -111,19 +113,32 @@ pub fn collect(root: &Path) -> Result<Collection> {
     }
     let mut out = Collection::default();
     // Folders whose names start with a dot hold runs moved aside (`icm clean`), not results.
-    let walk = WalkDir::new(root).sort_by_file_name().into_iter();
+    let walk = WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter();
     for entry in
         walk.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
     {
         let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
         let dir = entry.path();
-        if !entry.file_type().is_dir() || !dir.join(records::CONFIG_FILE).is_file() {
+        if !entry.file_type().is_dir() {
             continue;
         }
         let unfinished = |reason: String| Unfinished {
             dir: dir.to_path_buf(),
             reason,
         };
+        if !dir.join(records::CONFIG_FILE).is_file() {
+            if dir.join(records::METRICS_FILE).is_file() {
+                out.unfinished.push(unfinished(format!(
+                    "unreadable: {} has no {} (`icm run` trains it again)",
+                    dir.display(),
+                    records::CONFIG_FILE
+                )));
+            }
+            continue;
+        }
         if let Some(reason) = records::retrain_reason(dir) {
             out.unfinished
                 .push(unfinished(format!("to be trained again: {reason}")));
@@ -143,14 +158,52 @@ pub fn collect(root: &Path) -> Result<Collection> {
                     .push(unfinished(format!("unreadable: {e:#}"))),
             }
         } else if dir.join(records::FAILURE_FILE).is_file() {
-            let reason = fs::read_to_string(dir.join(records::FAILURE_FILE)).unwrap_or_default();
+            let reason = fs::read(dir.join(records::FAILURE_FILE)).unwrap_or_default();
+            let reason = String::from_utf8_lossy(&reason);
             out.unfinished
                 .push(unfinished(format!("failed: {}", reason.trim())));
         } else {
             unfinished_run(dir, &mut out);
         }
     }
+    drop_copies(&mut out);
     Ok(out)
+}
+
+/// Keeps one record of each run id: the one in a folder named after it, nearest `root` (where
+/// `icm run` writes it), else the first in path order. The others, copies such as
+/// `backup/<run-id>/`, move to the unfinished list with the folder that was counted instead, so
+/// a copy is neither averaged in as a second seed nor dropped without a word.
+fn drop_copies(out: &mut Collection) {
+    let rank = |r: &RunRecord| {
+        let named = r.dir.file_name().is_some_and(|n| *n == *r.metrics.run_id);
+        (!named, r.dir.components().count(), r.dir.clone())
+    };
+    let mut order: Vec<usize> = (0..out.runs.len()).collect();
+    order.sort_by_key(|&i| rank(&out.runs[i]));
+    let mut kept: std::collections::BTreeMap<&str, &Path> = std::collections::BTreeMap::new();
+    let mut copies = Vec::new();
+    for &i in &order {
+        let run = &out.runs[i];
+        match kept.get(run.metrics.run_id.as_str()) {
+            Some(first) => copies.push((i, first.to_path_buf())),
+            None => {
+                kept.insert(&run.metrics.run_id, &run.dir);
+            }
+        }
+    }
+    copies.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+    for (i, first) in copies {
+        let copy = out.runs.remove(i);
+        out.unfinished.push(Unfinished {
+            reason: format!(
+                "a copy of run {} (counted once, from {})",
+                copy.metrics.run_id,
+                first.display()
+            ),
+            dir: copy.dir,
+        });
+    }
 }
 
 /// Replaces every run's test metrics by those computed again from its stored logits

@@ -71,6 +71,9 @@ impl Formats {
                 other => bail!("--format: unknown format `{other}`; use md, tex and/or csv"),
             }
         }
+        if !(f.md || f.tex || f.csv) {
+            bail!("--format `{text}` names no format; use md, tex and/or csv (e.g. `md,tex`)");
+        }
         Ok(f)
     }
 }
@@ -277,6 +280,12 @@ pub fn compare(
     let claim = spec
         .resolve(&exp.methods)
         .map_err(|e| anyhow::anyhow!("icm compare: {e}"))?;
+    crate::spec::check::check_metric_sections(
+        &claim.metric,
+        exp.evaluate.as_ref(),
+        exp.ood.as_ref(),
+    )
+    .map_err(|e| anyhow::anyhow!("icm compare --metric: {e} in {}", exp.path.display()))?;
     // Within each sweep point, never across points.
     let claims = LoadedExperiment {
         claims: vec![claim],
@@ -295,11 +304,25 @@ pub fn compare(
     let aggregates = aggregate::aggregate(&collect::runs_frame(&found.runs)?)?;
     let rows = claims::claim_rows(&claims, &exp.splits, &exp.dataset, &aggregates);
     let mut text = claims::to_text(&rows);
+    let mut named: BTreeSet<&str> = BTreeSet::new();
+    for claim in &claims {
+        for method in [claim.a.as_str(), claim.b.as_str()] {
+            let has_runs = found.runs.iter().any(|r| r.metrics.method == method);
+            if !has_runs && named.insert(method) {
+                text.push_str(&format!(
+                    "`{method}` has no finished runs yet, so it pairs with nothing (`icm status`).\n"
+                ));
+            }
+        }
+    }
     if !found.unfinished.is_empty() {
         text.push_str(&format!(
-            "{} runs of the grid are not finished or failed and are left out (`icm status`).\n",
+            "{} run folders of the grid are left out:\n",
             found.unfinished.len()
         ));
+        for u in &found.unfinished {
+            text.push_str(&format!("  {}: {}\n", u.dir.display(), u.reason));
+        }
     }
     Ok(text)
 }

@@ -7,12 +7,14 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::evaluate::{EvaluateSpec, OodSpec, HELD_OUT};
 use super::run::LoadedExperiment;
 use super::sweep::Origins;
 use super::tables::{self, TableEntry};
 use super::train::Schedule;
 use super::Experiment;
 use crate::data::Split;
+use crate::metrics::catalog::Section;
 use crate::mix::{LabelRule, Method};
 
 /// A mistake in an experiment file: where (a key path such as `train.lr`) and what is wrong.
@@ -118,12 +120,31 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
     })
 }
 
+/// The longest experiment, method or table name: each names a folder or the stem of files
+/// (with suffixes such as `-reliability-grid.png`), and file systems refuse names over 255 bytes.
+const MAX_NAME_LEN: usize = 100;
+
 fn check_name(name: &str) -> Checked {
     let usable = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
-    if name.trim().is_empty() || !name.chars().all(usable) {
+    // A name of dots alone (`.`, `..`) would put the runs and the report beside or above the
+    // results and reports folders instead of in a folder of their own.
+    let only_dots = name.chars().all(|c| c == '.');
+    if name.trim().is_empty() || !name.chars().all(usable) || only_dots {
         return Err(mistake(
             "name",
-            format!("`{name}` is not a usable folder name; use letters, digits, `-`, `_` or `.`"),
+            format!(
+                "`{name}` is not a usable folder name; use letters, digits, `-`, `_` or `.`, \
+                 with at least one letter or digit"
+            ),
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(mistake(
+            "name",
+            format!(
+                "`{name}` is {} characters long; use at most {MAX_NAME_LEN} (it names folders)",
+                name.len()
+            ),
         ));
     }
     Ok(())
@@ -223,6 +244,16 @@ fn check_method_fits(method: &Method, exp: &Experiment, place: &str) -> Checked 
             ),
         ));
     }
+    if let Some(w) = method.warmup_epochs.filter(|&w| w > exp.train.epochs) {
+        return Err(mistake(
+            format!("{place}.warmup_epochs"),
+            format!(
+                "a warm-up of {w} epochs is longer than the run's {} (`train.epochs`): the \
+                 learning rate would never reach its schedule; use at most {}",
+                exp.train.epochs, exp.train.epochs
+            ),
+        ));
+    }
     if method.label_rule == LabelRule::Remix {
         if let Some(split) = exp
             .splits
@@ -276,23 +307,53 @@ fn check_tables(entries: &[TableEntry]) -> Checked {
     Ok(())
 }
 
-/// The OOD sets, corruptions and severities of `exp`: what a `name@part` metric may name.
-fn parts_of(exp: &Experiment) -> Vec<String> {
-    let mut known = Vec::new();
-    if let Some(e) = &exp.evaluate {
-        known.extend(e.corruptions.iter().map(|c| c.name().to_string()));
-        known.extend(e.severities.iter().map(|s| s.to_string()));
-    }
-    if let Some(o) = &exp.ood {
-        if !o.held_out_classes.is_empty() {
-            known.push(super::evaluate::HELD_OUT.to_string());
+/// Whether metric `name` (a catalog name, or `name@part`) has values in an experiment with these
+/// `evaluate:` and `ood:` sections: a corruption metric needs `evaluate:`, an OOD metric `ood:`,
+/// and a part must be one of that section's corruptions, severities or OOD sets. Without this a
+/// table or claim of such a metric would be all dashes with no reason given.
+pub fn check_metric_sections(
+    name: &str,
+    evaluate: Option<&EvaluateSpec>,
+    ood: Option<&OodSpec>,
+) -> Result<(), String> {
+    let (base, part) = match name.split_once('@') {
+        Some((base, part)) => (base, Some(part)),
+        None => (name, None),
+    };
+    let parts: Vec<String> = match Section::of_metric(base) {
+        Section::TestSet => return Ok(()),
+        Section::Evaluate => {
+            let Some(e) = evaluate else {
+                return Err(format!(
+                    "`{name}` needs corrupted test sets: add an `evaluate:` section"
+                ));
+            };
+            let corruptions = e.corruptions.iter().map(|c| c.name().to_string());
+            corruptions
+                .chain(e.severities.iter().map(|s| s.to_string()))
+                .collect()
         }
-        known.extend(o.sets.keys().cloned());
+        Section::Ood => {
+            let Some(o) = ood else {
+                return Err(format!(
+                    "`{name}` needs out-of-distribution sets: add an `ood:` section"
+                ));
+            };
+            let held_out = (!o.held_out_classes.is_empty()).then(|| HELD_OUT.to_string());
+            held_out.into_iter().chain(o.sets.keys().cloned()).collect()
+        }
+    };
+    match part {
+        Some(part) if !parts.iter().any(|k| k == part) => Err(format!(
+            "`{part}` is not one of this experiment's parts for `{base}`; use one of {}",
+            parts.join(", ")
+        )),
+        _ => Ok(()),
     }
-    known
 }
 
-/// Every `name@part` metric of the tables and claims names a part of this experiment.
+/// Every metric of the tables and claims has values in this experiment
+/// ([`check_metric_sections`]).
 fn check_parts(exp: &Experiment) -> Checked {
     let tables = exp.tables.iter().enumerate().filter_map(|(i, t)| match t {
         TableEntry::Custom(spec) => Some((format!("tables[{i}].metric"), &spec.metric)),
@@ -303,22 +364,9 @@ fn check_parts(exp: &Experiment) -> Checked {
             .as_ref()
             .map(|m| (format!("claims[{i}].metric"), m))
     });
-    let known = parts_of(exp);
     for (place, name) in tables.chain(claims) {
-        let Some((_, part)) = name.split_once('@') else {
-            continue;
-        };
-        if !known.iter().any(|k| k == part) {
-            let choices = if known.is_empty() {
-                "this experiment has none (add `evaluate:` or `ood:`)".to_string()
-            } else {
-                format!("use one of {}", known.join(", "))
-            };
-            return Err(mistake(
-                place,
-                format!("`{part}` is not an OOD set, corruption or severity here; {choices}"),
-            ));
-        }
+        check_metric_sections(name, exp.evaluate.as_ref(), exp.ood.as_ref())
+            .map_err(|m| mistake(place, m))?;
     }
     Ok(())
 }

@@ -81,6 +81,25 @@ impl EvaluateSpec {
                     format!("severities run from 1 to {MAX_SEVERITY}, got {s}"),
                 ));
             }
+            if self.severities[..i].contains(&s) {
+                return Err((
+                    format!("severities[{i}]"),
+                    format!("severity {s} is listed twice (it would count twice in the means)"),
+                ));
+            }
+        }
+        // An alias (`blur` for `gaussian_blur`) resolves to the same corruption.
+        for (i, c) in self.corruptions.iter().enumerate() {
+            if self.corruptions[..i].contains(c) {
+                return Err((
+                    format!("corruptions[{i}]"),
+                    format!(
+                        "`{}` is listed twice (perhaps under another name; it would count \
+                         twice in the means)",
+                        c.name()
+                    ),
+                ));
+            }
         }
         if self.images == Some(0) {
             return Err((

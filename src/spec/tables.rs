@@ -33,6 +33,9 @@ pub enum RowKind {
     Split,
 }
 
+/// The most decimals a table cell may show (`precision:`); f64 carries about 16 digits.
+pub const MAX_PRECISION: usize = 12;
+
 /// A custom table in the experiment's `tables:` list.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
@@ -203,21 +206,24 @@ impl TableEntry {
                     names()
                 ));
             }
+            if let Some(p) = spec.precision.filter(|&p| p > MAX_PRECISION) {
+                return Err(format!(
+                    "precision {p} is more decimals than a table can show; use 0 to \
+                     {MAX_PRECISION}"
+                ));
+            }
             if spec.name == "claims" {
                 return Err(
                     "table name `claims` is taken by the claims table; choose another name".into(),
                 );
             }
-            if spec.name.is_empty()
-                || !spec
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            let usable = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if spec.name.is_empty() || spec.name.len() > 100 || !spec.name.chars().all(usable) {
                 return Err(format!(
-                "table name `{}` must be letters, digits, `-` or `_` (it names the table's files)",
-                spec.name
-            ));
+                    "table name `{}` must be 1 to 100 letters, digits, `-` or `_` (it names the \
+                     table's files)",
+                    spec.name
+                ));
             }
         }
         Ok(())

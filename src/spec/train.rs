@@ -78,7 +78,10 @@ impl TrainSpec {
             return Err(("batch_size", "must be ≥ 1".into()));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
-            return Err(("lr", format!("learning rate must be > 0, got {}", t.lr)));
+            return Err((
+                "lr",
+                format!("learning rate must be > 0 and finite, got {}", t.lr),
+            ));
         }
         if !(0.0..1.0).contains(&t.momentum) {
             return Err(("momentum", format!("must be in [0, 1), got {}", t.momentum)));

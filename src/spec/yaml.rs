@@ -6,12 +6,8 @@ use std::path::Path;
 /// Formats a serde_yaml error as `file:line:column: message`, with a "did you mean" hint when an
 /// unknown key or name is close to a valid one.
 pub fn yaml_error(path: &Path, err: &serde_yaml::Error) -> String {
-    let raw = err.to_string();
     // serde_yaml appends " at line L column C"; we move the place to the front.
-    let message = match raw.rfind(" at line ") {
-        Some(i) => raw[..i].to_string(),
-        None => raw.clone(),
-    };
+    let message = bare_message(err);
     let place = match err.location() {
         Some(loc) => format!("{}:{}:{}", path.display(), loc.line(), loc.column()),
         None => path.display().to_string(),
@@ -23,13 +19,32 @@ pub fn yaml_error(path: &Path, err: &serde_yaml::Error) -> String {
     out
 }
 
-/// The message of a serde_yaml error without the place serde_yaml appends.
+/// The message of a serde_yaml error without the place serde_yaml appends, and without the
+/// names of our Rust types (`expected struct TrainSpec` reads `expected a map of settings`).
 pub fn bare_message(err: &serde_yaml::Error) -> String {
     let raw = err.to_string();
-    match raw.rfind(" at line ") {
-        Some(i) => raw[..i].to_string(),
-        None => raw,
-    }
+    let message = match raw.rfind(" at line ") {
+        Some(i) => &raw[..i],
+        None => &raw,
+    };
+    without_type_names(message)
+}
+
+/// Replaces serde's `struct Name` in "expected struct Name" with words.
+fn without_type_names(message: &str) -> String {
+    const STRUCT: &str = "expected struct ";
+    let Some(start) = message.find(STRUCT) else {
+        return message.to_string();
+    };
+    let rest = &message[start + STRUCT.len()..];
+    let name_end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    format!(
+        "{}expected a map of settings (`key: value`){}",
+        &message[..start],
+        &rest[name_end..]
+    )
 }
 
 /// The wrong name of serde's "unknown field `x`, expected ..." (or "unknown variant").

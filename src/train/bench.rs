@@ -58,11 +58,20 @@ pub fn parse_shape(text: &str) -> Result<ImageShape> {
         .collect::<Result<_, _>>()
         .map_err(|_| anyhow::anyhow!("--input `{text}`: expected CxHxW, e.g. 3x32x32"))?;
     match parts[..] {
-        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok(ImageShape {
-            channels: c,
-            height: h,
-            width: w,
-        }),
+        [c, h, w] if c > 0 && h > 0 && w > 0 => {
+            let values = c.checked_mul(h).and_then(|ch| ch.checked_mul(w));
+            if values.is_none_or(|v| v > MAX_IMAGE_VALUES) {
+                bail!(
+                    "--input `{text}`: an image of more than {MAX_IMAGE_VALUES} values; use a \
+                     smaller shape, e.g. 3x224x224"
+                );
+            }
+            Ok(ImageShape {
+                channels: c,
+                height: h,
+                width: w,
+            })
+        }
         _ => bail!("--input `{text}`: expected CxHxW with positive sizes, e.g. 3x32x32"),
     }
 }
@@ -109,8 +118,42 @@ pub fn run(spec: &BenchSpec) -> Result<BenchResult> {
     }
 }
 
-/// Refuses a batch `method` or the network cannot train on, and a device this build lacks.
+/// The most values an `--input` image may have (a 3 × 2048 × 2048 image is 12.6 M).
+const MAX_IMAGE_VALUES: usize = 1 << 24;
+/// The largest `--batch`: a step times one batch, and larger ones only exhaust memory.
+const MAX_BATCH: usize = 1 << 16;
+
+/// Refuses a batch `method` or the network cannot train on, widths or a class count the network
+/// cannot be built with, an MLP that would not fit in the memory available, and a device this
+/// build lacks.
 fn check(spec: &BenchSpec, method: &Method) -> Result<()> {
+    if spec.batch > MAX_BATCH {
+        bail!(
+            "--batch {} is more than {MAX_BATCH}; use a smaller batch",
+            spec.batch
+        );
+    }
+    if spec.classes < 2 {
+        bail!("--classes must be ≥ 2, got {}", spec.classes);
+    }
+    spec.model
+        .clone()
+        .check()
+        .map_err(|e| anyhow::anyhow!("--hidden: {e}"))?;
+    let memory =
+        crate::nn::memory::mlp_memory(&spec.model, spec.shape.numel(), spec.classes, spec.batch);
+    if let (Some(m), Some(available)) = (memory, crate::util::available_memory()) {
+        if m.total_bytes() > available as f64 {
+            bail!(
+                "--hidden {:?}: the MLP needs about {:.1} GiB to train ({:.3e} parameters), but \
+                 this machine has {:.1} GiB available; use smaller widths or a smaller --batch",
+                spec.model.hidden.as_deref().unwrap_or_default(),
+                m.total_bytes() / f64::from(1u32 << 30),
+                m.parameters,
+                available as f64 / f64::from(1u32 << 30),
+            );
+        }
+    }
     if method.uses_icm() && spec.batch < 2 {
         bail!("--batch must be ≥ 2 for ICM methods");
     }

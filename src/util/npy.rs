@@ -98,12 +98,14 @@ pub fn from_npy<T: Element>(bytes: &[u8]) -> Result<(Vec<usize>, Vec<T>)> {
     }
     let shape = parse_shape(dict_value(dict, "shape").context(".npy header has no 'shape'")?)?;
     let size = std::mem::size_of::<T>();
-    let n: usize = shape.iter().product();
+    let needed = shape
+        .iter()
+        .try_fold(size, |bytes, &d| bytes.checked_mul(d))
+        .with_context(|| format!(".npy of shape {shape:?} is larger than memory"))?;
     let body = &bytes[dict_start + dict_len..];
-    if body.len() != n * size {
+    if body.len() != needed {
         bail!(
-            ".npy of shape {shape:?} needs {} bytes of data, has {}",
-            n * size,
+            ".npy of shape {shape:?} needs {needed} bytes of data, has {}",
             body.len()
         );
     }

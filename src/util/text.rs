@@ -9,9 +9,12 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
-/// A name made safe for file names: letters, digits, `-` and `.` kept, anything else `_`.
+/// A name made safe for file names: letters, digits, `-` and `.` kept, anything else `_`. A
+/// name longer than [`FILE_SAFE_MAX`] keeps its first characters and ends in 8 hex digits of the
+/// SHA-256 of the whole label, so that long labels (a method with many swept settings) still make
+/// distinct files that file systems accept (they refuse names over 255 bytes).
 pub fn file_safe(label: &str) -> String {
-    label
+    let safe: String = label
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -20,8 +23,18 @@ pub fn file_safe(label: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if safe.len() <= FILE_SAFE_MAX {
+        return safe;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(label.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{tag}", &safe[..FILE_SAFE_MAX - 9])
 }
+
+/// The longest name [`file_safe`] returns (room is left for a figure's prefix and suffix).
+pub const FILE_SAFE_MAX: usize = 120;
 
 /// Rows of cells as plain text, each column padded to its widest cell, two spaces between
 /// columns, one line per row (for terminal tables: `icm compare`, `icm runs`).
@@ -48,4 +61,27 @@ pub fn aligned_rows<R: AsRef<[String]>>(rows: &[R]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_and_long_labels_stay_distinct() {
+        assert_eq!(
+            file_safe("icm-mixup(alpha=0.4) [lr=0.1]"),
+            "icm-mixup_alpha_0.4___lr_0.1_"
+        );
+        let a = "m".repeat(300) + "a";
+        let b = "m".repeat(300) + "b";
+        let (fa, fb) = (file_safe(&a), file_safe(&b));
+        assert_eq!(fa.len(), FILE_SAFE_MAX);
+        assert!(fa.starts_with(&"m".repeat(FILE_SAFE_MAX - 9)), "{fa}");
+        assert_ne!(
+            fa, fb,
+            "labels that differ past the cut keep distinct names"
+        );
+        assert_eq!(file_safe(&"x".repeat(FILE_SAFE_MAX)).len(), FILE_SAFE_MAX);
+    }
 }

@@ -20,7 +20,9 @@ def case(name, experiment, expect, files=None):
         f.write(experiment)
     lines = []
     for line in expect.strip().split('\n'):
-        if line.startswith('command: ') and 'experiment.yaml' not in line and '/nonexistent' not in line and 'data results' not in line:
+        own_file = ('experiment.yaml' in line or '/nonexistent' in line or 'data results' in line
+                    or '.json' in line or line.startswith('command: bench'))
+        if line.startswith('command: ') and not own_file:
             words = line.split()
             line = ' '.join(words[:2] + ['experiment.yaml'] + words[2:])
         lines.append(line)
@@ -42,7 +44,7 @@ case('yaml-not-utf8', BASE.encode().replace(b'name: c', b'name: c\xff'), 'comman
 case('yaml-binary-garbage', bytes(range(256)) * 4, 'command: data\nerror: experiment.yaml:2:118: byte 128 (0x80) is not UTF-8 text')
 case('yaml-latin1', BASE.replace('name: c', 'name: caf\xe9').encode('latin-1'), 'command: data\nerror: experiment.yaml:1:10: byte 9 (0xe9) is not UTF-8 text')
 case('yaml-empty', '', 'command: data\nerror: experiment.yaml: the file is empty')
-case('yaml-top-level-list', '- name: c\n', 'command: data\nerror: experiment.yaml:1:1: invalid type: sequence, expected struct Experiment')
+case('yaml-top-level-list', '- name: c\n', 'command: data\nerror: experiment.yaml:1:1: invalid type: sequence, expected a map of settings (`key: value`)')
 case('yaml-unclosed-flow-list', sub('splits: [{per_class: 10}]', 'splits:\n  - [balanced'), 'command: data\nerror: experiment.yaml:3:5: this `[` is never closed: add the missing `]`')
 case('yaml-unclosed-flow-map', sub('model: {arch: mlp, hidden: [16]}', 'model: {arch: mlp, hidden: [16]'), 'command: data\nerror: experiment.yaml:3:8: this `{` is never closed: add the missing `}`')
 case('yaml-balanced-with-params', sub('splits: [{per_class: 10}]', 'splits:\n  - balanced: {ratio: 10}'), 'command: data\nerror: experiment.yaml:3:15: splits[0].balanced: this entry takes no parameters (found `ratio`)')
@@ -73,7 +75,7 @@ case('yaml-hidden-beyond-u64', sub('hidden: [16]', 'hidden: [1844674407370955161
 case('yaml-hidden-zero', sub('hidden: [16]', 'hidden: [0]'), 'command: data\nerror: `model`: hidden layer widths must be ≥ 1')
 case('yaml-epochs-negative', sub('epochs: 2', 'epochs: -1'), 'command: data\nerror: experiment.yaml:4:17: train.epochs: invalid type: integer `-1`')
 case('yaml-epochs-huge-float', sub('epochs: 2', 'epochs: 1e400'), 'command: data\nerror: experiment.yaml:4:17: train.epochs: invalid type: string "1e400"')
-case('yaml-lr-nan', sub('lr: 0.05', 'lr: .nan'), 'command: data\nerror: experiment.yaml: `train.lr`: learning rate must be > 0, got NaN')
+case('yaml-lr-nan', sub('lr: 0.05', 'lr: .nan'), 'command: data\nerror: experiment.yaml: `train.lr`: learning rate must be > 0 and finite, got NaN')
 case('yaml-batch-zero', sub('batch_size: 16', 'batch_size: 0'), 'command: data\nerror: `train.batch_size`: must be ≥ 1')
 case('yaml-no-seeds', sub('seeds: [0, 1]', 'seeds: []'), 'command: data\nerror: experiment.yaml: `seeds`: list at least one training seed')
 case('yaml-split-twice', sub('splits: [{per_class: 10}]', 'splits: [{per_class: 10}, {per_class: 10}]'), 'command: data\nerror: `splits[1]`: split `per_class-10` is listed twice')
@@ -98,6 +100,27 @@ case('run-lock-timeout-below-heartbeat', BASE, 'command: run --lock-timeout 5\ne
 case('run-jobs-absurd', BASE, 'command: run --quiet --no-report --jobs 100000\nstdout: 2 trained')
 case('run-results-is-a-file', BASE, 'command: run experiment.yaml --results experiment.yaml\nerror: --results experiment.yaml: this is a file, not a folder')
 case('report-missing-folder', BASE, 'command: report /nonexistent/dir\nerror: icm report /nonexistent/dir: no such file or folder')
+case('yaml-name-dots', sub('name: c', 'name: ".."'), 'command: data\nerror: `name`: `..` is not a usable folder name')
+case('yaml-name-too-long', sub('name: c', 'name: ' + 'a' * 101), 'command: data\nerror: `name`: `' + 'a' * 101 + '` is 101 characters long; use at most 100')
+case('yaml-train-null', sub('train: {epochs: 2, batch_size: 16, lr: 0.05}', 'train: ~'), 'command: data\nerror: train: invalid type: unit value, expected a map of settings (`key: value`)')
+case('yaml-table-precision-huge', BASE + 'tables: [{name: x, metric: accuracy, precision: 65536}]\n', 'command: data\nerror: `tables[0]`: precision 65536 is more decimals than a table can show; use 0 to 12')
+case('yaml-corruption-alias-twice', BASE + 'evaluate: {corruptions: [blur, gaussian_blur], severities: [1]}\n', 'command: data\nerror: `evaluate.corruptions[1]`: `gaussian_blur` is listed twice')
+case('yaml-severity-twice', BASE + 'evaluate: {corruptions: [rotate], severities: [1, 1]}\n', 'command: data\nerror: `evaluate.severities[1]`: severity 1 is listed twice')
+case('yaml-ood-metric-without-ood', BASE + 'tables: [{name: t, metric: ood_auroc}]\n', 'command: data\nerror: `tables[0].metric`: `ood_auroc` needs out-of-distribution sets: add an `ood:` section')
+case('yaml-corruption-metric-of-ood-set', BASE + 'ood: {sets: {noise: uniform_noise}}\ntables: [{name: t, metric: corruption_accuracy@noise}]\n', 'command: data\nerror: `tables[0].metric`: `corruption_accuracy@noise` needs corrupted test sets: add an `evaluate:` section')
+case('yaml-warmup-longer-than-run', sub('methods: [erm]', 'methods: [{mixup: {warmup_epochs: 5}}]'), 'command: data\nerror: `methods[0] (mixup).warmup_epochs`: a warm-up of 5 epochs is longer than the run\'s 2 (`train.epochs`)')
+case('yaml-held-out-all-but-one', BASE + 'ood: {held_out_classes: [1, 2, 3, 4, 5, 6, 7, 8, 9]}\n', 'command: data\nerror: 9 of the 10 classes are held out: keep at least two for training')
+case('yaml-crop-padding-whole-image', sub('lr: 0.05}', 'lr: 0.05, augment: {crop_padding: 8, flip: false}}'), 'command: data\nerror: `train.augment.crop_padding` 8 is not smaller than the 8×8 images')
+case('bench-classes-zero', BASE, 'command: bench --classes 0 --hidden 8 --input 1x8x8 --batch 4 --steps 1 --warmup 0\nerror: --classes must be ≥ 2, got 0')
+case('bench-hidden-zero', BASE, 'command: bench --hidden 0 --input 1x8x8 --batch 4 --steps 1 --warmup 0\nerror: --hidden: hidden layer widths must be ≥ 1, got [0]')
+case('bench-batch-huge', BASE, 'command: bench --hidden 8 --input 3x32x32 --batch 1000000000 --steps 1 --warmup 0\nerror: --batch 1000000000 is more than 65536')
+case('bench-input-huge', BASE, 'command: bench --hidden 8 --input 100000x100000x100000 --batch 4 --steps 1\nerror: --input `100000x100000x100000`: an image of more than 16777216 values')
+case('bench-steps-zero', BASE, 'command: bench --hidden 8 --input 1x8x8 --batch 4 --steps 0\nerror: --steps must be ≥ 1')
+case('bench-against-typo', BASE, 'command: bench --hidden 8 --input 1x8x8 --batch 4 --steps 1 --warmup 0 --against mixpu\nerror: --against `mixpu`')
+case('slurm-time-garbage', BASE, 'command: slurm --time banana\nerror: --time `banana`: not a Slurm time')
+case('slurm-cpus-zero', BASE, 'command: slurm --cpus 0\nerror: --cpus must be ≥ 1')
+case('report-format-none', BASE, 'command: report --format ,\nerror: --format `,` names no format')
+case('report-run-record', BASE, 'command: report results/c/0123456789abcdef/metrics.json\nerror: this is one run\'s record; give the experiment file or the folder of runs it lies in (e.g. results/c)', files={'results/c/0123456789abcdef/metrics.json': '{}'})
 case('experiment-is-a-folder', BASE, 'command: data results\nerror: results is a folder, not an experiment file', files={'results/x': ''})
 
 # ---- idx
@@ -173,4 +196,17 @@ case('results-lock-garbage', RES, 'setup: run\ndamage: metrics.json delete\ndama
 res_case('results-history-garbage', 'history.csv', 'garbage\x00', 'command: report experiment.yaml\nfile: reports/c/table.md not aggregated')
 res_case('results-reliability-garbage', 'reliability.json', '{"ece": ', 'command: report experiment.yaml\nfile: reports/c/table.md reliability.json is not a valid reliability file')
 res_case('results-predictions-missing', 'predictions.csv', None, 'command: report experiment.yaml\nfile: reports/c/table.md predictions.csv')
+HEADER = 'epoch,lr,train_loss,test_accuracy,val_accuracy,grad_norm,max_grad_norm,max_logit,max_score,duplicates\n'
+res_case('results-history-header-only', 'history.csv', HEADER, 'command: report experiment.yaml\nfile: reports/c/table.md history.csv: no epochs after the header')
+res_case('results-reliability-miscounted', 'reliability.json', '{"ece": 0.1, "bins": [{"lower": 0.0, "upper": 1.0, "count": 5, "confidence": 0.5, "accuracy": 0.5}]}', 'command: report experiment.yaml\nfile: reports/c/table.md the bins count 5 images, but metrics.json says 360 test images')
+res_case('results-reliability-out-of-range', 'reliability.json', '{"ece": 0.1, "bins": [{"lower": 0.0, "upper": 1.0, "count": 360, "confidence": 0.5, "accuracy": 7}]}', 'command: report experiment.yaml\nfile: reports/c/table.md bin 0: edges [0, 1], confidence 0.5, accuracy 7')
+res_case('results-predictions-one-row', 'predictions.csv', 'label,predicted,confidence\n0,0,0.9\n', 'command: report experiment.yaml\nfile: reports/c/table.md predictions.csv: 1 predictions, but metrics.json says 360 test images')
+res_case('results-config-missing', 'config.yaml', None, 'command: report experiment.yaml\nfile: reports/c/table.md has no config.yaml')
+def npy(descr, shape, body):
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
+    header += ' ' * (63 - (10 + len(header)) % 64) + '\n'
+    return b'\x93NUMPY\x01\x00' + struct.pack('<H', len(header)) + header.encode() + body
+case('results-logits-of-another-test-set', RES, 'setup: run\ndamage: logits.npy l\ndamage: labels.npy y\ncommand: report experiment.yaml --recompute\nfile: reports/c/table.md logits of 1 images × 10 classes, but metrics.json says 360 test images of 10 classes', files={'l': npy('<f4', '(1, 10)', bytes(40)), 'y': npy('<i8', '(1,)', bytes(8))})
+res_case('results-logits-overflowing-shape', 'logits.npy', npy('<f4', '(9223372036854775809, 2)', bytes(8)), 'command: report experiment.yaml --recompute\nfile: reports/c/table.md is larger than memory')
+case('results-failure-not-utf8', RES, 'setup: run\ndamage: metrics.json delete\ndamage: failure.txt bad\ncommand: status\nstdout: 1 failed', files={'bad': b'out of memory \xff\xfe'})
 res_case('results-predictions-garbage', 'predictions.csv', 'label,predicted,confidence\n1,x\n', 'command: report experiment.yaml\nfile: reports/c/table.md predictions.csv line 2')
