@@ -347,3 +347,38 @@ fn a_record_whose_seed_differs_from_its_config_is_damaged() {
         "{damage}"
     );
 }
+
+/// An experiment-file report takes each run's configuration from the grid by its run id: a
+/// `config.yaml` copied over from another run cannot move the run to another row or make two
+/// configurations share one.
+#[test]
+fn a_config_copied_from_another_run_does_not_move_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let exp = train(GRID, &results);
+    let runs = exp.runs();
+    let other = runs
+        .iter()
+        .find(|r| {
+            r.method.display_name() != runs[0].method.display_name()
+                && r.seed == runs[0].seed
+                && r.split == runs[0].split
+        })
+        .unwrap();
+    let dir_of = |r: &icm::spec::RunConfig| records::run_dir(&results, "integrity", &r.run_id());
+    fs::copy(
+        dir_of(other).join(records::CONFIG_FILE),
+        dir_of(&runs[0]).join(records::CONFIG_FILE),
+    )
+    .unwrap();
+    let out = write_report(
+        &ReportSource::Experiment(Box::new(exp.clone())),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let acc = read(out.dir.join("tables/accuracy.md"));
+    assert!(acc.contains("mean ± std over 2 seeds"), "{acc}");
+    assert!(!acc.contains("(n="), "every cell keeps its 2 runs: {acc}");
+}

@@ -10,9 +10,11 @@ use super::collect::{RunRecord, RunningRun};
 use crate::spec::run::point_row;
 use crate::spec::{LoadedExperiment, RunConfig};
 
-/// Renames every run after the current grid's method and split (run ids leave display names
-/// out, so a renamed method keeps its runs), and with a sweep after its point
-/// (`mixup [train.lr=0.1]`). Runs not in the grid are dropped.
+/// Gives every run the current grid's configuration of its run id (the id names the
+/// configuration; `icm status` has checked it against the folder), so it is named after the
+/// current method and split (run ids leave display names out, so a renamed method keeps its
+/// runs), with a sweep after its point (`mixup [train.lr=0.1]`), and a `config.yaml` edited or
+/// copied from another run cannot move it to another row. Runs not in the grid are dropped.
 pub fn relabel_to_grid(runs: &mut Vec<RunRecord>, exp: &LoadedExperiment) {
     let grid: BTreeMap<String, (String, RunConfig)> = exp
         .labelled_runs()
@@ -26,7 +28,8 @@ pub fn relabel_to_grid(runs: &mut Vec<RunRecord>, exp: &LoadedExperiment) {
         run.metrics.method = row.clone();
         run.metrics.split = current.split.slug();
         run.metrics.split_title = current.split.title();
-        run.config.method.name = current.method.name.clone();
+        run.metrics.seed = current.seed;
+        run.config = current.clone();
         run.config.method.display_name = row;
     }
 }

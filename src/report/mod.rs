@@ -346,27 +346,36 @@ fn find_runs(source: &ReportSource, results: &Path) -> Result<(collect::Collecti
         configurations::relabel_running(&mut found.running, exp);
         found.unfinished.retain(|u| in_grid(&u.dir));
     }
+    let outside = match source {
+        ReportSource::Experiment(exp) => crate::grid::inventory::outside_grid(exp, results).len(),
+        ReportSource::Folder(_) => 0,
+    };
     if found.runs.is_empty() && found.running.is_empty() {
+        let others = if outside > 0 {
+            format!(
+                " of this grid ({outside} run folders there belong to another version of the \
+                 file or other `--set` values: `icm runs` shows how they differ)"
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "no finished runs under {}: run the experiment first (`icm run <file.yaml>`)",
+            "no finished runs{others} under {}: run the experiment first (`icm run <file.yaml>`)",
             root.display()
         );
     }
     let notes = match source {
-        ReportSource::Experiment(exp) => {
-            let outside = crate::grid::inventory::outside_grid(exp, results).len();
-            (outside > 0)
-                .then(|| {
-                    format!(
-                        "{outside} run folders under `{}` are not in the current grid (runs of an \
+        ReportSource::Experiment(_) => (outside > 0)
+            .then(|| {
+                format!(
+                    "{outside} run folders under `{}` are not in the current grid (runs of an \
                          earlier version of the file?) and are not reported: `icm runs` lists \
                          them, `icm clean` moves them aside",
-                        root.display()
-                    )
-                })
-                .into_iter()
-                .collect()
-        }
+                    root.display()
+                )
+            })
+            .into_iter()
+            .collect(),
         ReportSource::Folder(_) => configurations::separate_configurations(&mut found.runs),
     };
     Ok((found, notes))

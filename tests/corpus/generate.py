@@ -208,5 +208,6 @@ def npy(descr, shape, body):
     return b'\x93NUMPY\x01\x00' + struct.pack('<H', len(header)) + header.encode() + body
 case('results-logits-of-another-test-set', RES, 'setup: run\ndamage: logits.npy l\ndamage: labels.npy y\ncommand: report experiment.yaml --recompute\nfile: reports/c/table.md logits of 1 images × 10 classes, but metrics.json says 360 test images of 10 classes', files={'l': npy('<f4', '(1, 10)', bytes(40)), 'y': npy('<i8', '(1,)', bytes(8))})
 res_case('results-logits-overflowing-shape', 'logits.npy', npy('<f4', '(9223372036854775809, 2)', bytes(8)), 'command: report experiment.yaml --recompute\nfile: reports/c/table.md is larger than memory')
+case('results-of-another-version', RES, 'setup: run\ncommand: report --set train.lr=0.1\nerror: no finished runs of this grid (2 run folders there belong to another version of the file or other `--set` values: `icm runs` shows how they differ)')
 case('results-failure-not-utf8', RES, 'setup: run\ndamage: metrics.json delete\ndamage: failure.txt bad\ncommand: status\nstdout: 1 failed', files={'bad': b'out of memory \xff\xfe'})
 res_case('results-predictions-garbage', 'predictions.csv', 'label,predicted,confidence\n1,x\n', 'command: report experiment.yaml\nfile: reports/c/table.md predictions.csv line 2')
