@@ -170,15 +170,13 @@ pub fn collect(root: &Path) -> Result<Collection> {
     Ok(out)
 }
 
-/// Keeps one record of each run id: the one in a folder named after it, nearest `root` (where
-/// `icm run` writes it), else the first in path order. The others, copies such as
-/// `backup/<run-id>/`, move to the unfinished list with the folder that was counted instead, so
-/// a copy is neither averaged in as a second seed nor dropped without a word.
+/// Keeps one record of each run id (every record's folder is named after its id, see
+/// `records::damage`): the one nearest `root`, where `icm run` writes it, then the first in path
+/// order. The others, copies such as `backup/<run-id>/`, move to the unfinished list with the
+/// folder that was counted instead, so a copy is neither averaged in as a second seed nor
+/// dropped without a word.
 fn drop_copies(out: &mut Collection) {
-    let rank = |r: &RunRecord| {
-        let named = r.dir.file_name().is_some_and(|n| *n == *r.metrics.run_id);
-        (!named, r.dir.components().count(), r.dir.clone())
-    };
+    let rank = |r: &RunRecord| (r.dir.components().count(), r.dir.clone());
     let mut order: Vec<usize> = (0..out.runs.len()).collect();
     order.sort_by_key(|&i| rank(&out.runs[i]));
     let mut kept: std::collections::BTreeMap<&str, &Path> = std::collections::BTreeMap::new();

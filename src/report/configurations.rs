@@ -11,7 +11,7 @@ use crate::spec::run::point_row;
 use crate::spec::{LoadedExperiment, RunConfig};
 
 /// Gives every run the current grid's configuration of its run id (the id names the
-/// configuration; `icm status` has checked it against the folder), so it is named after the
+/// configuration, and the record's id is its folder's name, see `records::damage`), so it is named after the
 /// current method and split (run ids leave display names out, so a renamed method keeps its
 /// runs), with a sweep after its point (`mixup [train.lr=0.1]`), and a `config.yaml` edited or
 /// copied from another run cannot move it to another row. Runs not in the grid are dropped.
