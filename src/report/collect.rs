@@ -103,7 +103,7 @@ fn unfinished_run(dir: &Path, out: &mut Collection) {
 
 /// Walks `root` for run folders (those with a `config.yaml`, or a `metrics.json` without one,
 /// which is reported as unreadable), following links as `icm status` does. A run stored twice
-/// (a copy of its folder elsewhere under `root`) counts once: see [`drop_copies`].
+/// (a copy of its folder elsewhere under `root`) counts once (`drop_copies`).
 pub fn collect(root: &Path) -> Result<Collection> {
     if !root.is_dir() {
         bail!(
