@@ -5,8 +5,9 @@
 use dfdx::prelude::*;
 use icm::data::ImageShape;
 use icm::mix::losses::{regmixup_total, target_loss};
-use icm::mix::method::{IcmAxes, Method, MethodEntry, Target};
+use icm::mix::method::{IcmAxes, LabelRule, Method, MethodEntry, Target};
 use icm::mix::mixers::mixup::mixup_inputs;
+use icm::mix::mixers::Mixer;
 use icm::mix::rule::{label_weight, mix_batch, soft_targets};
 use icm::util::Matrix;
 use rand::SeedableRng;
@@ -281,6 +282,107 @@ fn remix_uses_the_split_counts() {
         label_weight(m.label_rule, 0.8, 1, 0, &counts, 3.0, 0.5),
         1.0
     );
+}
+
+/// λ ~ Beta(α, α) and partners are a shuffle of the batch: over 20,000 per-sample draws at
+/// α = 0.4 (seeded) the mean is 1/2 and the variance 1/(4(2α + 1)) = 0.1389, within 4 standard
+/// errors (Beta(α, 1) would give a mean of 0.29); most samples get another sample as partner.
+#[test]
+fn lambda_follows_beta_alpha_alpha_and_partners_are_shuffled() {
+    let n = 20_000;
+    let shape = ImageShape {
+        channels: 1,
+        height: 1,
+        width: 1,
+    };
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let labels: Vec<usize> = (0..n).map(|i| i % C).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let m = method("mixup: {lambda: per_sample, alpha: 0.4}");
+    let mixed = mix_batch(&m, &x, &labels, shape, C, &[n; C], &mut rng);
+    let mean = mixed.lambda.iter().sum::<f64>() / n as f64;
+    let var = mixed.lambda.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let want_var = 1.0 / (4.0 * (2.0 * 0.4 + 1.0));
+    assert!(
+        (mean - 0.5).abs() < 4.0 * (want_var / n as f64).sqrt(),
+        "mean {mean}"
+    );
+    assert!(
+        (var - want_var).abs() < 0.01,
+        "variance {var} vs {want_var}"
+    );
+    let moved = mixed
+        .partner
+        .iter()
+        .enumerate()
+        .filter(|&(i, &p)| p != i)
+        .count();
+    assert!(
+        moved > n * 99 / 100,
+        "{moved} of {n} samples have another partner"
+    );
+}
+
+/// Each sample mixes with its own λ: x̃_i = λ_i·x_i + (1 − λ_i)·x_partner(i).
+#[test]
+fn per_sample_mixup_uses_each_samples_lambda() {
+    let mixed = mixup_inputs(&[1.0, 2.0, 10.0, 20.0], 2, &[1, 0], &[0.25, 0.5]);
+    assert_eq!(mixed, vec![7.75, 15.5, 5.5, 11.0]);
+}
+
+/// Remix's boundary: a minority sample (n_y / n_partner = 10/30, exactly 1/κ) takes its partner's
+/// label only when 1 − λ < τ; at 1 − λ = τ it keeps λ (κ = 3, τ = 0.5).
+#[test]
+fn remix_keeps_lambda_at_the_tau_boundary() {
+    let counts = [30, 10, 10];
+    assert_eq!(
+        label_weight(LabelRule::Remix, 0.5, 1, 0, &counts, 3.0, 0.5),
+        0.5
+    );
+}
+
+/// Remix inside `mix_batch`: sample 0 (class 0, 30 images) pairs with sample 1 (class 1, 10
+/// images) at λ < τ: its label goes wholly to the minority partner (weight 0 on its own class),
+/// while sample 1 keeps its λ (its partner is the majority). Seed 5 draws the pair [1, 0].
+#[test]
+fn remix_in_mix_batch_hands_the_majority_label_to_the_minority() {
+    let shape = ImageShape {
+        channels: 1,
+        height: 1,
+        width: 1,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let m = mix_batch(
+        &method("remix"),
+        &[0.0, 1.0],
+        &[0, 1],
+        shape,
+        2,
+        &[30, 10],
+        &mut rng,
+    );
+    assert_eq!(m.partner, vec![1, 0]);
+    assert!(m.lambda[0] < 0.5, "{:?}", m.lambda);
+    assert_eq!(m.label_weight, vec![0.0, m.lambda[1]]);
+    assert_eq!(&m.targets[..2], &[0.0, 1.0]);
+}
+
+/// Per-sample CutMix draws each box from its own λ: λ = 1 pastes nothing, so image 1 stays as
+/// it was while image 0 takes a box of its partner.
+#[test]
+fn per_sample_cutmix_boxes_follow_each_lambda() {
+    let shape = ImageShape {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    let x: Vec<f32> = (0..128).map(|i| if i < 64 { 0.0 } else { 1.0 }).collect();
+    let mut lambda = [0.75, 1.0];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let out = Mixer::Cutmix.mix(&x, shape, &[1, 0], &mut lambda, true, &mut rng);
+    assert_eq!(lambda[1], 1.0);
+    assert_eq!(&out[64..], &x[64..]);
+    assert!(lambda[0] < 1.0 && out[..64].contains(&1.0), "{lambda:?}");
 }
 
 #[test]

@@ -100,6 +100,34 @@ fn adaptive_ece_keeps_tied_confidences_together() {
     assert!((adaptive_ece(&spread, 15) - expected).abs() < 1e-12);
 }
 
+/// Merged bins weigh by their size: two tied predictions at 0.6 (one right) share a bin of
+/// accuracy 0.5, the wrong one at 0.9 has its own: 2/3 · 0.1 + 1/3 · 0.9 = 11/30.
+#[test]
+fn adaptive_ece_weighs_each_bin_by_its_share() {
+    let preds = [pred(0, 0, 0.6), pred(0, 1, 0.6), pred(0, 1, 0.9)];
+    assert!((adaptive_ece(&preds, 15) - 11.0 / 30.0).abs() < 1e-12);
+}
+
+/// The boundaries fall after ⌊k·n/bins⌋ samples: 20 predictions at 0.50, 0.52, ..., 0.88, the
+/// even ones right, in 15 bins of sizes 1, 1, 2, 1, 1, 2, ... give 0.36 (boundaries rounded up
+/// would give 0.34).
+#[test]
+fn adaptive_ece_cuts_at_the_floor_of_k_n_over_bins() {
+    let preds: Vec<Prediction> = (0..20)
+        .map(|i| pred(0, i % 2, 0.5 + 0.02 * i as f64))
+        .collect();
+    assert!((adaptive_ece(&preds, 15) - 0.36).abs() < 1e-12);
+}
+
+/// Tied top probabilities predict the lowest class (as NumPy's argmax): uniform logits over 3
+/// classes predict class 0.
+#[test]
+fn tied_top_probabilities_predict_the_lowest_class() {
+    let (m, preds, _) = evaluate(&[0.0, 0.0, 0.0], &[0], 3);
+    assert_eq!(preds[0].predicted, 0);
+    assert_eq!(m.accuracy, 1.0);
+}
+
 /// A class without test images has no accuracy and is left out of its shot group.
 #[test]
 fn classes_without_test_images_are_not_counted_as_zero() {

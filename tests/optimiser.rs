@@ -74,6 +74,38 @@ fn in_place_sgd_equals_the_tensor_op_update() {
     }
 }
 
+/// Two steps by hand (PyTorch's SGD: d = g + wd·p, v = μ·v + d, p −= lr·v, no dampening), for
+/// both forms: p = 1, g = 0.5, lr 0.1, μ 0.9, wd 0.1. Step 1: d = 0.6, v = 0.6, p = 0.94.
+/// Step 2: d = 0.5 + 0.094 = 0.594, v = 0.54 + 0.594 = 1.134, p = 0.94 − 0.1134 = 0.8266
+/// (without weight decay p would be 0.855; with dampening 0.9826).
+#[test]
+fn two_sgd_steps_match_the_hand_computation() {
+    let dev = Cpu::default();
+    for in_place in [false, true] {
+        let mut p = FlatParams {
+            all: dev.tensor_from_vec(vec![1.0f32], (1,)),
+        };
+        let mut sgd = Sgd::new(&p, 0.9, 0.1);
+        for _ in 0..2 {
+            let mut grads = grads_of(&p, &[0.5]);
+            if in_place {
+                sgd.step_in_place(&mut p, &mut grads, 0.1, None);
+            } else {
+                sgd.step(&mut p, &grads, 0.1, None);
+            }
+        }
+        let (param, velocity) = (p.all.as_vec()[0], sgd.velocity.as_vec()[0]);
+        assert!(
+            (param - 0.8266).abs() < 1e-6,
+            "in place {in_place}: {param}"
+        );
+        assert!(
+            (velocity - 1.134).abs() < 1e-6,
+            "in place {in_place}: {velocity}"
+        );
+    }
+}
+
 #[test]
 fn gradient_norm_is_exact_on_hand_cases_and_independent_of_threads() {
     assert_eq!(gradient_norm(&[3.0, 4.0]), 5.0);

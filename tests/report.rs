@@ -712,3 +712,66 @@ fn report_of_a_grid_whose_runs_all_run_has_curves_only() {
     let md = std::fs::read_to_string(report.dir.join("table.md")).unwrap();
     assert!(md.contains("4 runs are still running"), "{md}");
 }
+
+/// A one-column table of `cells` (accuracy, higher is better, shown ×100 with 2 decimals).
+fn one_column(cells: Vec<icm::report::aggregate::Cell>) -> Table {
+    use icm::report::tables::Axis;
+    let axis = |title: String, metric: Option<String>| Axis {
+        method: metric.is_none().then(|| title.clone()),
+        title,
+        group: None,
+        split: None,
+        metric,
+        point: vec![],
+    };
+    Table {
+        name: "t".into(),
+        title: "t".into(),
+        expected_n: None,
+        rows: (0..cells.len())
+            .map(|i| axis(format!("m{i}"), None))
+            .collect(),
+        columns: vec![axis("accuracy".into(), Some("accuracy".into()))],
+        cells: cells.into_iter().map(|c| vec![Some(c)]).collect(),
+        formats: vec![(icm::metrics::catalog::Better::Higher, 100.0, 2)],
+        marks: true,
+        float: Default::default(),
+    }
+}
+
+/// A cell of per-(seed, data seed) values, its mean and sample std.
+fn cell_of(values: &[((u64, u64), f64)]) -> icm::report::aggregate::Cell {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|v| v.1).sum::<f64>() / n;
+    let var = values.iter().map(|v| (v.1 - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    icm::report::aggregate::Cell {
+        mean,
+        std: Some(var.sqrt()),
+        n: values.len(),
+        values: values.iter().copied().collect(),
+        diverged: 0,
+    }
+}
+
+/// Bold compares means as shown: 92.004 % and 91.996 % both read 92.00, so both are bold.
+#[test]
+fn means_equal_as_shown_are_both_bold() {
+    use icm::report::tables::Mark;
+    let t = one_column(vec![
+        cell_of(&[((0, 0), 0.92004), ((1, 0), 0.92004)]),
+        cell_of(&[((0, 0), 0.91996), ((1, 0), 0.91996)]),
+    ]);
+    assert_eq!((t.mark(0, 0), t.mark(1, 0)), (Mark::Best, Mark::Best));
+}
+
+/// Italic needs a test that says "no detectable difference": a cell whose seeds share no pair
+/// with the best cell's was never tested, so it is not marked.
+#[test]
+fn a_cell_without_pairs_to_the_best_is_not_italic() {
+    use icm::report::tables::Mark;
+    let t = one_column(vec![
+        cell_of(&[((0, 0), 0.90), ((1, 0), 0.92)]),
+        cell_of(&[((2, 0), 0.80), ((3, 0), 0.82)]),
+    ]);
+    assert_eq!((t.mark(0, 0), t.mark(1, 0)), (Mark::Best, Mark::None));
+}

@@ -84,9 +84,11 @@ pub fn mce(bins: &[Bin]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Adaptive ECE: `bins` equal-mass bins over the samples sorted by confidence. Samples with the
-/// same confidence cannot be told apart, so they always share a bin: each equal-mass boundary
-/// moves up to the end of the run of equal confidences it would split. The result therefore
+/// Adaptive ECE: `bins` equal-mass bins over the samples sorted by confidence, each weighted by
+/// its share of the samples; the k-th boundary falls after ⌊k·n/bins⌋ samples (20 samples in 15
+/// bins: bins of 1, 1, 2, 1, 1, 2, ...). Samples with the same confidence cannot be told apart,
+/// so they always share a bin: each equal-mass boundary moves up to the end of the run of equal
+/// confidences it would split. The result therefore
 /// does not depend on the order of the samples.
 pub fn adaptive_ece(preds: &[Prediction], bins: usize) -> f64 {
     let n = preds.len();

@@ -161,5 +161,9 @@ mod tests {
         assert!((t.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((t.lr_at(1) - 0.02).abs() < 1e-12);
         assert!((t.lr_at(3) - 0.004).abs() < 1e-12);
+        // Without `lr_decay` the rate falls by the documented default, 0.2, at each milestone.
+        t.lr_decay = None;
+        assert!((t.lr_at(1) - 0.02).abs() < 1e-12);
+        assert!((t.lr_at(3) - 0.004).abs() < 1e-12);
     }
 }
