@@ -359,6 +359,18 @@ fn cells_with_diverged_runs_are_not_marked_and_claims_count_them() {
         table.contains("| 2 (1 diverged, 1 unpaired left out) |"),
         "{table}"
     );
+    // Holm's column adjusts each tested row's t-test p over every tested row of the table.
+    let tested: Vec<f64> = rows.iter().filter_map(|r| r.result.t_p).collect();
+    assert!(tested.len() >= 2, "{table}");
+    let want = icm::metrics::paired::holm_adjusted(&tested);
+    let got: Vec<f64> = rows.iter().filter_map(|r| r.t_p_holm).collect();
+    assert_eq!(got, want);
+    for r in &rows {
+        assert_eq!(r.t_p_holm.is_some(), r.result.t_p.is_some());
+        if let (Some(h), Some(p)) = (r.t_p_holm, r.result.t_p) {
+            assert!(h >= p && h <= 1.0, "{h} {p}");
+        }
+    }
 }
 
 /// A diverged run's history holds NaN, infinite and enormous values (loss, gradient norm up to

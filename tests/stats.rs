@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use icm::metrics::catalog::Better;
-use icm::metrics::paired::{compare, sign_test_p, Verdict};
+use icm::metrics::paired::{compare, holm_adjusted, sign_test_p, Verdict};
 
 fn values(pairs: &[(u64, f64)]) -> BTreeMap<u64, f64> {
     pairs.iter().copied().collect()
@@ -87,4 +87,21 @@ fn clear_differences_give_a_verdict_each_way() {
             .describe("icm-mixup", "mixup", 5),
         "icm-mixup better"
     );
+}
+
+/// Holm's step-down method by hand: p = (0.01, 0.04, 0.03, 0.5) sorted are 0.01, 0.03, 0.04, 0.5;
+/// times 4, 3, 2, 1: 0.04, 0.09, 0.08, 0.5; made non-decreasing: 0.04, 0.09, 0.09, 0.5; back in
+/// input order. A product above 1 is capped at 1, and a lone test keeps its p.
+#[test]
+fn holm_adjusts_in_step_down_order() {
+    let adjusted = holm_adjusted(&[0.01, 0.04, 0.03, 0.5]);
+    let want = [0.04, 0.09, 0.09, 0.5];
+    assert!(
+        adjusted.iter().zip(want).all(|(&a, w)| close(a, w)),
+        "{adjusted:?}"
+    );
+    assert_eq!(holm_adjusted(&[0.4, 0.6]), vec![0.8, 0.8]);
+    assert_eq!(holm_adjusted(&[0.7, 0.9]), vec![1.0, 1.0]);
+    assert_eq!(holm_adjusted(&[0.03]), vec![0.03]);
+    assert!(holm_adjusted(&[]).is_empty());
 }

@@ -115,6 +115,23 @@ fn t_test_p(t: &StudentsT, mean: f64, se: f64) -> f64 {
     (2.0 * (1.0 - t.cdf((mean / se).abs()))).min(1.0)
 }
 
+/// Holm's step-down adjustment of the p-values of a family of tests: sorted ascending, the k-th
+/// smallest (k from 0) becomes min(1, max over j ≤ k of (m − j)·p₍ⱼ₎), m the number of tests.
+/// Rejecting where the adjusted p is below α keeps the chance of any false rejection in the
+/// family at or below α, whatever the dependence between the tests. Returned in input order.
+pub fn holm_adjusted(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0f64;
+    for (k, &i) in order.iter().enumerate() {
+        running = running.max(((m - k) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
 /// Exact two-sided sign test: 2 · P(X ≤ min(wins, losses)) for X ~ Binomial(wins + losses, ½),
 /// capped at 1; ties are left out, and 1 when every pair ties.
 pub fn sign_test_p(wins: usize, losses: usize) -> f64 {

@@ -7,7 +7,7 @@ use super::plots::ForestRow;
 use super::tables::{csv_field, latex_escape};
 use crate::data::{DatasetSpec, Split};
 use crate::metrics::catalog::{metric, Metric};
-use crate::metrics::paired::{compare, PairedComparison};
+use crate::metrics::paired::{compare, holm_adjusted, PairedComparison};
 use crate::spec::Claim;
 use crate::util::text::aligned_rows;
 
@@ -19,6 +19,9 @@ pub struct ClaimRow {
     pub result: PairedComparison,
     /// Runs of a and b on this split that diverged: left out of the pairs, counted here.
     pub diverged: usize,
+    /// The paired t-test's p adjusted by Holm's method over every tested row of its table
+    /// ([`holm_adjusted`]); `None` where the row was not tested.
+    pub t_p_holm: Option<f64>,
 }
 
 impl ClaimRow {
@@ -44,7 +47,7 @@ impl ClaimRow {
         format!("{:+.*}", m.decimals, v * m.scale)
     }
 
-    pub fn cells(&self) -> [String; 9] {
+    pub fn cells(&self) -> [String; 10] {
         let r = &self.result;
         let p = |x: Option<f64>| x.map_or("–".to_string(), |p| format!("{p:.3}"));
         [
@@ -61,6 +64,7 @@ impl ClaimRow {
             format!("{}/{}/{}", r.wins, r.ties, r.losses),
             p((r.n > 0).then_some(r.sign_p)),
             p(r.t_p),
+            p(self.t_p_holm),
             self.pairs(),
             self.verdict(),
         ]
@@ -87,7 +91,7 @@ impl ClaimRow {
     }
 }
 
-pub const HEADERS: [&str; 10] = [
+pub const HEADERS: [&str; 11] = [
     "claim",
     "split",
     "metric",
@@ -96,6 +100,7 @@ pub const HEADERS: [&str; 10] = [
     "wins/ties/losses",
     "p (sign test)",
     "p (paired t)",
+    "p (t, Holm)",
     "pairs",
     "verdict",
 ];
@@ -104,8 +109,11 @@ pub const HEADERS: [&str; 10] = [
 pub const READING: &str = "Δ is a − b where higher is better and b − a where lower is better, so \
     Δ > 0 favours a (percentage points for percentages). Runs are paired by training seed and \
     data seed; the 95 % interval is Student t over the per-pair differences; wins/ties/losses \
-    count pairs. The verdict is the paired t-test, two-sided, at α = 0.05; the exact sign test \
-    is shown beside it (with fewer than 6 pairs it cannot reach 0.05). Diverged runs are left \
+    count pairs. The verdict is the paired t-test, two-sided, at α = 0.05, for its own row; the \
+    exact sign test is shown beside it (with fewer than 6 pairs it cannot reach 0.05). Many rows \
+    are many tests: p (t, Holm) adjusts the t-test's p for every tested row of this table (Holm's \
+    step-down method), and only a verdict whose adjusted p is below 0.05 holds for the table as \
+    a whole (the chance of any false verdict among them stays below 5 %). Diverged runs are left \
     out and counted under pairs: a verdict over the runs that did not diverge says nothing about \
     how often a method collapses (see the collapse rate).";
 
@@ -130,8 +138,16 @@ pub fn claim_rows(
                 split: split.clone(),
                 result: compare(&values(&claim.a), &values(&claim.b), better),
                 diverged: diverged(&claim.a) + diverged(&claim.b),
+                t_p_holm: None,
             });
         }
+    }
+    let tested: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].result.t_p.is_some())
+        .collect();
+    let p: Vec<f64> = tested.iter().filter_map(|&i| rows[i].result.t_p).collect();
+    for (&i, adjusted) in tested.iter().zip(holm_adjusted(&p)) {
+        rows[i].t_p_holm = Some(adjusted);
     }
     rows
 }
@@ -155,7 +171,7 @@ pub fn to_markdown(rows: &[ClaimRow]) -> String {
 pub fn to_latex(rows: &[ClaimRow]) -> String {
     let mut s = format!(
         "% Claims: paired comparisons over seeds; needs \\usepackage{{booktabs}}\n% {READING}\n\
-         \\begin{{tabular}}{{lllrrrrrrl}}\n\\toprule\n{} \\\\\n\\midrule\n",
+         \\begin{{tabular}}{{lllrrrrrrrl}}\n\\toprule\n{} \\\\\n\\midrule\n",
         HEADERS
             .iter()
             .map(|h| latex_escape(h))
@@ -174,13 +190,13 @@ pub fn to_latex(rows: &[ClaimRow]) -> String {
 /// One line per claim and split, raw (unscaled) numbers.
 pub fn to_csv(rows: &[ClaimRow]) -> String {
     let mut s = String::from(
-        "a,b,metric,split,n,unpaired,diverged,mean_difference,ci_low,ci_high,wins,ties,losses,sign_p,t_p,verdict\n",
+        "a,b,metric,split,n,unpaired,diverged,mean_difference,ci_low,ci_high,wins,ties,losses,sign_p,t_p,t_p_holm,verdict\n",
     );
     let num = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
     for row in rows {
         let r = &row.result;
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             csv_field(&row.claim.a),
             csv_field(&row.claim.b),
             row.claim.metric,
@@ -196,6 +212,7 @@ pub fn to_csv(rows: &[ClaimRow]) -> String {
             r.losses,
             num((r.n > 0).then_some(r.sign_p)),
             num(r.t_p),
+            num(row.t_p_holm),
             csv_field(&row.verdict())
         ));
     }
