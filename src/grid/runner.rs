@@ -579,12 +579,20 @@ fn describe_point(exp: &LoadedExperiment) -> Result<String> {
     for split in &exp.splits {
         let (train, val) = &subsets[&split.slug()];
         let counts = train.class_counts();
+        let total: usize = counts.iter().sum();
         out.push_str(&format!(
             "{:<24} total {:>6}  per class {:?}\n",
             split.slug(),
-            counts.iter().sum::<usize>(),
+            total,
             counts
         ));
+        if exp.train.batch_size > total {
+            out.push_str(&format!(
+                "{:<24} `train.batch_size` {} is more than these {total} images: each epoch is \
+                 one batch of {total}\n",
+                "", exp.train.batch_size
+            ));
+        }
         if let Some(val) = val {
             out.push_str(&format!(
                 "{:<24} total {:>6}  per class {:?}\n",
