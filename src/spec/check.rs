@@ -120,8 +120,8 @@ fn resolve(mut exp: Experiment, path: &Path) -> Checked<LoadedExperiment> {
     })
 }
 
-/// The longest experiment, method or table name: each names a folder or the stem of files
-/// (with suffixes such as `-reliability-grid.png`), and file systems refuse names over 255 bytes.
+/// The longest experiment name: it names the results and reports folders (file systems refuse
+/// names over 255 bytes; figure and table names are bounded on their own).
 const MAX_NAME_LEN: usize = 100;
 
 fn check_name(name: &str) -> Checked {
