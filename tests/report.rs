@@ -725,6 +725,64 @@ fn report_of_a_grid_whose_runs_all_run_has_curves_only() {
     assert!(md.contains("4 runs are still running"), "{md}");
 }
 
+/// The same with a real `icm run` in another process: while its one run trains (a live lock, a
+/// `history.csv` growing, no `metrics.json`), `icm report` draws it as running. A run folder
+/// gets its `config.yaml` when the run is claimed, not only when it finishes.
+#[test]
+fn a_report_drawn_while_icm_run_trains_shows_the_run_as_running() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = tmp.path().join("live.yaml");
+    std::fs::write(
+        &yaml,
+        "name: live\nsplits: [balanced]\nmodel: {arch: mlp, hidden: [16]}\n\
+         train: {epochs: 100000, batch_size: 64, lr: 0.05}\nmethods: [mixup]\nseeds: [0]\n",
+    )
+    .unwrap();
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let icm = env!("CARGO_BIN_EXE_icm");
+    /// Ends the training process however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _training = Killed(
+        Command::new(icm)
+            .arg("run")
+            .arg(&yaml)
+            .args(["--quiet", "--no-report", "--results"])
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let exp = parse_experiment(&std::fs::read_to_string(&yaml).unwrap(), &yaml).unwrap();
+    let dir = icm::grid::records::run_dir(&results, "live", &exp.runs()[0].run_id());
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(dir.join("history.csv")).map_or(true, |h| h.lines().count() < 3) {
+        assert!(started.elapsed().as_secs() < 60, "no epoch written in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = Command::new(icm)
+        .arg("report")
+        .arg(&yaml)
+        .arg("--results")
+        .arg(&results)
+        .arg("--out")
+        .arg(&reports)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let md = std::fs::read_to_string(reports.join("live/table.md")).unwrap();
+    assert!(md.contains("1 run is still running"), "{md}");
+    assert!(md.contains("running: "), "{md}");
+}
+
 /// A one-column table of `cells` (accuracy, higher is better, shown ×100 with 2 decimals).
 fn one_column(cells: Vec<icm::report::aggregate::Cell>) -> Table {
     use icm::report::tables::Axis;

@@ -238,12 +238,7 @@ pub fn write_run(
     outcome: &RunOutcome,
     test_size: usize,
 ) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(
-        &dir.join(CONFIG_FILE),
-        serde_yaml::to_string(config)?.as_bytes(),
-    )?;
-
+    write_config(dir, config)?;
     let history = history_csv(&outcome.history);
     write_atomic(&dir.join(HISTORY_FILE), history.as_bytes())?;
 
@@ -387,12 +382,19 @@ pub fn recompute(dir: &Path, stored: &TestMetrics) -> Result<Option<(TestMetrics
 
 /// Records why a run failed (`icm run --retry-failed` runs it again).
 pub fn write_failure(dir: &Path, config: &RunConfig, reason: &str) -> Result<()> {
-    fs::create_dir_all(dir)?;
+    write_config(dir, config)?;
+    write_atomic(&dir.join(FAILURE_FILE), reason.as_bytes())
+}
+
+/// Writes the run's `config.yaml` (creating its folder): when the run is claimed, so that a
+/// report drawn while it trains knows what it is (a folder with one is a run folder), and again
+/// with its results.
+pub fn write_config(dir: &Path, config: &RunConfig) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_atomic(
         &dir.join(CONFIG_FILE),
         serde_yaml::to_string(config)?.as_bytes(),
-    )?;
-    write_atomic(&dir.join(FAILURE_FILE), reason.as_bytes())
+    )
 }
 
 /// Reads a run's `metrics.json`.

@@ -294,6 +294,8 @@ impl<'a> GridRun<'a> {
                 return Ok(true);
             }
         };
+        // Written before training, so that `icm report` can draw the run while it trains.
+        records::write_config(&dir, config)?;
         self.progress.bar.set_message(format!(
             "{} / {} / seed {}",
             config.method.display_name(),
