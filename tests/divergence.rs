@@ -125,6 +125,57 @@ fn a_non_finite_loss_is_caught() {
     assert!(what.contains("NaN"), "{what}");
 }
 
+/// Collapses that climb over a few epochs and partly recover (long-tailed Fashion-MNIST, ICM at
+/// B = 128; losses of the real runs): no epoch is 1.8× the lowest of the 3 before it, and
+/// accuracy never stays at chance for 2 epochs, but the loss climbs past the uniform level.
+#[test]
+fn a_collapse_that_climbs_past_the_uniform_level_is_caught() {
+    // Warm-up run, seed 0: 6.67 → 8.65 (1.30×) → 11.00 (1.65×), accuracy 0.43, 0.22, 0.11, 0.16;
+    // it ended at 74.6 % where its twins reached 85 %.
+    let mut h = vec![
+        (7.77, 0.71),
+        (7.14, 0.78),
+        (6.95, 0.80),
+        (6.67, 0.82),
+        (6.68, 0.80),
+    ];
+    h.extend([
+        (8.65, 0.43),
+        (11.00, 0.22),
+        (9.76, 0.11),
+        (9.56, 0.16),
+        (9.59, 0.13),
+    ]);
+    h.extend((0..5).map(|i| (7.5 - 0.1 * i as f64, 0.70)));
+    let (epoch, what) = watch(&h).expect("detected");
+    assert_eq!(epoch, 7);
+    assert!(
+        what.contains(
+            "rose to 11.0000, at or above the loss of uniform scores (9.7041), after 6.6700"
+        ),
+        "{what}"
+    );
+    // Plain ICM-Mixup, seed 2: 6.55 → 7.01 → 9.89 (1.51×), accuracy 0.43; it recovered to 84.2 %.
+    let h = [
+        (7.45, 0.79),
+        (6.55, 0.84),
+        (7.01, 0.79),
+        (9.89, 0.43),
+        (9.38, 0.67),
+        (7.27, 0.73),
+    ];
+    assert_eq!(watch(&h).unwrap().0, 4);
+    // Just below the uniform level it is not (the spike rule still applies to sharp jumps).
+    let h = [
+        (7.45, 0.79),
+        (6.55, 0.84),
+        (7.01, 0.79),
+        (9.70, 0.43),
+        (7.27, 0.73),
+    ];
+    assert_eq!(watch(&h), None);
+}
+
 #[test]
 fn ordinary_histories_are_not_flagged() {
     // Falling ICM loss with a large bump (1.7×), rising accuracy.
@@ -193,4 +244,41 @@ fn the_quickstarts_baselines_are_never_flagged() {
     assert_eq!(exp.runs().len(), 18, "erm and mixup, 3 splits, 3 seeds");
     let summary = run_grid(&exp, tmp.path(), &RunOptions::default()).unwrap();
     assert!(summary.diverged.is_empty(), "{:?}", summary.diverged);
+}
+
+/// A record written before the watch knew a signature is judged by this version's watch in
+/// reports: a finished run whose `metrics.json` names no collapse but whose `history.csv` climbs
+/// past the uniform level is reported as diverged (left out of means, counted in its cell).
+#[test]
+fn reports_judge_older_records_by_their_history() {
+    use icm::report::{write_report, Formats, ReportSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = GRID
+        .replace("LR", "0.05")
+        .replace("seeds: [0]", "seeds: [0, 1, 2]");
+    let exp = parse_experiment(&yaml, Path::new("collapse.yaml")).unwrap();
+    let results = tmp.path().join("results");
+    let summary = run_grid(&exp, &results, &RunOptions::default()).unwrap();
+    assert!(summary.diverged.is_empty(), "{:?}", summary.diverged);
+    let dir = records::run_dir(&results, "collapse", &exp.runs()[0].run_id());
+    let path = dir.join(records::HISTORY_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let uniform = uniform_score_loss(&exp.runs()[0].method, 10, 32);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Epoch 5's loss becomes the uniform level: its earlier epochs are far below it.
+    let mut cells: Vec<String> = lines[5].split(',').map(str::to_string).collect();
+    cells[2] = format!("{}", uniform + 0.5);
+    lines[5] = cells.join(",");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = write_report(
+        &ReportSource::Experiment(Box::new(exp.clone())),
+        &results,
+        &tmp.path().join("reports"),
+        Formats::default(),
+    )
+    .unwrap();
+    let acc = std::fs::read_to_string(out.dir.join("tables/accuracy.md")).unwrap();
+    assert!(acc.contains("(n=2, 1 diverged)"), "{acc}");
+    let md = std::fs::read_to_string(out.dir.join("table.md")).unwrap();
+    assert!(md.contains("(seen in history.csv)"), "{md}");
 }

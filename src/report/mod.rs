@@ -230,6 +230,17 @@ pub fn write_report_recomputing(
             .iter()
             .map(|u| format!("not aggregated: `{}`: {}", u.dir.display(), u.reason)),
     );
+    notes.extend(found.runs.iter().filter_map(|r| {
+        r.metrics.diverged.as_ref().map(|d| {
+            format!(
+                "diverged (left out of means and claims unless a table includes them): `{}`: \
+                 epoch {}: {}",
+                r.dir.display(),
+                d.epoch,
+                d.what
+            )
+        })
+    }));
     write_tables(&tables, &notes, &out, formats)?;
     write_claims(&claim_rows, &notes, &out, formats)?;
     let mut figures = figures::write_forest_plots(&claim_rows, &out)?;
