@@ -301,18 +301,14 @@ fn logits_round_trip_and_recompute_gives_the_stored_metrics() {
     );
 }
 
-/// Two `runs.csv` texts are the same but for numbers 1 ulp apart: the report without
-/// `--recompute` reads `metrics.json` through serde_json's default float parser, which may land
-/// 1 ulp off the value written (the recomputed value is the written one: see above).
+/// Two `runs.csv` texts hold the same values: the report reads `metrics.json` exactly (serde_json
+/// with `float_roundtrip`), so a recomputed value is the stored one bit for bit.
 fn assert_same_up_to_parsing(a: &str, b: &str) {
     assert_eq!(a.lines().count(), b.lines().count());
     for (x, y) in a.lines().zip(b.lines()) {
         for (u, v) in x.split(',').zip(y.split(',')) {
             match (u.parse::<f64>(), v.parse::<f64>()) {
-                (Ok(u), Ok(v)) => assert!(
-                    u == v || (u - v).abs() <= 2.0 * f64::EPSILON * u.abs().max(v.abs()),
-                    "{u} vs {v}"
-                ),
+                (Ok(u), Ok(v)) => assert_eq!(u.to_bits(), v.to_bits(), "{u} vs {v}"),
                 _ => assert_eq!(u, v),
             }
         }

@@ -242,7 +242,7 @@ pub fn recompute_metrics(runs: &mut [RunRecord]) -> Result<Vec<String>> {
     }
     let mut notes = vec![format!(
         "--recompute: the metrics of {recomputed} runs were computed again from their {} \
-         ({changed} differ from their {} by more than its last digit)",
+         ({changed} differ from their {})",
         records::LOGITS_FILE,
         records::METRICS_FILE
     )];
@@ -258,8 +258,8 @@ pub fn recompute_metrics(runs: &mut [RunRecord]) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// Whether two runs' test metrics agree up to the last bit of each value: serde_json's default
-/// parser may read a number of `metrics.json` 1 ulp off the value written.
+/// Whether two runs' test metrics agree bit for bit (serde_json reads numbers exactly, its
+/// `float_roundtrip` feature: a value read back from `metrics.json` is the value written).
 fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
     let values = |t: &TestMetrics| {
         let mut v = vec![t.accuracy, t.ece, t.adaptive_ece, t.mce, t.nll, t.brier];
@@ -267,12 +267,7 @@ fn same_metrics(a: &TestMetrics, b: &TestMetrics) -> bool {
         v
     };
     let (va, vb) = (values(a), values(b));
-    va.len() == vb.len() && va.iter().zip(&vb).all(|(&x, &y)| same_value(x, y))
-}
-
-/// Equal but for the last bit (a value read back from JSON by serde_json's default parser).
-fn same_value(x: f64, y: f64) -> bool {
-    x == y || (x - y).abs() <= 2.0 * f64::EPSILON * x.abs().max(y.abs())
+    va.len() == vb.len() && va.iter().zip(&vb).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// The reliability bins of a run as its report uses them: `reliability.json`, unless the run's
@@ -280,7 +275,7 @@ fn same_value(x: f64, y: f64) -> bool {
 /// computed again from the stored logits too, so the diagrams agree with the tables.
 pub fn reliability(run: &RunRecord) -> Result<records::Reliability> {
     let stored = records::read_reliability(&run.dir.join(records::RELIABILITY_FILE))?;
-    if same_value(stored.ece, run.metrics.test.ece) {
+    if stored.ece.to_bits() == run.metrics.test.ece.to_bits() {
         return Ok(stored);
     }
     Ok(records::recompute(&run.dir, &run.metrics.test)?.map_or(stored, |(_, r)| r))
