@@ -282,3 +282,44 @@ fn reports_judge_older_records_by_their_history() {
     let md = std::fs::read_to_string(out.dir.join("table.md")).unwrap();
     assert!(md.contains("(seen in history.csv)"), "{md}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Divergence watch
+
+fn watched(classes: usize, epochs: usize, uniform: f64, h: &[(f64, f64)]) -> Option<usize> {
+    let mut w = DivergenceWatch::new(classes, epochs, uniform);
+    h.iter().enumerate().find_map(|(i, &(loss, acc))| {
+        w.observe(&EpochRecord {
+            epoch: i + 1,
+            lr: 0.1,
+            train_loss: loss,
+            test_accuracy: acc,
+            ..Default::default()
+        })
+        .map(|d| d.epoch)
+    })
+}
+
+/// The spike compares with the lowest loss of exactly the 3 previous epochs (uniform loss 1, so
+/// every loss here passes the 0.75 share; accuracy stays 0.9): losses [1.0, 1.7, 1.7, 1.9] spike
+/// at epoch 4 (1.9 > 1.8 · 1.0, epoch 1 is in the window); [1.0, 1.7, 1.7, 1.7, 1.9] do not
+/// (epoch 1 is four back; 1.9 < 1.8 · 1.7). (Mutants: a window of 4 flags the second at epoch 5,
+/// a window of 2 misses the first.)
+#[test]
+fn the_spike_window_is_the_three_previous_epochs() {
+    let h = |losses: &[f64]| -> Vec<(f64, f64)> { losses.iter().map(|&l| (l, 0.9)).collect() };
+    assert_eq!(watched(10, 20, 1.0, &h(&[1.0, 1.7, 1.7, 1.9])), Some(4));
+    assert_eq!(watched(10, 20, 1.0, &h(&[1.0, 1.7, 1.7, 1.7, 1.9])), None);
+}
+
+/// Back at chance means accuracy ≤ 1.5 × chance in 2 consecutive epochs after one at ≥ 3 ×
+/// chance; both bounds are inclusive. Four classes (chance 0.25, exact in binary), 20 epochs,
+/// flat loss: accuracies [0.75, 0.375, 0.375] → diverged at epoch 3. (Mutants: `<` for the
+/// chance bound or `>` for the learned bound miss it.) Just outside either bound is not.
+#[test]
+fn chance_level_bounds_are_inclusive() {
+    let h = |accs: &[f64]| -> Vec<(f64, f64)> { accs.iter().map(|&a| (1.0, a)).collect() };
+    assert_eq!(watched(4, 20, 100.0, &h(&[0.75, 0.375, 0.375])), Some(3));
+    assert_eq!(watched(4, 20, 100.0, &h(&[0.74, 0.375, 0.375])), None);
+    assert_eq!(watched(4, 20, 100.0, &h(&[0.75, 0.38, 0.375])), None);
+}

@@ -113,3 +113,31 @@ fn checkpoints_of_a_defective_trainer_are_not_resumed() {
         "trained from scratch, not from the old checkpoint"
     );
 }
+
+/// Revision 3 fixed the blur corruption's σ on images under 28 pixels: a revision-2 record of a
+/// digits run scored on `gaussian_blur` is superseded; one scored on other corruptions only, or
+/// one on Fashion-MNIST's 28 × 28 images, is kept.
+#[test]
+fn blur_scores_of_revision_2_on_small_images_are_superseded() {
+    use icm::train::revision::defect_affecting;
+    let run = |extra: &str| {
+        let exp = parse_experiment(&format!("{GRID}{extra}"), Path::new("rev.yaml")).unwrap();
+        exp.runs()[0].clone()
+    };
+    let blur = run("evaluate: {corruptions: [gaussian_blur, rotate], severities: [1]}\n");
+    let why = defect_affecting(&blur, 2).expect("superseded").what;
+    assert!(why.contains("gaussian_blur"), "{why}");
+    assert!(
+        defect_affecting(&blur, 3).is_none(),
+        "trained by the fixed revision"
+    );
+    let other = run("evaluate: {corruptions: [rotate], severities: [1]}\n");
+    assert!(defect_affecting(&other, 2).is_none());
+    let fashion =
+        run("evaluate: {corruptions: [gaussian_blur], severities: [1]}\ndataset: fashion-mnist\n");
+    assert!(defect_affecting(&fashion, 2).is_none());
+    let padded = run(
+        "evaluate: {corruptions: [gaussian_blur], severities: [1]}\npreprocess: {pad_to: 32}\n",
+    );
+    assert!(defect_affecting(&padded, 2).is_none());
+}

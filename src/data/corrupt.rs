@@ -125,7 +125,9 @@ pub fn corrupt(data: &Dataset, corruption: Corruption, severity: u8, seed: u64) 
                 }
             }
             Corruption::GaussianBlur => {
-                blur(img, shape, p * shape.height.max(shape.width) as f64 / 28.0)
+                // σ in pixels up to 28 × 28, scaled up for larger images only.
+                let side = shape.height.max(shape.width).max(28);
+                blur(img, shape, p * side as f64 / 28.0)
             }
             Corruption::Contrast => {
                 let plane = shape.height * shape.width;
