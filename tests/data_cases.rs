@@ -333,4 +333,6 @@ fn infinite_logit_rows_score_infinite_not_nan() {
             "{score:?}"
         );
     }
+    // MSP stays a probability: such a row is scored as uniform, 1/C.
+    assert_eq!(OodScore::Msp.scores(&[inf, 0.0, 1.0, -inf], 4), vec![0.25]);
 }

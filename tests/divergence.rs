@@ -281,6 +281,10 @@ fn reports_judge_older_records_by_their_history() {
     assert!(acc.contains("(n=2, 1 diverged)"), "{acc}");
     let md = std::fs::read_to_string(out.dir.join("table.md")).unwrap();
     assert!(md.contains("(seen in history.csv)"), "{md}");
+    // `icm status` judges it the same way.
+    let hour = std::time::Duration::from_secs(3600);
+    let status = icm::grid::status::grid_status(&exp, &results, hour).unwrap();
+    assert!(status.contains("2 done     1 diverged"), "{status}");
 }
 
 // ---------------------------------------------------------------------------------------------

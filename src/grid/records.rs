@@ -12,7 +12,7 @@ use crate::metrics::{Bin, Prediction, TestMetrics};
 use crate::nn::DeviceKind;
 use crate::spec::{yaml_error, RunConfig};
 use crate::train::revision::defect_affecting;
-use crate::train::{Divergence, EpochRecord, RunOutcome, TRAINER_REVISION};
+use crate::train::{Divergence, DivergenceWatch, EpochRecord, RunOutcome, TRAINER_REVISION};
 use crate::util::{fault_point, npy, write_atomic};
 
 /// Contents of `metrics.json`: identification of the run plus its test metrics.
@@ -441,6 +441,29 @@ pub fn read_predictions(path: &Path) -> Result<Vec<(usize, usize, f64)>> {
             })
         })
         .collect()
+}
+
+/// How the finished run in `dir` collapsed, if it did: as its record says, or else as its
+/// `history.csv` shows to this version's watch (`crate::train::divergence`), so a run recorded
+/// before the watch knew a signature is judged like a run trained now, without training it
+/// again (its cause then ends `(seen in history.csv)`). Reports and `icm status` both ask here.
+pub fn divergence(
+    dir: &Path,
+    config: &RunConfig,
+    metrics: &RunMetrics,
+) -> Result<Option<Divergence>> {
+    if metrics.diverged.is_some() {
+        return Ok(metrics.diverged.clone());
+    }
+    let history = read_history(&dir.join(HISTORY_FILE))?;
+    let classes = metrics.train_class_counts.len();
+    let batch = config.train.batch_size.min(metrics.train_size);
+    let uniform = crate::mix::losses::uniform_score_loss(&config.method, classes, batch);
+    let watch = DivergenceWatch::new(classes, config.train.epochs, uniform);
+    Ok(watch.replay(&history).map(|d| Divergence {
+        epoch: d.epoch,
+        what: format!("{} (seen in history.csv)", d.what),
+    }))
 }
 
 /// Checks the files of a finished run besides `metrics.json` (history, reliability bins,

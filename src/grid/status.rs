@@ -44,7 +44,10 @@ pub fn grid_status(
         match locks::state(&dir, lock_timeout) {
             RunState::Done => {
                 let record = records::read_metrics(&dir.join(records::METRICS_FILE)).ok();
-                if record.as_ref().is_some_and(|m| m.diverged.is_some()) {
+                let diverged = record
+                    .as_ref()
+                    .is_some_and(|m| matches!(records::divergence(&dir, &config, m), Ok(Some(_))));
+                if diverged {
                     counts.diverged += 1;
                     total.diverged += 1;
                 } else {

@@ -29,7 +29,9 @@ impl OodScore {
     }
 
     /// The score of every row of B × C logits, in f64. A row with a NaN logit scores −∞ (it is
-    /// the least in-distribution image there is).
+    /// the least in-distribution image there is). A row whose largest logit is ±∞ has that
+    /// infinity as its max logit and energy, and the MSP of uniform probabilities, 1/C, as the
+    /// test metrics score such a row (an MSP is a probability, never ∞).
     pub fn scores(self, logits: &[f32], classes: usize) -> Vec<f64> {
         logits
             .chunks(classes)
@@ -39,7 +41,10 @@ impl OodScore {
                 }
                 let max = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
                 if !max.is_finite() {
-                    return max;
+                    return match self {
+                        OodScore::Msp => 1.0 / classes as f64,
+                        OodScore::MaxLogit | OodScore::Energy => max,
+                    };
                 }
                 let sum: f64 = row.iter().map(|&z| (z as f64 - max).exp()).sum();
                 match self {

@@ -12,9 +12,8 @@ use crate::grid::locks::{self, RunState};
 use crate::grid::records::{self, RunMetrics};
 use crate::metrics::catalog::in_use;
 use crate::metrics::{Metric, TestMetrics};
-use crate::mix::losses::uniform_score_loss;
 use crate::spec::RunConfig;
-use crate::train::{Divergence, DivergenceWatch, EpochRecord};
+use crate::train::EpochRecord;
 use crate::util::json::flatten;
 use crate::util::write_atomic;
 
@@ -151,9 +150,7 @@ pub fn collect(root: &Path) -> Result<Collection> {
                     config,
                     metrics: records::read_metrics(&dir.join(records::METRICS_FILE))?,
                 };
-                if run.metrics.diverged.is_none() {
-                    run.metrics.diverged = diverged_in_history(&run)?;
-                }
+                run.metrics.diverged = records::divergence(&run.dir, &run.config, &run.metrics)?;
                 Ok(run)
             });
             match read {
@@ -173,21 +170,6 @@ pub fn collect(root: &Path) -> Result<Collection> {
     }
     drop_copies(&mut out);
     Ok(out)
-}
-
-/// A collapse the run's own record does not name but its `history.csv` shows to this version's
-/// watch (`crate::train::divergence`): a run recorded before the watch knew that signature is
-/// judged like a run trained now, without training it again.
-fn diverged_in_history(run: &RunRecord) -> Result<Option<Divergence>> {
-    let history = records::read_history(&run.dir.join(records::HISTORY_FILE))?;
-    let classes = run.metrics.train_class_counts.len();
-    let batch = run.config.train.batch_size.min(run.metrics.train_size);
-    let uniform = uniform_score_loss(&run.config.method, classes, batch);
-    let watch = DivergenceWatch::new(classes, run.config.train.epochs, uniform);
-    Ok(watch.replay(&history).map(|d| Divergence {
-        epoch: d.epoch,
-        what: format!("{} (seen in history.csv)", d.what),
-    }))
 }
 
 /// Keeps one record of each run id (every record's folder is named after its id, see
