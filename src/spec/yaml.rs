@@ -13,7 +13,12 @@ pub fn yaml_error(path: &Path, err: &serde_yaml::Error) -> String {
         None => path.display().to_string(),
     };
     let mut out = format!("{place}: {message}");
-    if let Some(hint) = did_you_mean(&message) {
+    if unknown_name(&message) == Some("<<") {
+        // serde_yaml reads YAML 1.2, which has no merge keys: `<<` is an ordinary key to it.
+        out.push_str(
+            "\n  hint: YAML merge keys (`<<: *anchor`) are not supported; write the keys out",
+        );
+    } else if let Some(hint) = did_you_mean(&message) {
         out.push_str(&format!("\n  hint: did you mean `{hint}`?"));
     }
     out

@@ -101,6 +101,7 @@ case('run-jobs-absurd', BASE, 'command: run --quiet --no-report --jobs 100000\ns
 case('run-results-is-a-file', BASE, 'command: run experiment.yaml --results experiment.yaml\nerror: --results experiment.yaml: this is a file, not a folder')
 case('report-missing-folder', BASE, 'command: report /nonexistent/dir\nerror: icm report /nonexistent/dir: no such file or folder')
 case('yaml-batch-above-the-split', sub('batch_size: 16', 'batch_size: 500'), 'command: data\nstdout: `train.batch_size` 500 is more than these 100 images: each epoch is one batch of 100')
+case('yaml-merge-key', sub('train: {epochs: 2, batch_size: 16, lr: 0.05}', 'train:\n  <<: {epochs: 2, batch_size: 16}\n  lr: 0.05'), 'command: data\nerror: YAML merge keys (`<<: *anchor`) are not supported; write the keys out')
 case('yaml-name-dots', sub('name: c', 'name: ".."'), 'command: data\nerror: `name`: `..` is not a usable folder name')
 case('yaml-name-too-long', sub('name: c', 'name: ' + 'a' * 101), 'command: data\nerror: `name`: `' + 'a' * 101 + '` is 101 characters long; use at most 100')
 case('yaml-train-null', sub('train: {epochs: 2, batch_size: 16, lr: 0.05}', 'train: ~'), 'command: data\nerror: train: invalid type: unit value, expected a map of settings (`key: value`)')
