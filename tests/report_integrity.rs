@@ -303,6 +303,18 @@ fn a_copied_run_counts_once_and_a_linked_run_counts() {
     fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
     fs::rename(&second, &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &second).unwrap();
+    // A dangling link and a link to a folder above it are listed, not fatal; an old record kept
+    // aside inside a run folder (`superseded-*/`) is not a run of its own.
+    let root = results.join("integrity");
+    std::os::unix::fs::symlink(tmp.path().join("deleted"), root.join("scratch")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("loop")).unwrap();
+    let aside = first.join("superseded-1");
+    fs::create_dir(&aside).unwrap();
+    fs::copy(
+        first.join(records::METRICS_FILE),
+        aside.join(records::METRICS_FILE),
+    )
+    .unwrap();
 
     for source in [
         ReportSource::Experiment(Box::new(exp.clone())),
@@ -325,7 +337,20 @@ fn a_copied_run_counts_once_and_a_linked_run_counts() {
             )),
             "{md}"
         );
+        assert!(!md.contains("superseded-1"), "{md}");
     }
+    let folder = write_report(
+        &ReportSource::Folder(root.clone()),
+        &results,
+        &reports,
+        Formats::default(),
+    )
+    .unwrap();
+    let notes = folder.notes.join("\n");
+    assert!(
+        notes.contains("scratch") && notes.contains("cannot be read"),
+        "{notes}"
+    );
 }
 
 /// A `metrics.json` whose seed is not its `config.yaml`'s is a damaged record: trained again,

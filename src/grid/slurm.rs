@@ -27,10 +27,14 @@ pub struct SlurmOptions {
 }
 
 /// Checks a wall-time limit against the forms sbatch accepts: `M`, `M:S`, `H:M:S`, `D-H`,
-/// `D-H:M`, `D-H:M:S` (numbers), or `UNLIMITED`/`INFINITE`. sbatch itself would refuse a bad
-/// one only when the script is submitted, perhaps on another machine.
+/// `D-H:M`, `D-H:M:S` (numbers), or `UNLIMITED`/`INFINITE`/`-1` (any case, as Slurm reads them).
+/// sbatch itself would refuse a bad one only when the script is submitted, perhaps on another
+/// machine.
 pub fn check_time(time: &str) -> std::result::Result<(), String> {
-    if matches!(time, "UNLIMITED" | "INFINITE") {
+    let unlimited = ["UNLIMITED", "INFINITE", "-1"]
+        .iter()
+        .any(|w| time.eq_ignore_ascii_case(w));
+    if unlimited {
         return Ok(());
     }
     let number = |p: &str| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit());
@@ -161,6 +165,9 @@ mod tests {
             "1-12:30",
             "1-12:30:00",
             "UNLIMITED",
+            "unlimited",
+            "Infinite",
+            "-1",
         ] {
             assert_eq!(check_time(ok), Ok(()), "{ok}");
         }
@@ -169,7 +176,7 @@ mod tests {
             "banana",
             "4h",
             "1:2:3:4",
-            "-1",
+            "-2",
             "1-",
             "1-2-3",
             "04::00",

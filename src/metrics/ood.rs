@@ -30,8 +30,8 @@ impl OodScore {
 
     /// The score of every row of B × C logits, in f64. A row with a NaN logit scores −∞ (it is
     /// the least in-distribution image there is). A row whose largest logit is ±∞ has that
-    /// infinity as its max logit and energy, and the MSP of uniform probabilities, 1/C, as the
-    /// test metrics score such a row (an MSP is a probability, never ∞).
+    /// infinity as its max logit and energy, and the MSP of uniform probabilities, 1/C (an MSP
+    /// is a probability, never ∞).
     pub fn scores(self, logits: &[f32], classes: usize) -> Vec<f64> {
         logits
             .chunks(classes)

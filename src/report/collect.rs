@@ -102,8 +102,10 @@ fn unfinished_run(dir: &Path, out: &mut Collection) {
 }
 
 /// Walks `root` for run folders (those with a `config.yaml`, or a `metrics.json` without one,
-/// which is reported as unreadable), following links as `icm status` does. A run stored twice
-/// (a copy of its folder elsewhere under `root`) counts once (`drop_copies`).
+/// which is reported as unreadable), following links as `icm status` does, and not into a run
+/// folder (its `superseded-*/` folders hold old records kept aside). A run stored twice (a copy
+/// of its folder elsewhere under `root`) counts once (`drop_copies`). A link that is broken or
+/// loops is listed as unreadable; only an unreadable `root` stops the walk.
 pub fn collect(root: &Path) -> Result<Collection> {
     if !root.is_dir() {
         bail!(
@@ -113,17 +115,32 @@ pub fn collect(root: &Path) -> Result<Collection> {
     }
     let mut out = Collection::default();
     // Folders whose names start with a dot hold runs moved aside (`icm clean`), not results.
-    let walk = WalkDir::new(root)
+    let mut walk = WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
-        .into_iter();
-    for entry in
-        walk.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
-    {
-        let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    while let Some(entry) = walk.next() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.depth() > 0 => {
+                out.unfinished.push(Unfinished {
+                    dir: e.path().unwrap_or(root).to_path_buf(),
+                    reason: format!("cannot be read (a broken or looping link?): {e}"),
+                });
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot walk {}", root.display())),
+        };
         let dir = entry.path();
         if !entry.file_type().is_dir() {
             continue;
+        }
+        let is_run = [records::CONFIG_FILE, records::METRICS_FILE]
+            .iter()
+            .any(|f| dir.join(f).is_file());
+        if is_run && entry.depth() > 0 {
+            walk.skip_current_dir();
         }
         let unfinished = |reason: String| Unfinished {
             dir: dir.to_path_buf(),

@@ -134,7 +134,7 @@ fn check_name(name: &str) -> Checked {
             "name",
             format!(
                 "`{name}` is not a usable folder name; use letters, digits, `-`, `_` or `.`, \
-                 with at least one letter or digit"
+                 not dots alone"
             ),
         ));
     }
