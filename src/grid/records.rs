@@ -443,38 +443,46 @@ pub fn read_predictions(path: &Path) -> Result<Vec<(usize, usize, f64)>> {
         .collect()
 }
 
-/// How the finished run in `dir` collapsed, if it did: as its record says, or else as its
-/// `history.csv` shows to this version's watch (`crate::train::divergence`), so a run recorded
+/// How a finished run collapsed, if it did: as its record says, or else as its `history.csv`
+/// (`history`) shows to this version's watch (`crate::train::divergence`), so a run recorded
 /// before the watch knew a signature is judged like a run trained now, without training it
 /// again (its cause then ends `(seen in history.csv)`). Reports and `icm status` both ask here.
 pub fn divergence(
-    dir: &Path,
     config: &RunConfig,
     metrics: &RunMetrics,
-) -> Result<Option<Divergence>> {
+    history: &[EpochRecord],
+) -> Option<Divergence> {
     if metrics.diverged.is_some() {
-        return Ok(metrics.diverged.clone());
+        return metrics.diverged.clone();
     }
-    let history = read_history(&dir.join(HISTORY_FILE))?;
     let classes = metrics.train_class_counts.len();
     let batch = config.train.batch_size.min(metrics.train_size);
     let uniform = crate::mix::losses::uniform_score_loss(&config.method, classes, batch);
     let watch = DivergenceWatch::new(classes, config.train.epochs, uniform);
-    Ok(watch.replay(&history).map(|d| Divergence {
+    watch.replay(history).map(|d| Divergence {
         epoch: d.epoch,
         what: format!("{} (seen in history.csv)", d.what),
-    }))
+    })
+}
+
+/// What [`check_auxiliary`] read of a finished run, for its caller to use instead of reading
+/// the files again.
+#[derive(Debug)]
+pub struct CheckedRecord {
+    pub metrics: RunMetrics,
+    pub history: Vec<EpochRecord>,
 }
 
 /// Checks the files of a finished run besides `metrics.json` (history, reliability bins,
 /// predictions, test logits and labels), each on its own and against `metrics.json`'s test-set
 /// size and class count: a run with a damaged one is not aggregated (nor recomputed from its
-/// logits), and the error says which file and what.
-pub fn check_auxiliary(dir: &Path) -> Result<()> {
+/// logits), and the error says which file and what. Returns the record and history it read.
+pub fn check_auxiliary(dir: &Path) -> Result<CheckedRecord> {
     let metrics = read_metrics(&dir.join(METRICS_FILE))?;
     let (test_size, classes) = (metrics.test_size, metrics.train_class_counts.len());
     let history_path = dir.join(HISTORY_FILE);
-    if read_history(&history_path)?.is_empty() {
+    let history = read_history(&history_path)?;
+    if history.is_empty() {
         bail!(
             "{}: no epochs after the header ({} says the run trained {})",
             history_path.display(),
@@ -507,7 +515,7 @@ pub fn check_auxiliary(dir: &Path) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(CheckedRecord { metrics, history })
 }
 
 /// A reliability file's bins: edges within [0, 1] in order, confidences and accuracies in

@@ -44,9 +44,11 @@ pub fn grid_status(
         match locks::state(&dir, lock_timeout) {
             RunState::Done => {
                 let record = records::read_metrics(&dir.join(records::METRICS_FILE)).ok();
-                let diverged = record
-                    .as_ref()
-                    .is_some_and(|m| matches!(records::divergence(&dir, &config, m), Ok(Some(_))));
+                let diverged = record.as_ref().is_some_and(|m| {
+                    // An unreadable history leaves the record's own verdict.
+                    let history = records::read_history(&dir.join(records::HISTORY_FILE));
+                    records::divergence(&config, m, &history.unwrap_or_default()).is_some()
+                });
                 if diverged {
                     counts.diverged += 1;
                     total.diverged += 1;

@@ -161,14 +161,14 @@ pub fn collect(root: &Path) -> Result<Collection> {
                 .push(unfinished(format!("to be trained again: {reason}")));
         } else if dir.join(records::METRICS_FILE).is_file() {
             let read = records::read_config(&dir.join(records::CONFIG_FILE)).and_then(|config| {
-                records::check_auxiliary(dir)?;
-                let mut run = RunRecord {
+                let checked = records::check_auxiliary(dir)?;
+                let mut metrics = checked.metrics;
+                metrics.diverged = records::divergence(&config, &metrics, &checked.history);
+                Ok(RunRecord {
                     dir: dir.to_path_buf(),
                     config,
-                    metrics: records::read_metrics(&dir.join(records::METRICS_FILE))?,
-                };
-                run.metrics.diverged = records::divergence(&run.dir, &run.config, &run.metrics)?;
-                Ok(run)
+                    metrics,
+                })
             });
             match read {
                 Ok(run) => out.runs.push(run),
