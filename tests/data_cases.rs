@@ -291,17 +291,7 @@ fn rotation_turns_about_the_centre() {
 /// every image, so 3/28 px here and the line barely changed.)
 #[test]
 fn blur_sigma_is_in_pixels_for_images_up_to_28_pixels() {
-    let data = Dataset {
-        images: vec![0.0, 1.0, 0.0],
-        labels: vec![0],
-        shape: ImageShape {
-            channels: 1,
-            height: 1,
-            width: 3,
-        },
-        classes: 1,
-        background: vec![0.0; 3],
-    };
+    let data = dataset(vec![0.0, 1.0, 0.0], shape(1, 1, 3));
     let total: f64 = (-3i32..=3).map(|k| (-(k * k) as f64 / 2.0).exp()).sum();
     let out = corrupt(&data, Corruption::GaussianBlur, 4, 0).images;
     assert!(

@@ -30,6 +30,11 @@ fn train(yaml: &str, results: &Path) -> icm::spec::LoadedExperiment {
     exp
 }
 
+/// The report of `source` over the runs in `results`, written under `reports`.
+fn report(source: ReportSource, results: &Path, reports: &Path) -> icm::report::ReportOutput {
+    write_report(&source, results, reports, Formats::default()).unwrap()
+}
+
 fn read(path: PathBuf) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -44,13 +49,11 @@ fn a_renamed_method_keeps_its_runs_under_its_new_name() {
         Path::new("integrity.yaml"),
     )
     .unwrap();
-    let out = write_report(
-        &ReportSource::Experiment(Box::new(renamed)),
+    let out = report(
+        ReportSource::Experiment(Box::new(renamed)),
         &results,
         &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    );
     let acc = read(out.dir.join("tables/accuracy.md"));
     let row = acc.lines().find(|l| l.starts_with("| ours |")).expect(&acc);
     assert!(
@@ -81,13 +84,7 @@ fn runs_trained_under_another_experiment_name_join_their_cells() {
     }
     let all_seeds = GRID.replace("seeds: [0, 1]", "seeds: [0, 1, 2]");
     let exp = parse_experiment(&all_seeds, Path::new("integrity.yaml")).unwrap();
-    let out = write_report(
-        &ReportSource::Experiment(Box::new(exp)),
-        &results,
-        &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    let out = report(ReportSource::Experiment(Box::new(exp)), &results, &reports);
     let acc = read(out.dir.join("tables/accuracy.md"));
     assert!(acc.contains("mean ± std over 3 seeds"), "{acc}");
     assert!(!acc.contains("(n="), "every cell has its 3 runs: {acc}");
@@ -99,13 +96,11 @@ fn a_folder_with_two_configurations_reports_them_apart() {
     let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
     train(GRID, &results);
     train(&GRID.replace("lr: 0.05", "lr: 0.1"), &results);
-    let out = write_report(
-        &ReportSource::Folder(results.join("integrity")),
+    let out = report(
+        ReportSource::Folder(results.join("integrity")),
         &results,
         &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    );
     let acc = read(out.dir.join("tables/accuracy.md"));
     for row in [
         "| mixup [train.lr=0.05] |",
@@ -144,13 +139,7 @@ fn the_claims_table_opens_the_report_and_integers_stay_integers() {
     let tmp = tempfile::tempdir().unwrap();
     let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
     let exp = train(GRID, &results);
-    let out = write_report(
-        &ReportSource::Experiment(Box::new(exp)),
-        &results,
-        &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    let out = report(ReportSource::Experiment(Box::new(exp)), &results, &reports);
     let md = read(out.dir.join("table.md"));
     let first_table = md.find("### ").unwrap();
     assert!(md[first_table..].starts_with("### Claims"), "{md}");
@@ -320,7 +309,7 @@ fn a_copied_run_counts_once_and_a_linked_run_counts() {
         ReportSource::Experiment(Box::new(exp.clone())),
         ReportSource::Folder(results.join("integrity")),
     ] {
-        let out = write_report(&source, &results, &reports, Formats::default()).unwrap();
+        let out = report(source, &results, &reports);
         let acc = read(out.dir.join("tables/accuracy.md"));
         assert!(acc.contains("mean ± std over 2 seeds"), "{acc}");
         assert!(
@@ -339,13 +328,7 @@ fn a_copied_run_counts_once_and_a_linked_run_counts() {
         );
         assert!(!md.contains("superseded-1"), "{md}");
     }
-    let folder = write_report(
-        &ReportSource::Folder(root.clone()),
-        &results,
-        &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    let folder = report(ReportSource::Folder(root.clone()), &results, &reports);
     let notes = folder.notes.join("\n");
     assert!(
         notes.contains("scratch") && notes.contains("cannot be read"),
@@ -396,13 +379,11 @@ fn a_config_copied_from_another_run_does_not_move_the_run() {
         dir_of(&runs[0]).join(records::CONFIG_FILE),
     )
     .unwrap();
-    let out = write_report(
-        &ReportSource::Experiment(Box::new(exp.clone())),
+    let out = report(
+        ReportSource::Experiment(Box::new(exp.clone())),
         &results,
         &reports,
-        Formats::default(),
-    )
-    .unwrap();
+    );
     let acc = read(out.dir.join("tables/accuracy.md"));
     assert!(acc.contains("mean ± std over 2 seeds"), "{acc}");
     assert!(!acc.contains("(n="), "every cell keeps its 2 runs: {acc}");

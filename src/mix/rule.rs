@@ -170,6 +170,11 @@ mod tests {
             label_weight(LabelRule::Remix, 0.6, 1, 0, &counts, 3.0, 0.5),
             1.0
         );
+        // ratio exactly 1/κ and 1 − λ exactly τ, not < τ: standard weight.
+        assert_eq!(
+            label_weight(LabelRule::Remix, 0.5, 1, 0, &counts, 3.0, 0.5),
+            0.5
+        );
         // balanced pair: plain λ.
         assert_eq!(
             label_weight(LabelRule::Remix, 0.3, 1, 2, &counts, 3.0, 0.5),

@@ -43,7 +43,6 @@ impl RunConfig {
     /// resolved config without the data folder and the method's display name. Same on every
     /// machine (keys are sorted, floats print in shortest round-trip form).
     pub fn run_id(&self) -> String {
-        use sha2::{Digest, Sha256};
         let mut value = serde_json::to_value(self).expect("run config serialises");
         // Display names do not change a result either: renaming a method keeps its runs.
         if let Some(serde_json::Value::Object(method)) = value.get_mut("method") {
@@ -59,8 +58,7 @@ impl RunConfig {
             fields.remove("root");
         }
         let json = serde_json::to_string(&value).expect("run config serialises");
-        let digest = Sha256::digest(json.as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        crate::util::text::sha256_hex(&json, 8)
     }
 }
 

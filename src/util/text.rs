@@ -27,10 +27,19 @@ pub fn file_safe(label: &str) -> String {
     if safe.len() <= FILE_SAFE_MAX {
         return safe;
     }
+    format!("{}-{}", &safe[..FILE_SAFE_MAX - 9], sha256_hex(label, 4))
+}
+
+/// The first `bytes` bytes of the SHA-256 of `text`, as 2·`bytes` lowercase hex digits (run ids,
+/// tags of long file names).
+pub fn sha256_hex(text: &str, bytes: usize) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(label.as_bytes());
-    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{tag}", &safe[..FILE_SAFE_MAX - 9])
+    let digest = Sha256::digest(text.as_bytes());
+    digest
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The longest name [`file_safe`] returns (room is left for a figure's prefix and suffix).
